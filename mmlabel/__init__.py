@@ -1,0 +1,23 @@
+"""mmlabel: multimodal sequence labeling (a post's words and its image in, a tag per word out) from swappable,
+plugin-provided components. Importing it is cheap: torch and friends load only when a component is built."""
+from mmlabel.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["ComponentConfig", "components", "create", "hookimpl", "lazy", "load_recipe"]
+
+_LAZY = {
+    "ComponentConfig": "mmlabel.registry",
+    "components": "mmlabel.registry",
+    "create": "mmlabel.registry",
+    "lazy": "mmlabel.registry",
+    "load_recipe": "mmlabel.recipe",
+    "Recipe": "mmlabel.recipe",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmlabel' has no attribute {name!r}")

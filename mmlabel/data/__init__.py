@@ -1,0 +1,1 @@
+"""Data: examples, images, tag schemes, statistics and the synthetic dataset."""

@@ -1,0 +1,186 @@
+"""Recipes: plain TOML read with tomllib into a pydantic `Recipe`, with `--set key.path=value` overrides and
+every component's options checked against its registered `Config`."""
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmlabel.errors import ComponentError, RecipeError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentSpec(BaseModel):
+    """A component section: `name` plus that component's options, validated later against its `Config`."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataSection(Section):
+    reader: ComponentSpec = ComponentSpec(name="jml")
+    root: str = "data"
+    images: str = "images"
+    missing_image: Literal["error", "blank"] = "error"
+    on_bad_example: Literal["error", "skip"] = "error"
+    tag_scheme: str = "collapsed5"
+    max_tokens: int = Field(60, gt=1)
+    synthetic: bool = False
+
+    def root_path(self) -> Path:
+        """`root`, relative to MMLABEL_DATA where that is set, else to the current directory."""
+        root = Path(os.path.expanduser(self.root))
+        base = os.environ.get("MMLABEL_DATA")
+        return root if root.is_absolute() or not base else Path(base) / root
+
+    def images_path(self) -> Path:
+        """The image directory: relative to the data root unless absolute."""
+        images = Path(os.path.expanduser(self.images))
+        return images if images.is_absolute() else self.root_path() / images
+
+
+class LossSection(Section):
+    alpha: float = Field(0.6, ge=0, description="weight of the text-only tagger's loss")
+    beta: float = Field(0.6, ge=0, description="weight of the token-patch alignment loss")
+
+
+class TrainSection(Section):
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(1.0, ge=0)
+    seed: int = 1
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class OutputSection(Section):
+    dir: str = "runs"
+
+
+class Recipe(Section):
+    """A whole experiment: data, the model's components, loss weights, training and output."""
+
+    data: DataSection = DataSection()
+    text_encoder: ComponentSpec = ComponentSpec(name="hf", checkpoint="roberta-base")
+    image_encoder: ComponentSpec | None = None
+    fusion_head: ComponentSpec = ComponentSpec(name="dtca")
+    alignment_loss: ComponentSpec = ComponentSpec(name="emd")
+    metric: ComponentSpec = ComponentSpec(name="mabsa")
+    loss: LossSection = LossSection()
+    train: TrainSection = TrainSection()
+    output: OutputSection = OutputSection()
+
+    @field_validator("image_encoder", mode="before")
+    @classmethod
+    def _none_means_text_only(cls, value: Any) -> Any:
+        name = value.get("name") if isinstance(value, dict) else value
+        return None if name in (None, "none", "") else value
+
+    def component_specs(self) -> dict[str, ComponentSpec]:
+        """Key path -> component section, for every component the recipe names."""
+        specs = {
+            "data.reader": ("dataset_reader", self.data.reader),
+            "text_encoder": ("text_encoder", self.text_encoder),
+            "image_encoder": ("image_encoder", self.image_encoder),
+            "fusion_head": ("fusion_head", self.fusion_head),
+            "alignment_loss": ("alignment_loss", self.alignment_loss),
+            "metric": ("metric", self.metric),
+        }
+        return {path: (kind, spec) for path, (kind, spec) in specs.items() if spec is not None}
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def load_recipe(path: str | Path, overrides: list[str] = (), resolve: bool = True) -> Recipe:
+    """Read, override and validate a recipe; every error names the file and the key path."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: {error}") from None
+    return recipe_from_dict(raw, overrides, source=str(path), resolve=resolve)
+
+
+def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recipe>", resolve: bool = True) -> Recipe:
+    """Validate a recipe given as a dict (the parsed TOML), after applying `key.path=value` overrides."""
+    for override in overrides:
+        apply_override(raw, override)
+    if overrides:
+        source = f"{source} (with --set {', '.join(overrides)})"
+    try:
+        recipe = Recipe(**raw)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        key = ".".join(str(part) for part in detail["loc"])
+        raise RecipeError(f"{source}: {key}: {detail['msg']}") from None
+    if resolve:
+        try:
+            resolve_components(recipe)
+        except ComponentError as error:
+            raise RecipeError(f"{source}: {error}") from None
+    return recipe
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `key.path=value` in the raw recipe; the value is read as a TOML value where it parses, else as a string."""
+    key, separator, text = override.partition("=")
+    if not separator or not key.strip():
+        raise RecipeError(f"--set {override}: expected key.path=value")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str) and part in _COMPONENT_KEYS:
+            child = {"name": child}  # `reader = "jml"` shorthand, now given an option
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {override}: {'.'.join(parts[:depth + 1])} is not a section")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+_COMPONENT_KEYS = {"reader", "text_encoder", "image_encoder", "fusion_head", "alignment_loss", "metric"}
+
+
+def resolve_components(recipe: Recipe) -> None:
+    """Check every component name and its options against the registry, filling in each option's default."""
+    from mmlabel.registry import get
+
+    for path, (kind, spec) in recipe.component_specs().items():
+        try:
+            component = get(kind, spec.name)
+        except ComponentError as error:
+            raise ComponentError(f"{path}.name: {error}") from None
+        config = component.validate(spec.options, where=path)
+        options = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+        for key, value in options.items():
+            setattr(spec, key, value)

@@ -1,0 +1,154 @@
+"""The component registry: built from the plugins' `register_*` hooks, it finds, describes and creates components by name."""
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mmlabel.errors import ComponentError
+from mmlabel.plugins import KNOWN_PLUGINS, get_plugin_manager, plugin_info
+
+# Component kind -> the hook that registers it.
+KINDS: dict[str, str] = {
+    "text_encoder": "register_text_encoders",
+    "image_encoder": "register_image_encoders",
+    "fusion_head": "register_fusion_heads",
+    "alignment_loss": "register_alignment_losses",
+    "dataset_reader": "register_dataset_readers",
+    "metric": "register_metrics",
+}
+
+
+class ComponentConfig(BaseModel):
+    """Base of every component's `Config`: unknown options are errors, so a typo fails with its key path."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class LazyFactory:
+    """A factory named by its import path, imported on first use so that registering a component imports no torch."""
+
+    def __init__(self, target: str, description: str):
+        self.target = target
+        self.description = description
+
+    def load(self) -> Callable:
+        module_name, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @property
+    def Config(self) -> type[BaseModel] | None:  # noqa: N802 - mirrors the nested `Config` of a component class
+        return getattr(self.load(), "Config", None)
+
+    def __call__(self, *args, **kwargs):
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
+
+
+def lazy(target: str, description: str) -> LazyFactory:
+    """Register `"package.module:Class"` without importing it: `register("name", lazy("pkg.mod:Cls", "What it is."))`."""
+    return LazyFactory(target, description)
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: its kind, name, factory and the plugin (and distribution) that provides it."""
+
+    kind: str
+    name: str
+    factory: Callable
+    plugin: str
+
+    @property
+    def provider(self) -> str:
+        info = plugin_info(self.plugin)
+        return f"{info.distribution} {info.version}"
+
+    @property
+    def description(self) -> str:
+        text = getattr(self.factory, "description", None) or getattr(self.factory, "__doc__", None) or ""
+        return text.strip().splitlines()[0] if text.strip() else ""
+
+    @property
+    def config_class(self) -> type[BaseModel] | None:
+        return getattr(self.factory, "Config", None)
+
+    def validate(self, options: dict[str, Any], where: str = "") -> BaseModel | dict[str, Any]:
+        """Options checked against the component's `Config`; errors name the key path under `where`."""
+        config_class = self.config_class
+        if config_class is None:
+            return dict(options)
+        try:
+            return config_class(**options)
+        except ValidationError as error:
+            raise ComponentError(_first_error(error, where or self.kind)) from None
+
+    def create(self, **options):
+        """The component built from its options alone."""
+        return self.build(options)
+
+    def build(self, options: dict[str, Any], **runtime):
+        """The component built from its options plus what only the model knows (`num_tags`, `text_dim`, ...)."""
+        config = self.validate(options)
+        if isinstance(config, BaseModel):
+            return self.factory(config, **runtime)
+        return self.factory(**config, **runtime)
+
+
+def _first_error(error: ValidationError, prefix: str) -> str:
+    detail = error.errors()[0]
+    path = ".".join(str(part) for part in (prefix, *detail["loc"]) if part != "")
+    return f"{path}: {detail['msg']}"
+
+
+def components(kind: str | None = None) -> list[Component]:
+    """Every registered component of `kind` (or of every kind), in registration order."""
+    if kind is None:
+        return [component for each in KINDS for component in components(each)]
+    _check_kind(kind)
+    found: dict[str, Component] = {}
+    hook = getattr(get_plugin_manager().hook, KINDS[kind])
+    # Called one implementation at a time so that each registration is recorded with the plugin that made it.
+    for implementation in hook.get_hookimpls():
+        def register(name: str, factory: Callable, _plugin: str = implementation.plugin_name) -> None:
+            if name in found:
+                raise ComponentError(
+                    f"{kind} {name!r} is registered twice: by {found[name].provider} (plugin {found[name].plugin}) "
+                    f"and by {plugin_info(_plugin).distribution} (plugin {_plugin})"
+                )
+            found[name] = Component(kind, name, factory, _plugin)
+
+        arguments = {"register": register}
+        implementation.function(*[arguments[name] for name in implementation.argnames])
+    return list(found.values())
+
+
+def get(kind: str, name: str) -> Component:
+    """The component `name` of `kind`; an unknown name lists close matches, every available name and any install hint."""
+    available = {component.name: component for component in components(kind)}
+    if name in available:
+        return available[name]
+    message = f"unknown {kind} {name!r}"
+    hint = KNOWN_PLUGINS.get((kind, name))
+    if hint:
+        message += f": it is provided by a plugin that is not installed; install it with `{hint}`"
+    close = difflib.get_close_matches(name, available, n=3)
+    if close:
+        message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+    listing = ", ".join(f"{c.name} ({c.provider})" for c in available.values()) or "none"
+    raise ComponentError(f"{message}; available: {listing}")
+
+
+def create(kind: str, name: str, **options):
+    """Build the component `name` of `kind` from its options: `mmlabel.create("alignment_loss", "emd")`."""
+    return get(kind, name).create(**options)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ComponentError(f"unknown component kind {kind!r}{hint}; kinds: {', '.join(KINDS)}")
