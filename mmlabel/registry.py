@@ -150,5 +150,5 @@ def create(kind: str, name: str, **options):
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ComponentError(f"unknown component kind {kind!r}{hint}; kinds: {', '.join(KINDS)}")

@@ -1,0 +1,119 @@
+"""The command line as a user runs it: a subprocess, exit codes, one-line errors, an entry-point plugin."""
+import json
+import textwrap
+
+import pytest
+
+from conftest import run_cli
+
+PLUGIN = textwrap.dedent(
+    '''
+    from mmlabel import hookimpl, ComponentConfig
+
+
+    class Config(ComponentConfig):
+        width: int = 8
+
+
+    class Tiny:
+        """A tiny text encoder from an installed test plugin."""
+
+        Config = Config
+
+        def __init__(self, config):
+            self.config = config
+
+
+    @hookimpl
+    def register_text_encoders(register):
+        register("cli_tiny", Tiny)
+    '''
+)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path):
+    """A plugin distribution found through the `mmlabel` entry-point group, as `pip install` would leave it."""
+    (tmp_path / "cli_tiny_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "mmlabel_cli_tiny-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmlabel-cli-tiny\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[mmlabel]\ncli_tiny = cli_tiny_plugin\n")
+    return {"PYTHONPATH": str(tmp_path)}
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("mmlabel 0.")
+
+
+def test_list_shows_an_installed_plugin_with_its_distribution(installed_plugin):
+    result = run_cli("list", "text_encoder", env=installed_plugin)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "cli_tiny" in line)
+    assert "text_encoder" in row and "mmlabel-cli-tiny 0.3" in row and "A tiny text encoder" in row
+
+
+def test_list_of_an_unknown_kind_exits_2_with_one_line():
+    result = run_cli("list", "text_encoders")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown component kind 'text_encoders' (did you mean 'text_encoder'?); kinds: text_encoder, "
+        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric"
+    ]
+
+
+def test_plugins_prints_json_with_distribution_and_components(installed_plugin):
+    result = run_cli("plugins", env=installed_plugin)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["cli_tiny"]["distribution"] == "mmlabel-cli-tiny"
+    assert rows["cli_tiny"]["version"] == "0.3"
+    assert rows["cli_tiny"]["components"] == {"text_encoder": ["cli_tiny"]}
+    assert all(row["builtin"] for name, row in rows.items() if name.startswith("mmlabel."))
+
+
+def _recipe(tmp_path, text_encoder_section: str):
+    path = tmp_path / "r.toml"
+    path.write_text(f"[text_encoder]\n{text_encoder_section}\n")
+    return path
+
+
+def test_recipe_check_prints_the_resolved_recipe(installed_plugin, tmp_path):
+    pytest.importorskip("mmlabel.fusion.dtca", reason="needs the built-in model components")
+    path = _recipe(tmp_path, 'name = "cli_tiny"')
+    result = run_cli("recipe", "check", str(path), "--set", "train.epochs=2", env=installed_plugin)
+    assert result.returncode == 0, result.stderr
+    assert "width = 8" in result.stdout and "epochs = 2" in result.stdout
+
+
+def test_recipe_check_unknown_component_exits_2_listing_names_with_providers(installed_plugin, tmp_path):
+    path = _recipe(tmp_path, 'name = "cli_tiyn"')
+    result = run_cli("recipe", "check", str(path), env=installed_plugin)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{path}: text_encoder.name: unknown text_encoder 'cli_tiyn'" in lines[0]
+    assert "did you mean 'cli_tiny'" in lines[0]
+    assert "cli_tiny (mmlabel-cli-tiny 0.3)" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_recipe_check_misspelt_option_names_its_key_path(installed_plugin, tmp_path):
+    path = _recipe(tmp_path, 'name = "cli_tiny"\nwidht = 3')
+    result = run_cli("recipe", "check", str(path), env=installed_plugin)
+    assert result.returncode == 2
+    assert f"{path}: text_encoder.widht: Extra inputs are not permitted" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "recipe", "check", str(tmp_path / "missing.toml"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "no such recipe file" in result.stderr
+
+
+def test_missing_recipe_is_one_line_exit_2(tmp_path):
+    result = run_cli("recipe", "check", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.toml'}: no such recipe file"

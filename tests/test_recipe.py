@@ -1,0 +1,193 @@
+"""Recipes: TOML into pydantic, key paths in errors, `--set` overrides, component resolution, round trip."""
+import tomllib
+
+import pytest
+
+from mmlabel.errors import RecipeError
+from mmlabel.hookspecs import hookimpl
+from mmlabel.plugins import get_plugin_manager
+from mmlabel.recipe import load_recipe, recipe_from_dict
+from mmlabel.registry import ComponentConfig
+
+
+class FakeTextConfig(ComponentConfig):
+    checkpoint: str = "tiny"
+    hidden_size: int = 32
+
+
+class FakeText:
+    """A fake text encoder."""
+
+    Config = FakeTextConfig
+
+
+class NoOptions:
+    """A fake component without options."""
+
+    Config = type("Config", (ComponentConfig,), {})
+
+
+class EveryKindPlugin:
+    @hookimpl
+    def register_text_encoders(self, register):
+        register("fake_text", FakeText)
+
+    @hookimpl
+    def register_image_encoders(self, register):
+        register("fake_image", NoOptions)
+
+    @hookimpl
+    def register_fusion_heads(self, register):
+        register("fake_head", NoOptions)
+
+    @hookimpl
+    def register_alignment_losses(self, register):
+        register("fake_loss", NoOptions)
+
+    @hookimpl
+    def register_dataset_readers(self, register):
+        register("fake_reader", NoOptions)
+
+    @hookimpl
+    def register_metrics(self, register):
+        register("fake_metric", NoOptions)
+
+
+RECIPE = """\
+[data]
+reader = "fake_reader"
+root = "somewhere"
+
+[text_encoder]
+name = "fake_text"
+hidden_size = 64
+
+[image_encoder]
+name = "fake_image"
+
+[fusion_head]
+name = "fake_head"
+
+[alignment_loss]
+name = "fake_loss"
+
+[metric]
+name = "fake_metric"
+
+[loss]
+alpha = 0.3
+beta = 0.9
+
+[train]
+lr = 3e-5
+"""
+
+
+@pytest.fixture
+def every_kind():
+    pm = get_plugin_manager()
+    pm.register(EveryKindPlugin(), name="every-kind")
+    yield
+    pm.unregister(name="every-kind")
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_recipe_loads_and_fills_component_defaults(every_kind, recipe_file):
+    recipe = load_recipe(recipe_file)
+    assert recipe.loss.alpha == 0.3 and recipe.train.lr == 3e-5
+    assert recipe.text_encoder.options == {"hidden_size": 64, "checkpoint": "tiny"}
+    assert recipe.train.batch_size == 4 and recipe.train.patience == 3
+
+
+def test_wrong_type_names_file_and_key_path(every_kind, recipe_file):
+    recipe_file.write_text(RECIPE.replace("lr = 3e-5", 'lr = "fast"'))
+    with pytest.raises(RecipeError, match=rf"^{recipe_file}: train\.lr: Input should be a valid number"):
+        load_recipe(recipe_file)
+
+
+def test_unknown_section_key_names_its_path(every_kind, recipe_file):
+    recipe_file.write_text(RECIPE.replace("lr = 3e-5", "lrr = 3e-5"))
+    with pytest.raises(RecipeError, match=r"train\.lrr: Extra inputs are not permitted"):
+        load_recipe(recipe_file)
+
+
+def test_misspelt_component_option_names_its_path(every_kind, recipe_file):
+    recipe_file.write_text(RECIPE.replace("hidden_size = 64", "hiden_size = 64"))
+    with pytest.raises(RecipeError, match=r"text_encoder\.hiden_size: Extra inputs are not permitted"):
+        load_recipe(recipe_file)
+
+
+def test_unknown_component_lists_available_names_with_providers(every_kind, recipe_file):
+    recipe_file.write_text(RECIPE.replace('name = "fake_head"', 'name = "fake_hed"'))
+    with pytest.raises(RecipeError) as error:
+        load_recipe(recipe_file)
+    message = str(error.value)
+    assert "fusion_head.name: unknown fusion_head 'fake_hed'" in message
+    assert "did you mean 'fake_head'" in message
+    assert "fake_head (every-kind ?)" in message
+
+
+def test_toml_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[train]\nlr = = 1\n")
+    with pytest.raises(RecipeError, match=r"broken\.toml: .*line 2"):
+        load_recipe(path, resolve=False)
+
+
+def test_missing_recipe_file_is_a_recipe_error(tmp_path):
+    with pytest.raises(RecipeError, match="no such recipe file"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ("train.lr=1e-4", lambda r: r.train.lr == 1e-4),
+        ("train.epochs=7", lambda r: r.train.epochs == 7),
+        ("train.precision=bf16", lambda r: r.train.precision == "bf16"),
+        ("loss.beta=0", lambda r: r.loss.beta == 0.0),
+        ("text_encoder.hidden_size=128", lambda r: r.text_encoder.options["hidden_size"] == 128),
+        ("data.root=/elsewhere", lambda r: r.data.root == "/elsewhere"),
+        ("image_encoder=none", lambda r: r.image_encoder is None),
+        ("image_encoder.name=none", lambda r: r.image_encoder is None),
+    ],
+)
+def test_set_overrides_are_typed_by_the_schema(every_kind, recipe_file, override, check):
+    assert check(load_recipe(recipe_file, [override]))
+
+
+def test_set_override_of_a_reader_given_as_a_string(every_kind, recipe_file):
+    recipe = load_recipe(recipe_file, ["data.reader.name=fake_reader"])
+    assert recipe.data.reader.name == "fake_reader"
+
+
+def test_set_override_with_a_wrong_type_names_the_override(every_kind, recipe_file):
+    with pytest.raises(RecipeError, match=r"with --set train\.epochs=many\): train\.epochs: Input should be a valid integer"):
+        load_recipe(recipe_file, ["train.epochs=many"])
+
+
+def test_set_override_without_equals_is_an_error(every_kind, recipe_file):
+    with pytest.raises(RecipeError, match="expected key.path=value"):
+        load_recipe(recipe_file, ["train.epochs"])
+
+
+def test_resolved_recipe_round_trips_through_toml(every_kind, recipe_file):
+    recipe = load_recipe(recipe_file, ["train.seed=5"])
+    again = recipe_from_dict(tomllib.loads(recipe.to_toml()))
+    assert again == recipe
+    assert again.train.seed == 5
+
+
+def test_data_paths_resolve_against_mmlabel_data(monkeypatch, every_kind, recipe_file, tmp_path):
+    recipe = load_recipe(recipe_file)
+    monkeypatch.setenv("MMLABEL_DATA", str(tmp_path))
+    assert recipe.data.root_path() == tmp_path / "somewhere"
+    assert recipe.data.images_path() == tmp_path / "somewhere" / "images"
+    monkeypatch.delenv("MMLABEL_DATA")
+    assert str(recipe.data.root_path()) == "somewhere"

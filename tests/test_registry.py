@@ -1,0 +1,133 @@
+"""The plugin registry: fake plugins, duplicate and unknown names, option validation, lazy import."""
+import subprocess
+import sys
+
+import pytest
+
+import mmlabel
+from mmlabel.errors import ComponentError
+from mmlabel.hookspecs import hookimpl
+from mmlabel.plugins import get_plugin_manager
+from mmlabel.registry import components, get, lazy
+
+
+def test_fake_plugin_component_is_listed_with_its_provider(fake_plugin):
+    found = {c.name: c for c in components("metric")}
+    assert "echo" in found
+    assert found["echo"].plugin == "fake-plugin"
+    assert found["echo"].description == "Counts exact matches (a fake metric of the test suite)."
+
+
+def test_fake_plugin_is_gone_after_the_fixture():
+    assert "echo" not in {c.name for c in components("metric")}
+
+
+def test_create_validates_options_and_builds(fake_plugin):
+    metric = mmlabel.create("metric", "echo", scale=2)
+    assert metric.config.scale == 2.0
+    assert metric.config.average == "micro"
+
+
+def test_misspelt_option_names_its_key_path(fake_plugin):
+    with pytest.raises(ComponentError, match=r"^metric\.scael: Extra inputs are not permitted"):
+        mmlabel.create("metric", "echo", scael=2)
+
+
+def test_wrong_option_type_names_its_key_path(fake_plugin):
+    with pytest.raises(ComponentError, match=r"^metric\.scale: Input should be a valid number"):
+        mmlabel.create("metric", "echo", scale="big")
+
+
+def test_unknown_name_lists_close_matches_and_every_name_with_provider(fake_plugin):
+    with pytest.raises(ComponentError) as error:
+        get("metric", "ecko")
+    message = str(error.value)
+    assert "unknown metric 'ecko'" in message
+    assert "did you mean 'echo'" in message
+    assert "echo (fake-plugin ?)" in message
+
+
+def test_unknown_kind_is_an_error():
+    with pytest.raises(ComponentError, match="unknown component kind 'metrics' \(did you mean 'metric'\?\)"):
+        components("metrics")
+
+
+def test_known_but_uninstalled_plugin_gives_the_install_command():
+    with pytest.raises(ComponentError, match=r"pip install \./plugins/mmlabel-hf-vision"):
+        get("image_encoder", "hf_vision")
+
+
+class DuplicatePlugin:
+    @hookimpl
+    def register_metrics(self, register):
+        register("echo", object)
+
+
+def test_duplicate_name_is_an_error_naming_both_providers(fake_plugin):
+    pm = get_plugin_manager()
+    pm.register(DuplicatePlugin(), name="duplicate-plugin")
+    try:
+        with pytest.raises(ComponentError) as error:
+            components("metric")
+        assert "metric 'echo' is registered twice" in str(error.value)
+        assert "fake-plugin" in str(error.value) and "duplicate-plugin" in str(error.value)
+    finally:
+        pm.unregister(name="duplicate-plugin")
+
+
+class NarrowPlugin:
+    @hookimpl
+    def register_text_encoders(self):  # takes fewer arguments than the spec: allowed by pluggy
+        NarrowPlugin.called = True
+
+
+def test_hook_implementation_may_take_fewer_arguments():
+    pm = get_plugin_manager()
+    pm.register(NarrowPlugin(), name="narrow")
+    try:
+        components("text_encoder")
+        assert NarrowPlugin.called
+    finally:
+        pm.unregister(name="narrow")
+
+
+def test_lazy_factory_imports_only_when_used():
+    factory = lazy("json:JSONDecoder", "A JSON decoder.")
+    assert repr(factory) == "lazy('json:JSONDecoder')"
+    assert factory.load().__name__ == "JSONDecoder"
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_importing_mmlabel_and_listing_components_does_not_import_torch():
+    result = _run(
+        "import sys, mmlabel; mmlabel.components(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'timm', 'geomloss') if m in sys.modules))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_plugin_that_fails_to_import_only_warns(tmp_path):
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mmlabel]\nbroken = broken_plugin_module_that_does_not_exist\n")
+    code = "import mmlabel; print(len(mmlabel.components()) >= 0)"
+    result = _run(code, PYTHONPATH=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "plugin 'broken' (broken-plugin) failed to load: ModuleNotFoundError" in result.stderr
+
+
+def test_mmlabel_plugins_env_restricts_external_plugins(tmp_path):
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mmlabel]\nbroken = broken_plugin_module_that_does_not_exist\n")
+    result = _run("import mmlabel; mmlabel.components()", PYTHONPATH=str(tmp_path), MMLABEL_PLUGINS="")
+    assert result.returncode == 0
+    assert "failed to load" not in result.stderr
