@@ -20,6 +20,14 @@ app = typer.Typer(
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 
+
+def _register_commands() -> None:
+    from mmlabel.commands import train
+
+    app.command("train")(train.train)
+    app.command("evaluate")(train.evaluate)
+    app.command("predict")(train.predict)
+
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
 ]
@@ -85,6 +93,9 @@ def recipe_check(
 
     resolved = load_recipe(recipe, set_ or [])
     typer.echo(resolved.to_toml(), nl=False)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,17 +33,17 @@ class ComponentSpec(BaseModel):
 
 class DataSection(Section):
     reader: ComponentSpec = ComponentSpec(name="jml")
-    root: str = "data"
+    root: str | None = None
     images: str = "images"
     missing_image: Literal["error", "blank"] = "error"
     on_bad_example: Literal["error", "skip"] = "error"
     tag_scheme: str = "collapsed5"
     max_tokens: int = Field(60, gt=1)
-    synthetic: bool = False
+    synthetic: bool = Field(False, description="with no root: generate the synthetic dataset into the cache")
 
     def root_path(self) -> Path:
         """`root`, relative to MMLABEL_DATA where that is set, else to the current directory."""
-        root = Path(os.path.expanduser(self.root))
+        root = Path(os.path.expanduser(self.root or "."))
         base = os.environ.get("MMLABEL_DATA")
         return root if root.is_absolute() or not base else Path(base) / root
 
@@ -70,7 +70,8 @@ class TrainSection(Section):
     seed: int = 1
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
-    max_steps_per_epoch: int | None = Field(None, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")
 
 
 class OutputSection(Section):

@@ -1,0 +1,122 @@
+"""`mmlabel train`, `mmlabel evaluate`, `mmlabel predict`: the toolkit's main job and the use of its results."""
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
+]
+
+
+def train(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file, e.g. recipes/dtca.toml.")],
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<recipe>-<time>).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Run each seed, e.g. 1,2,3, and report mean and std.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+) -> None:
+    """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once."""
+    from mmlabel.recipe import load_recipe
+    from mmlabel.training.experiment import default_out, train_once, train_seeds
+
+    loaded = load_recipe(recipe, set_ or [])
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
+    out = out or default_out(recipe, loaded.output.dir)
+    if seeds:
+        seed_list = _parse_seeds(seeds)
+        summary = train_seeds(loaded, out, seed_list, resume)
+        _print_summary(out, summary)
+    else:
+        metrics = train_once(loaded, out, resume)
+        _print_metrics(out, metrics)
+
+
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    data: Annotated[Optional[Path], typer.Option(help="Other data: a directory with splits, or one file.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Reader for --data (default: the run's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Score a trained model on a split of its own data or of other data."""
+    from mmlabel.evaluation import evaluate_run
+
+    figures = evaluate_run(run_dir, split, data, format)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        _figure_table(f"{run_dir} on {split}", figures)
+
+
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    text: Annotated[Optional[str], typer.Option(help="The words of one post.")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="The post's image (optional for a text-only model).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder for --input (default: beside it).")] = None,
+) -> None:
+    """Label new posts with a trained model: one with --text/--image, many with --input/--output."""
+    from mmlabel.tagger import Tagger, predict_jsonl
+
+    if (text is None) == (input is None):
+        raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
+    tagger = Tagger.load(run_dir)
+    if text is not None:
+        if tagger.multimodal and image is None:
+            raise typer.BadParameter("this model reads images: give --image", param_hint="--image")
+        words = text.split()
+        for span in tagger.predict(words, image=image):
+            typer.echo(f"{' '.join(words[span.start:span.end])}\t{span.label}")
+        return
+    if output is None:
+        raise typer.BadParameter("--input needs --output", param_hint="--output")
+    bad = predict_jsonl(tagger, input, output, images or input.parent)
+    if bad:
+        for line, reason in bad:
+            print(f"error: {input}:{line}: {reason}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds") from None
+
+
+def _print_metrics(out: Path, metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("split", "precision", "recall", "f1", title=f"run: {out}  (best dev epoch {metrics['best_epoch']})")
+    for split in ("dev", "test"):
+        figures = metrics[split]
+        table.add_row(split, *(f"{figures[key]:.2f}" for key in ("precision", "recall", "f1")))
+    Console().print(table)
+
+
+def _print_summary(out: Path, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("split", "precision", "recall", "f1", title=f"runs: {out}  (seeds {summary['seeds']}: mean ± std)")
+    for split in ("dev", "test"):
+        figures = summary[split]
+        table.add_row(split, *(f"{figures[k]['mean']:.2f} ± {figures[k]['std']:.2f}" for k in ("precision", "recall", "f1")))
+    Console().print(table)
+
+
+def _figure_table(title: str, figures: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("figure", "value", title=title)
+    for key, value in figures.items():
+        if isinstance(value, (int, float)):
+            table.add_row(key, f"{value:.2f}")
+    Console().print(table)

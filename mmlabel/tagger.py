@@ -1,0 +1,104 @@
+"""A trained tagger: a model with its tag scheme and input pipeline, loaded from a run directory to label new posts."""
+from pathlib import Path
+
+import torch
+
+from mmlabel.data.example import Example, Span
+from mmlabel.training.batches import Collator, TaggingDataset, make_loader
+from mmlabel.training.precision import autocast
+
+
+class Tagger:
+    """Labels posts: `Tagger.load("runs/x").predict("Kevin Durant and Kyrie Irving", image="photo.jpg")`."""
+
+    def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
+                 precision: str = "fp32", batch_size: int = 32):
+        self.model = model
+        self.scheme = scheme
+        self.max_tokens = max_tokens
+        self.images = images
+        self.device = torch.device(device)
+        self.precision = precision
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
+        """The dev-selected model of a finished run, with the tokenizer, image transform and tag scheme saved beside it."""
+        from mmlabel.training.run import RunDir
+
+        return RunDir(run_dir).load_tagger(device=device, images=images)
+
+    @property
+    def multimodal(self) -> bool:
+        return self.model.image_encoder is not None
+
+    def predict(self, text: str | list[str], image: str | Path | None = None) -> list[Span]:
+        """Spans of one post, given as text (split on whitespace) or as words; `image` is a file path."""
+        tokens = text.split() if isinstance(text, str) else list(text)
+        if not tokens:
+            return []
+        images = self.images
+        if image is not None:
+            from mmlabel.data.images import ImageLoader
+
+            images = ImageLoader(Path(image).parent, "error")
+            image = Path(image).name
+        return self.predict_examples([Example("input", tokens, str(image) if image else None)], images=images)[0]
+
+    def predict_examples(self, examples: list[Example], images=None) -> list[list[Span]]:
+        """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""
+        images = images if images is not None else self.images
+        transform = self.model.image_encoder.transform if self.multimodal else None
+        dataset = TaggingDataset(examples, self.scheme, images, transform)
+        collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
+        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0)
+        predicted: list[list[Span]] = [[] for _ in examples]
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            for batch in loader:
+                indices = batch.pop("index").tolist()
+                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+                for index, tag_ids in zip(indices, self.model.decode(batch)):
+                    predicted[index] = self._spans(tag_ids, len(examples[index].tokens))
+        return predicted
+
+    def _spans(self, tag_ids: list[int], n_words: int) -> list[Span]:
+        tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
+        tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O
+        return self.scheme.decode(tags)
+
+
+
+def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -> list[tuple[int, str]]:
+    """Predict every well-formed line of `source` (`{"tokens"|"text", "image"}`) into `target` in the jsonl prediction
+    format; returns the (line number, reason) of each malformed line, which is skipped."""
+    import json
+
+    from mmlabel.data.images import ImageLoader
+    from mmlabel.errors import DataError
+    from mmlabel.registry import create
+
+    examples, bad = [], []
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read: {error}", source) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            tokens = record["tokens"] if "tokens" in record else str(record["text"]).split()
+            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+                raise ValueError("'tokens' must be a non-empty list of strings")
+            image = record.get("image")
+            if tagger.multimodal and not image:
+                raise ValueError("this model reads images: the line has no 'image'")
+            examples.append(Example(str(record.get("id", number)), tokens, image))
+        except (ValueError, KeyError, TypeError) as error:
+            bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
+    images = ImageLoader(image_dir, "error") if tagger.multimodal else None
+    predictions = tagger.predict_examples(examples, images=images) if examples else []
+    predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
+    create("dataset_reader", "jsonl").write(predicted, target)
+    return bad

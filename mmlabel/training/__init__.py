@@ -1,0 +1,1 @@
+"""Training: batches, the trainer loop, run directories and seeds."""

@@ -1,0 +1,98 @@
+"""Batches: examples become padded tensors, words tokenised by the text encoder, images by its transform.
+
+Each batch is padded to its own longest sequence; `word_mask` is False on padding words and on words the
+`max_tokens` limit cut off (those are predicted O and still count against recall)."""
+import random
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmlabel.data.example import Example
+
+
+class TaggingDataset(Dataset):
+    """Examples with their gold tag ids and, where the model has an image encoder, their transformed images."""
+
+    def __init__(self, examples: list[Example], scheme, images=None, transform: Callable | None = None):
+        self.examples = examples
+        self.scheme = scheme
+        self.images = images
+        self.transform = transform
+        self.tag_index = {tag: index for index, tag in enumerate(scheme.tags)}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        item = {
+            "index": index,
+            "words": example.tokens,
+            "tags": [self.tag_index[tag] for tag in self.scheme.encode(example.spans, len(example.tokens))],
+        }
+        if self.transform is not None:
+            item["pixel_values"] = self.transform(self.images.load(example.image))
+        return item
+
+
+class Collator:
+    """Pads a list of dataset items into one batch dict of tensors."""
+
+    def __init__(self, tokenize: Callable, max_tokens: int):
+        self.tokenize = tokenize
+        self.max_tokens = max_tokens
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = dict(self.tokenize([item["words"] for item in items], self.max_tokens))
+        words = batch["word_mask"].shape[1]
+        tags = torch.zeros(len(items), words, dtype=torch.long)  # (batch, words)
+        for row, item in enumerate(items):
+            kept = item["tags"][:words]
+            tags[row, : len(kept)] = torch.tensor(kept, dtype=torch.long)
+        batch["tags"] = tags
+        batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
+        if "pixel_values" in items[0]:
+            batch["pixel_values"] = torch.stack([item["pixel_values"] for item in items])
+        return batch
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar sentence length (less padding), in a random order of batches each epoch."""
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = random.Random(self.seed * 100_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            generator.shuffle(order)
+            # sort within windows of 50 batches: similar lengths together, still a different mix every epoch
+            window = self.batch_size * 50
+            order = [i for start in range(0, len(order), window)
+                     for i in sorted(order[start:start + window], key=self.lengths.__getitem__)]
+        else:
+            order.sort(key=self.lengths.__getitem__)
+        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            generator.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def make_loader(dataset: TaggingDataset, collate: Collator, batch_size: int, shuffle: bool, seed: int,
+                workers: int = 0) -> DataLoader:
+    """A loader over length-bucketed batches; `workers` > 0 decodes images in worker processes."""
+    sampler = LengthBucketSampler([len(example.tokens) for example in dataset.examples], batch_size, shuffle, seed)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)

@@ -1,0 +1,146 @@
+"""One training run from a recipe, start to finish: data, tag scheme, model, trainer, run directory; and several
+seeds of it with the mean and standard deviation of every figure."""
+import shutil
+import statistics
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from mmlabel.errors import DataError
+from mmlabel.recipe import Recipe
+
+SPLITS = ("train", "dev", "test")
+
+
+def default_out(recipe_path: str | Path, base: str = "runs") -> Path:
+    """`runs/<recipe name>-<date-time>`."""
+    return Path(base) / f"{Path(recipe_path).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def data_root(recipe: Recipe, console: Console | None = None) -> Path:
+    """The data directory; the synthetic dataset is generated into the cache on first use where the recipe asks."""
+    if recipe.data.root is None:
+        if not recipe.data.synthetic:
+            raise DataError("data.root is not set: give it in the recipe or with --set data.root=DIR")
+        return cached_synthetic(console)
+    root = recipe.data.root_path()
+    if not root.is_dir():
+        raise DataError(f"data.root: no such directory: {root}")
+    return root
+
+
+def cached_synthetic(console: Console | None = None) -> Path:
+    """The default synthetic dataset, written once into `$MMLABEL_CACHE` (default `~/.cache/mmlabel`)."""
+    import os
+
+    from mmlabel.data.synth import write_synthetic
+
+    cache = Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel"))
+    root = cache / "synthetic-v1"
+    if not (root / "test.txt").exists():
+        (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
+        partial = cache / f".synthetic-v1.{os.getpid()}"
+        write_synthetic(partial)  # written aside, then renamed: a killed first run leaves no half dataset
+        shutil.rmtree(root, ignore_errors=True)
+        partial.replace(root)
+    return root
+
+
+def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
+    """The train, dev and test examples of the recipe's reader."""
+    from mmlabel.registry import get
+
+    reader = get("dataset_reader", recipe.data.reader.name).build(recipe.data.reader.options)
+    paths = reader.find_splits(root)
+    missing = [split for split in SPLITS if split not in paths]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(missing)} split found for reader {recipe.data.reader.name!r}")
+    return {split: reader.read(paths[split], on_bad_example=recipe.data.on_bad_example) for split in SPLITS}
+
+
+def make_run_scheme(recipe: Recipe, train: list):
+    from mmlabel.data.schemes import make_scheme
+
+    labels = sorted({span.label for example in train for span in example.spans})
+    return make_scheme(recipe.data.tag_scheme, labels)
+
+
+def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> dict:
+    """Train the recipe with its seed into `out`; returns the run's metrics."""
+    import torch
+
+    from mmlabel.model import TaggingModel
+    from mmlabel.registry import get
+    from mmlabel.training.precision import resolve_device
+    from mmlabel.training.run import RunDir
+    from mmlabel.training.seeds import set_seed
+    from mmlabel.training.trainer import Trainer
+
+    console = console or Console(stderr=True)
+    root = data_root(recipe, console)
+    splits = read_splits(recipe, root)
+    run = RunDir(out)
+    recipe, tokenizer_dir = _with_tokenizer(recipe, out)
+    run.start(recipe.to_toml(), resume)
+    if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
+        from mmlabel.text_encoders.tokenizer import train_word_tokenizer
+
+        train_word_tokenizer([example.tokens for example in splits["train"]], tokenizer_dir)
+    scheme = make_run_scheme(recipe, splits["train"])
+    run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
+    set_seed(recipe.train.seed)
+    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
+    run.save_architecture(model)
+    images = _image_loader(recipe, root, splits) if model.image_encoder is not None else None
+    metric = get("metric", recipe.metric.name).build(recipe.metric.options)
+    device = resolve_device(recipe.train.device)
+    torch.set_float32_matmul_precision("high")
+    console.print(f"training {out} on {device} ({recipe.train.precision}); "
+                  f"{len(splits['train'])}/{len(splits['dev'])}/{len(splits['test'])} train/dev/test sentences")
+    trainer = Trainer(model, recipe, scheme, metric, run, device, images, console)
+    return trainer.fit(splits["train"], splits["dev"], splits["test"], resume=resume)
+
+
+def _with_tokenizer(recipe: Recipe, out: Path) -> tuple[Recipe, Path | None]:
+    """`tokenizer = "train"`: a WordPiece tokenizer learnt from the training words and saved in the run (no
+    download); the recipe saved with the run names that folder."""
+    if recipe.text_encoder.options.get("tokenizer") != "train":
+        return recipe, None
+    directory = (Path(out) / "tokenizer").resolve()
+    recipe = recipe.model_copy(deep=True)
+    recipe.text_encoder.tokenizer = str(directory)
+    return recipe, directory
+
+
+def _image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
+    """The recipe's image folder with its missing-image policy, checked up front for the splits `names`."""
+    from mmlabel.data.images import ImageLoader
+
+    images = recipe.data.images_path() if recipe.data.root is not None else root / "images"
+    loader = ImageLoader(images, recipe.data.missing_image)
+    loader.check([example.image for split in names for example in splits[split]])
+    return loader
+
+
+def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = False,
+                console: Console | None = None) -> dict:
+    """Run each seed into `out/seed-N` and summarise every numeric figure as mean and standard deviation."""
+    from mmlabel.training import atomic
+
+    runs = {}
+    for seed in seeds:
+        seeded = recipe.model_copy(deep=True)
+        seeded.train.seed = seed
+        runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console)
+    summary = {"seeds": seeds, "dev": summarise([m["dev"] for m in runs.values()]),
+               "test": summarise([m["test"] for m in runs.values()])}
+    atomic.write_json(Path(out) / "summary.json", summary)
+    return summary
+
+
+def summarise(figures: list[dict]) -> dict:
+    """{key: {"mean": m, "std": s}} over the scalar figures present in every run."""
+    keys = [key for key, value in figures[0].items() if isinstance(value, (int, float))]
+    return {key: {"mean": statistics.fmean(f[key] for f in figures),
+                  "std": statistics.stdev(f[key] for f in figures) if len(figures) > 1 else 0.0} for key in keys}

@@ -1,0 +1,173 @@
+"""A run directory: everything a run writes, and everything `Tagger.load` needs to rebuild the model from it.
+
+    recipe.toml               the resolved recipe (enough to rebuild the model)
+    tags.json                 the tag scheme: name, labels, tags
+    text_encoder/, image_encoder/   what each encoder's `export` wrote: tokenizer, architecture, transform
+    architecture.json         the options that rebuild each encoder from those folders, with no download
+    model.safetensors         the dev-selected weights
+    checkpoint.pt             the last epoch's full training state, for --resume
+    log.jsonl                 one JSON line per epoch
+    metrics.json              {"dev": {...}, "test": {...}, "best_epoch": n}
+    predictions-{dev,test}.jsonl
+    run.json                  the mmlabel version and the run's status
+"""
+import json
+import tomllib
+from pathlib import Path
+
+import torch
+
+from mmlabel import __version__
+from mmlabel.errors import RunError
+from mmlabel.training import atomic
+
+FORMAT_VERSION = 1
+
+
+class RunDir:
+    """The files of one run, each written atomically."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    recipe_path = property(lambda self: self.path / "recipe.toml")
+    tags_path = property(lambda self: self.path / "tags.json")
+    architecture_path = property(lambda self: self.path / "architecture.json")
+    model_path = property(lambda self: self.path / "model.safetensors")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    log_path = property(lambda self: self.path / "log.jsonl")
+    metrics_path = property(lambda self: self.path / "metrics.json")
+    info_path = property(lambda self: self.path / "run.json")
+
+    # -- starting ------------------------------------------------------------------------------------------
+    def start(self, recipe_toml: str, resume: bool) -> None:
+        """Claim the directory for a run of this recipe; a directory holding another run is an error."""
+        if self.recipe_path.exists():
+            if resume and self.recipe_path.read_text(encoding="utf-8") != recipe_toml:
+                raise RunError(f"{self.path}: --resume with a recipe that differs from the run's recipe.toml")
+            if not resume:
+                raise RunError(f"{self.path}: the output directory already holds a run "
+                               "(pass --resume to continue it, or choose another --out)")
+        elif self.path.exists() and any(self.path.iterdir()) and not resume:
+            raise RunError(f"{self.path}: the output directory is not empty and holds no mmlabel run")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.recipe_path, recipe_toml)
+        self.set_status("running")
+
+    def set_status(self, status: str) -> None:
+        atomic.write_json(self.info_path, {"mmlabel": __version__, "format": FORMAT_VERSION, "status": status})
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def save_tags(self, scheme_name: str, labels: list[str], tags: list[str]) -> None:
+        atomic.write_json(self.tags_path, {"scheme": scheme_name, "labels": labels, "tags": tags})
+
+    def save_architecture(self, model) -> None:
+        """Each encoder exports what rebuilds its architecture offline; the options that read it back are kept."""
+        architecture = {"text_encoder": model.text_encoder.export(self.path / "text_encoder")}
+        if model.image_encoder is not None:
+            architecture["image_encoder"] = model.image_encoder.export(self.path / "image_encoder")
+        relative = {key: {k: _relative(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
+        atomic.write_json(self.architecture_path, relative)
+
+    def save_model(self, model: torch.nn.Module) -> None:
+        from safetensors.torch import save_model
+
+        with atomic.atomic_path(self.model_path) as temporary:
+            save_model(model, str(temporary))
+
+    def load_model_weights(self, model: torch.nn.Module) -> None:
+        from safetensors.torch import load_model
+
+        load_model(model, str(self.model_path), strict=True, device=str(next(model.parameters()).device))
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        with atomic.atomic_path(self.checkpoint_path) as temporary:
+            torch.save(checkpoint, temporary)
+
+    def load_checkpoint(self) -> dict:
+        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def save_metrics(self, metrics: dict) -> None:
+        atomic.write_json(self.metrics_path, metrics)
+        self.set_status("finished")
+
+    def save_predictions(self, split: str, examples: list, predictions: list) -> None:
+        from mmlabel.data.example import Example
+        from mmlabel.registry import create
+
+        predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
+        path = self.path / f"predictions-{split}.jsonl"
+        with atomic.atomic_path(path) as temporary:
+            create("dataset_reader", "jsonl").write(predicted, temporary)
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def check_complete(self) -> None:
+        """A one-line error for a directory that is not a finished run of a compatible version."""
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run directory")
+        for required in (self.recipe_path, self.tags_path, self.architecture_path, self.model_path, self.info_path):
+            if not required.exists():
+                raise RunError(f"{self.path}: incomplete run: {required.name} is missing")
+        info = json.loads(self.info_path.read_text(encoding="utf-8"))
+        if info.get("format") != FORMAT_VERSION:
+            raise RunError(f"{self.path}: run format {info.get('format')} written by mmlabel {info.get('mmlabel')} "
+                           f"cannot be read by mmlabel {__version__} (format {FORMAT_VERSION})")
+
+    def recipe(self):
+        from mmlabel.recipe import recipe_from_dict
+
+        return recipe_from_dict(tomllib.loads(self.recipe_path.read_text(encoding="utf-8")), source=str(self.recipe_path))
+
+    def saved_architecture(self, recipe):
+        """The recipe with each encoder's options replaced by those its `export` returned: the same architecture,
+        built with no download, ready for the run's weights."""
+        from mmlabel.recipe import ComponentSpec
+
+        architecture = json.loads(self.architecture_path.read_text(encoding="utf-8"))
+        rebuilt = recipe.model_copy(deep=True)
+        for key, options in architecture.items():
+            name = getattr(recipe, key).name
+            setattr(rebuilt, key, ComponentSpec(name=name, **{k: _absolute(self.path, v) for k, v in options.items()}))
+        return rebuilt
+
+    def metrics(self) -> dict:
+        if not self.metrics_path.exists():
+            raise RunError(f"{self.path}: the run has not finished: metrics.json is missing")
+        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+    def load_tagger(self, device: str = "auto", images=None):
+        """The run's dev-selected model as a `Tagger`, rebuilt from the saved recipe, tags and tokenizer."""
+        from mmlabel.data.schemes import make_scheme
+        from mmlabel.model import TaggingModel
+        from mmlabel.tagger import Tagger
+        from mmlabel.training.precision import resolve_device
+
+        self.check_complete()
+        recipe = self.recipe()
+        tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
+        scheme = make_scheme(tags["scheme"], tags["labels"])
+        model = TaggingModel.from_recipe(
+            self.saved_architecture(recipe), len(scheme.tags),
+            scheme.allowed_start(), scheme.allowed_transitions(),
+        )
+        self.load_model_weights(model)
+        target = resolve_device(device)
+        return Tagger(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision)
+
+
+
+def _absolute(run_path: Path, value):
+    """Paths inside the run are stored relative to it (the run directory can be moved); made absolute on load."""
+    if isinstance(value, str) and value.startswith("./"):
+        return str(run_path / value[2:])
+    return value
+
+
+def _relative(run_path: Path, value):
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(run_path.resolve()):
+        return "./" + str(Path(value).relative_to(run_path.resolve()))
+    return value

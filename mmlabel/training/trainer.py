@@ -1,0 +1,191 @@
+"""The training loop: AdamW with linear warm-up then decay, early stopping on dev F1, and the test split evaluated
+once, with the dev-selected model. (The reference code chose its best epoch on the test set; this one never looks.)"""
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mmlabel.tagger import Tagger
+from mmlabel.training.batches import Collator, TaggingDataset, make_loader
+from mmlabel.training.precision import autocast
+from mmlabel.training.seeds import rng_state, set_rng_state
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; saved in every checkpoint so `--resume` continues from it."""
+
+    epoch: int = 0  # the last finished epoch
+    step: int = 0  # optimiser steps so far
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the dev score last improved
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Fits a `TaggingModel` on train, selects the epoch on dev, writes everything into a `RunDir`."""
+
+    def __init__(self, model, recipe, scheme, metric, run, device: torch.device, images=None,
+                 console: Console | None = None):
+        self.model = model.to(device)
+        self.recipe = recipe
+        self.train_settings = recipe.train
+        self.scheme = scheme
+        self.metric = metric
+        self.run = run
+        self.device = device
+        self.images = images
+        self.console = console or Console(stderr=True)
+        self.tagger = Tagger(model, scheme, recipe.data.max_tokens, images, device, self.train_settings.precision)
+        self.state = TrainState()
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def fit(self, train: list, dev: list, test: list, resume: bool = False) -> dict:
+        """Train until `epochs` or early stopping, then evaluate the dev-selected model on test once."""
+        loader = self._train_loader(train)
+        steps_per_epoch = math.ceil(len(loader) / self.train_settings.grad_accum)
+        if self.train_settings.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, self.train_settings.max_steps_per_epoch)
+        self.optimizer, self.scheduler = self._optimizer(steps_per_epoch * self.train_settings.epochs)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.train_settings.precision == "fp16")
+        if resume and self.run.checkpoint_path.exists():
+            self._load_checkpoint()
+            self.console.print(f"resuming after epoch {self.state.epoch} (best dev epoch {self.state.best_epoch})")
+        while self.state.epoch < self.train_settings.epochs and not self.state.stopped_early:
+            self._run_epoch(loader, dev, self.state.epoch + 1)
+        return self._finish(dev, test)
+
+    def _run_epoch(self, loader, dev: list, epoch: int) -> None:
+        started = time.perf_counter()
+        loader.batch_sampler.set_epoch(epoch)
+        train_loss, examples = self.train_epoch(loader, epoch)
+        dev_figures, dev_predictions = self.evaluate(dev)
+        score = dev_figures[self.metric.main_key]
+        improved = score > self.state.best_score
+        if improved:
+            self.state.best_score, self.state.best_epoch, self.state.bad_epochs = score, epoch, 0
+            self.run.save_model(self.model)
+            self.run.save_predictions("dev", dev, dev_predictions)
+        else:
+            self.state.bad_epochs += 1
+        self.state.epoch = epoch
+        self.state.stopped_early = self.state.bad_epochs >= self.train_settings.patience
+        seconds = time.perf_counter() - started
+        self.run.log({"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
+                      "lr": self.scheduler.get_last_lr()[0], "dev": _headline(dev_figures), "best": improved,
+                      "seconds": round(seconds, 2), "train_examples_per_s": round(examples / seconds, 2)})
+        self.console.print(f"epoch {epoch}: loss {train_loss:.4f}  dev {self.metric.main_key} {score:.2f}"
+                           f"{'  (best)' if improved else ''}")
+        self._save_checkpoint()
+
+    def train_epoch(self, loader, epoch: int) -> tuple[float, int]:
+        """One pass over the training batches; returns the mean loss and the number of examples seen."""
+        self.model.train()
+        limit = self.train_settings.max_steps_per_epoch
+        total_loss, batches, examples, accum = 0.0, 0, 0, self.train_settings.grad_accum
+        started = time.perf_counter()
+        with self._progress() as progress:
+            task = progress.add_task(f"epoch {epoch}", total=len(loader) if not limit else min(len(loader), limit * accum),
+                                     loss=0.0, lr=0.0, speed=0.0)
+            for position, batch in enumerate(loader):
+                if limit and position >= limit * accum:
+                    break
+                total_loss += self.step(batch, update=(position + 1) % accum == 0 or position + 1 == len(loader))
+                batches += 1
+                examples += batch["input_ids"].shape[0]
+                progress.update(task, advance=1, loss=total_loss / batches, lr=self.scheduler.get_last_lr()[0],
+                                speed=examples / (time.perf_counter() - started))
+        return total_loss / max(batches, 1), examples
+
+    def step(self, batch: dict, update: bool = True) -> float:
+        """Forward and backward on one batch; with `update`, clip, step the optimiser and the schedule."""
+        batch = self._to_device(batch)
+        with autocast(self.device, self.train_settings.precision):
+            output = self.model(batch)
+        loss = output.loss / self.train_settings.grad_accum
+        self.scaler.scale(loss).backward()
+        if update:
+            self.scaler.unscale_(self.optimizer)
+            if self.train_settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_settings.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.state.step += 1
+        return float(output.loss.detach())
+
+    def evaluate(self, examples: list) -> tuple[dict, list]:
+        """The metric's figures and the predicted spans on `examples`."""
+        predictions = self.tagger.predict_examples(examples)
+        return self.metric.score([example.spans for example in examples], predictions), predictions
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _finish(self, dev: list, test: list) -> dict:
+        self.run.load_model_weights(self.model)
+        dev_figures, _ = self.evaluate(dev)
+        test_figures, test_predictions = self.evaluate(test)
+        self.run.save_predictions("test", test, test_predictions)
+        metrics = {"dev": dev_figures, "test": test_figures, "best_epoch": self.state.best_epoch,
+                   "epochs": self.state.epoch, "stopped_early": self.state.stopped_early}
+        self.run.save_metrics(metrics)
+        return metrics
+
+    def _train_loader(self, train: list):
+        transform = self.model.image_encoder.transform if self.model.image_encoder is not None else None
+        dataset = TaggingDataset(train, self.scheme, self.images, transform)
+        collate = Collator(self.model.text_encoder.tokenize, self.recipe.data.max_tokens)
+        return make_loader(dataset, collate, self.train_settings.batch_size, shuffle=True,
+                           seed=self.train_settings.seed, workers=self.train_settings.workers)
+
+    def _optimizer(self, total_steps: int):
+        from transformers import get_linear_schedule_with_warmup
+
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        parameters = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in parameters if not n.endswith(no_decay)],
+             "weight_decay": self.train_settings.weight_decay},
+            {"params": [p for n, p in parameters if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.train_settings.lr)
+        warmup = int(self.train_settings.warmup_ratio * total_steps)
+        return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+
+    def _to_device(self, batch: dict) -> dict:
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items() if key != "index"}
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  "
+                                   "{task.fields[speed]:.1f} ex/s"),
+                        TimeElapsedColumn(), console=self.console, transient=True)
+
+    def _save_checkpoint(self) -> None:
+        self.run.save_checkpoint({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "state": asdict(self.state), "rng": rng_state(),
+        })
+
+    def _load_checkpoint(self) -> None:
+        checkpoint = self.run.load_checkpoint()
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = TrainState(**checkpoint["state"])
+        set_rng_state(checkpoint["rng"])
+
+
+def _headline(figures: dict) -> dict:
+    """The scalar figures of a metric's result, for the log."""
+    return {key: value for key, value in figures.items() if isinstance(value, (int, float))}
+
+
+

@@ -1,0 +1,123 @@
+"""Training end to end on the quickstart: train, evaluate (reproducing the stored figures), predict, resume."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_cli
+
+SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from mmlabel.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, train=48, dev=24, test=24, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "quick"
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *SHORT)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_writes_a_complete_run(trained):
+    out, result = trained
+    for name in ("model.safetensors", "recipe.toml", "tags.json", "architecture.json", "metrics.json", "log.jsonl",
+                 "predictions-dev.jsonl", "predictions-test.jsonl", "checkpoint.pt", "run.json"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"dev", "test", "best_epoch"}
+    assert {"precision", "recall", "f1"} <= set(metrics["test"])
+    assert metrics["best_epoch"] == 1
+    assert str(out) in result.stdout and "test" in result.stdout
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in log] == [1]
+
+
+def test_evaluate_reproduces_the_stored_test_figures(trained):
+    out, _ = trained
+    result = run_cli("evaluate", str(out), "--split", "test", "--json")
+    assert result.returncode == 0, result.stderr
+    stored = json.loads((out / "metrics.json").read_text())["test"]
+    assert json.loads(result.stdout) == stored
+
+
+def test_predict_jsonl_and_python_api_agree(trained, synthetic, tmp_path):
+    out, _ = trained
+    from mmlabel.tagger import Tagger
+
+    test_lines = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()][:5]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"tokens": r["tokens"], "image": r["image"]}) + "\n" for r in test_lines))
+    result = run_cli("predict", str(out), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                     "--images", str(synthetic / "images"))
+    assert result.returncode == 0, result.stderr
+    predicted = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [p["spans"] for p in predicted] == [r["spans"] for r in test_lines]
+    tagger = Tagger.load(out)
+    spans = tagger.predict(test_lines[0]["tokens"], image=synthetic / "images" / test_lines[0]["image"])
+    assert [{"start": s.start, "end": s.end, "label": s.label} for s in spans] == test_lines[0]["spans"]
+
+
+def test_predict_one_post_from_the_command_line(trained, synthetic):
+    out, _ = trained
+    image = sorted((synthetic / "images").iterdir())[0]
+    result = run_cli("predict", str(out), "--text", "the pizza was great", "--image", str(image))
+    assert result.returncode == 0, result.stderr
+
+
+def test_predict_reports_malformed_lines_and_predicts_the_rest(trained, synthetic, tmp_path):
+    out, _ = trained
+    image = sorted((synthetic / "images").iterdir())[0].name
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": "a fine day", "image": image}) + "\n{not json\n"
+                      + json.dumps({"tokens": [], "image": image}) + "\n")
+    result = run_cli("predict", str(out), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                     "--images", str(synthetic / "images"))
+    assert result.returncode == 2
+    assert f"{source}:2:" in result.stderr and f"{source}:3:" in result.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_output_directory_holding_a_run_is_refused(trained, synthetic):
+    out, _ = trained
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *SHORT)
+    assert result.returncode == 2
+    assert "already holds a run" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_an_incomplete_run_is_one_line(tmp_path):
+    result = run_cli("evaluate", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: {tmp_path}: incomplete run")
+
+
+def test_interrupted_run_resumes_to_a_valid_model(synthetic, tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "mmlabel", "train", "recipes/quickstart.toml", "--out", str(out),
+               "--set", f"data.root={synthetic}", "--set", "train.epochs=3", "--set", "train.max_steps_per_epoch=4"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--resume",
+                     "--set", f"data.root={synthetic}", "--set", "train.epochs=3", "--set", "train.max_steps_per_epoch=4")
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch" in result.stderr
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["epoch"] == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = run_cli("evaluate", str(out), "--json")
+    assert json.loads(evaluated.stdout) == metrics["test"]
