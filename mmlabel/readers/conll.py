@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from mmlabel.data.example import Example, Span
-from mmlabel.readers.base import IdMaker, Reader, RecordError, check_decoded, decode_lines
+from mmlabel.readers.base import IdMaker, Reader, RecordError, check_decoded, decode_lines, image_stem
 from mmlabel.registry import ComponentConfig
 
 HEADER = "IMGID:"
@@ -56,8 +56,8 @@ class ConllReader(Reader):
         image = None
         base = str(first + 1)
         if lines[first].startswith(HEADER):
-            base = lines[first][len(HEADER):].strip()
-            image = self._image_name(base)
+            image = self._image_name(lines[first][len(HEADER):].strip())
+            base = image_stem(image, base)
             first += 1
         if first > last:
             raise RecordError(first, f"empty sentence after {lines[first - 1]!r}")
