@@ -90,7 +90,9 @@ class ImageLoader:
         if width * height <= self.max_pixels:
             return
         if image.format == "JPEG":
-            scale = (self.max_pixels / (width * height)) ** 0.5
+            # draft() decodes at 1/2, 1/4 or 1/8 scale, the smallest reduction that stays at least the size asked
+            # for; asking for half the allowed side keeps the result within the limit.
+            scale = (self.max_pixels / (width * height)) ** 0.5 / 2
             image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
             if image.size[0] * image.size[1] <= self.max_pixels:
                 self.downscaled += 1
