@@ -15,10 +15,11 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metric's figures as JSON.")] = False,
 ) -> None:
     """Score predictions against gold data and print the metric's figures (precision, recall, F1 in %)."""
-    from mmlabel.data.convert import make_reader, sniff_format
+    from mmlabel.data.convert import sniff_format
     from mmlabel.data.example import is_sentiment_data
     from mmlabel.errors import DataError
     from mmlabel.metrics.align import align_predictions
+    from mmlabel.readers import make_reader
     from mmlabel.registry import create
 
     reader = make_reader(format_name or sniff_format(gold))

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from mmlabel.data.example import Example
 from mmlabel.errors import DataError
+from mmlabel.readers import make_reader
 
 FORMATS = ("jml", "tsv", "conll", "jsonl")
 SUFFIX_PREFERENCE = {".jsonl": 0, ".txt": 1, ".tsv": 2}
@@ -31,13 +32,6 @@ def _first_line(path: Path) -> str:
             if raw.strip():
                 return raw.decode("utf-8", errors="replace")
     return ""
-
-
-def make_reader(format_name: str, **options):
-    """The registered reader for `format_name` (any registered reader name, plugins' included)."""
-    from mmlabel.readers import make_reader as create_reader
-
-    return create_reader(format_name, **options)
 
 
 def read_dataset(path: Path, format_name: str, on_bad_example: str = "error") -> tuple[object, dict[str, list[Example]], dict]:

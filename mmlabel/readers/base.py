@@ -1,5 +1,6 @@
 """What every dataset reader shares: split discovery, line decoding with line numbers, unique ids, and the
 stop-or-skip policy for bad records (`data.on_bad_example`)."""
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class RecordError(Exception):
         self.reason = reason
 
 
-class Reader:
+class Reader(ABC):
     """Base of the built-in readers: `find_splits`, `read` and `write`; subclasses implement `parse` and `write`.
 
     After each `read`, `skipped` lists the records skipped under `on_bad_example="skip"` and `duplicates` counts the
@@ -75,11 +76,13 @@ class Reader:
         self.duplicates = 0
         return self.parse(path, _Policy(path, on_bad_example, self.skipped))
 
+    @abstractmethod
     def parse(self, path: Path, policy: "_Policy") -> list[Example]:
-        raise NotImplementedError
+        """The examples of one existing file, reporting each bad record to `policy.bad(line, reason)`."""
 
+    @abstractmethod
     def write(self, examples: list[Example], path: Path) -> None:
-        raise NotImplementedError
+        """Write `examples` to `path` in this format."""
 
     def _expected(self) -> str:
         return ", ".join(f"{stem}{self.suffix}" for stem in ("train", "dev", "test"))
