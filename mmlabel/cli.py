@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from mmlabel import __version__
+from mmlabel.commands.data import data_app
+from mmlabel.commands.score import score
 from mmlabel.errors import MMLabelError
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+app.add_typer(data_app, name="data")
+app.command("score")(score)
 
 
 def _register_commands() -> None:

@@ -1,1 +1,26 @@
-"""readers"""
+"""The built-in dataset readers, registered like any plugin's: `jml`, `tsv`, `conll` and `jsonl`.
+
+Each reader has `find_splits(root) -> {"train"|"dev"|"test": Path}`, `read(path, on_bad_example="error") ->
+list[Example]` (skipped records in `reader.skipped`) and `write(examples, path)`."""
+from mmlabel.hookspecs import hookimpl
+from mmlabel.registry import lazy
+
+READERS = {
+    "jml": ("mmlabel.readers.jml:JmlReader", "Twitter MABSA .txt: four lines per aspect (sentence with $T$, aspect, sentiment, image)."),
+    "tsv": ("mmlabel.readers.tsv:TsvReader", "Twitter MABSA .tsv: index, label 0/1/2, image id, sentence with $T$, aspect."),
+    "conll": ("mmlabel.readers.conll:ConllReader", "CoNLL Twitter files: IMGID line, token<TAB>tag lines (MABSA or NER)."),
+    "jsonl": ("mmlabel.readers.jsonl:JsonlReader", "JSON lines {id, tokens, image, spans}; also the prediction format."),
+}
+
+
+def make_reader(name: str, **options):
+    """The registered reader `name` built from its options: `make_reader("conll", tag_column=1)`."""
+    from mmlabel.registry import create
+
+    return create("dataset_reader", name, **options)
+
+
+@hookimpl
+def register_dataset_readers(register) -> None:
+    for name, (target, description) in READERS.items():
+        register(name, lazy(target, description))

@@ -1,0 +1,55 @@
+"""`mmlabel score GOLD PRED`: score a predictions JSONL file against gold data in any format."""
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def score(
+    gold: Annotated[Path, typer.Argument(help="Gold data: one file, or a data directory (see --split).")],
+    predictions: Annotated[Path, typer.Argument(help="Predictions as JSON lines (the jsonl format), matched by id.")],
+    format_name: Annotated[Optional[str], typer.Option("--format", "-f", help="Gold format (guessed if omitted).")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="mabsa or span_f1 (chosen from the gold labels if omitted).")] = None,
+    split: Annotated[str, typer.Option(help="The split to score when GOLD is a directory.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metric's figures as JSON.")] = False,
+) -> None:
+    """Score predictions against gold data and print the metric's figures (precision, recall, F1 in %)."""
+    from mmlabel.data.convert import sniff_format
+    from mmlabel.data.example import is_sentiment_data
+    from mmlabel.errors import DataError
+    from mmlabel.metrics.align import align_predictions
+    from mmlabel.readers import make_reader
+    from mmlabel.registry import create
+
+    reader = make_reader(format_name or sniff_format(gold))
+    splits = reader.find_splits(gold)
+    if split not in splits:
+        raise DataError(f"no {split} split here (found {', '.join(splits)}); choose one with --split", gold)
+    gold_examples = reader.read(splits[split] if gold.is_dir() else gold)
+    predicted = make_reader("jsonl").read(predictions)
+    gold_spans, predicted_spans = align_predictions(gold_examples, predicted, str(predictions))
+    metric_name = metric or ("mabsa" if is_sentiment_data(gold_examples) else "span_f1")
+    figures = create("metric", metric_name).score(gold_spans, predicted_spans)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        _print_figures(metric_name, figures)
+
+
+def _print_figures(metric_name: str, figures: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    overall = Table("figure", "value", title=f"{metric_name}")
+    for key, value in figures.items():
+        if not isinstance(value, dict):
+            overall.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(overall)
+    for key, rows in figures.items():
+        if isinstance(rows, dict):
+            table = Table(key.removeprefix("per_"), "precision", "recall", "f1", "support")
+            for label, row in rows.items():
+                table.add_row(label, *(f"{row[name]:.2f}" for name in ("precision", "recall", "f1")), str(row["support"]))
+            console.print(table)

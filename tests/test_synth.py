@@ -1,0 +1,73 @@
+"""The synthetic dataset: deterministic, readable by the jml reader, and built so that the image decides a known
+share of the sentiments."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmlabel.data.example import Example, Span
+from mmlabel.data.synth import DISC_COLOURS, SyntheticPost, make_posts, text_only_ceiling, write_synthetic
+from mmlabel.readers import make_reader
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    summary = write_synthetic(out, train=60, dev=20, test=30, seed=5)
+    return out, summary
+
+
+def test_layout_is_what_the_jml_reader_finds(synthetic):
+    out, summary = synthetic
+    reader = make_reader("jml")
+    splits = reader.find_splits(out)
+    assert splits == {split: out / f"{split}.txt" for split in ("train", "dev", "test")}
+    examples = reader.read(splits["test"])
+    assert len(examples) == summary["test"]["sentences"] == 30
+    assert all((out / "images" / example.image).is_file() for example in examples)
+    assert json.loads((out / "synth.json").read_text())["splits"] == summary
+
+
+def test_same_seed_same_files_other_seed_other_files(synthetic, tmp_path):
+    out, _ = synthetic
+    write_synthetic(tmp_path / "again", train=60, dev=20, test=30, seed=5)
+    write_synthetic(tmp_path / "other", train=60, dev=20, test=30, seed=6)
+    assert (tmp_path / "again" / "train.txt").read_bytes() == (out / "train.txt").read_bytes()
+    assert (tmp_path / "again" / "images" / "dev-0003.png").read_bytes() == (out / "images" / "dev-0003.png").read_bytes()
+    assert (tmp_path / "other" / "train.txt").read_bytes() != (out / "train.txt").read_bytes()
+
+
+def test_image_decided_aspects_have_no_sentiment_word_and_a_disc_of_their_colour(synthetic):
+    out, _ = synthetic
+    posts = make_posts(30, 5, "test")
+    image_posts = [post for post in posts if post.image_aspect is not None]
+    assert image_posts and len(image_posts) < len(posts)
+    for post in posts:
+        pixels = np.asarray(Image.open(out / "images" / post.example.image)).astype(int).reshape(-1, 3)
+        coloured = pixels[(pixels.max(axis=1) - pixels.min(axis=1)) > 60]
+        if post.image_aspect is None:
+            assert len(coloured) == 0  # grey only: the image tells nothing
+            continue
+        label = post.example.spans[post.image_aspect].label
+        mean = coloured.mean(axis=0)
+        nearest = min(DISC_COLOURS, key=lambda name: np.abs(mean - DISC_COLOURS[name]).sum())
+        assert nearest == label
+
+
+def test_the_share_of_image_decided_aspects_is_near_the_target():
+    posts = make_posts(2000, 1, "train", image_share=0.5)
+    aspects = sum(len(post.example.spans) for post in posts)
+    share = sum(post.image_aspect is not None for post in posts) / aspects
+    assert 0.46 < share < 0.54
+    assert 64 < text_only_ceiling(posts) < 70
+
+
+def test_text_only_ceiling_hand_computed():
+    def post(n_spans, image):
+        return SyntheticPost(Example("x", ["w"] * 4, "x.png", [Span(i, i + 1, "POS") for i in range(n_spans)]), image)
+
+    # 3 text aspects, 1 image aspect: guessing gives (3 + 1/3) / 4 = 83.3; leaving it out 6/7 = 85.7
+    assert text_only_ceiling([post(2, None), post(2, 0)]) == pytest.approx(600 / 7)
+    # 1 text aspect, 2 image aspects: guessing (1 + 2/3) / 3 = 55.6 beats leaving them out (2/4 = 50)
+    assert text_only_ceiling([post(1, None), post(1, 0), post(1, 0)]) == pytest.approx(500 / 9)
