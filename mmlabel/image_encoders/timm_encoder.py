@@ -32,7 +32,9 @@ class TimmImageEncoder(nn.Module):
         self.model = _create_model(self.config)
         self.hidden_size: int = self.model.num_features
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0) or 0
-        self.transform: Callable = _transform(self.model, self.config.model_args)
+        data_config = _data_config(self.model, self.config.model_args)
+        self.input_size: tuple[int, int, int] = tuple(data_config["input_size"])  # (3, height, width) the model expects
+        self.transform: Callable = _transform(data_config)
         if self.config.freeze:
             self.model.requires_grad_(False)
 
@@ -76,9 +78,10 @@ def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
         ) from None
 
 
-def _transform(model: nn.Module, model_args: dict[str, Any]) -> Callable:
-    """PIL image -> (3, H, W) tensor, from the model's own data config; `img_size` in `model_args` sets the size."""
-    from timm.data import create_transform, resolve_data_config
+def _data_config(model: nn.Module, model_args: dict[str, Any]) -> dict[str, Any]:
+    """The model's own preprocessing (size, mean, std, interpolation, crop); `img_size` in `model_args` sets the size,
+    which timm's pretrained config would otherwise keep at the pretrained resolution."""
+    from timm.data import resolve_data_config
 
     overrides = {}
     if "img_size" in model_args:
@@ -86,5 +89,11 @@ def _transform(model: nn.Module, model_args: dict[str, Any]) -> Callable:
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         overrides["input_size"] = (3, height, width)
         overrides["crop_pct"] = 1.0
-    data_config = resolve_data_config(overrides, model=model)
+    return resolve_data_config(overrides, model=model)
+
+
+def _transform(data_config: dict[str, Any]) -> Callable:
+    """PIL image -> (3, H, W) normalised tensor, as the model was trained to see it."""
+    from timm.data import create_transform
+
     return create_transform(**data_config, is_training=False)

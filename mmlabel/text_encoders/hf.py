@@ -69,7 +69,8 @@ class HFTextEncoder(nn.Module):
             "word_mask": word_mask,
         }
 
-    def save_tokenizer(self, directory: str | Path) -> None:, description="Write the tokenizer's files to `directory` (reload with `tokenizer = directory`).")
+    def save_tokenizer(self, directory: str | Path) -> None:
+        """Write the tokenizer's files to `directory` (reload with `tokenizer = directory`)."""
         self.tokenizer.save_pretrained(str(directory))
 
 
