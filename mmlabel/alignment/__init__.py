@@ -1,1 +1,12 @@
-"""alignment"""
+"""Built-in token-patch alignment losses. Registration imports no torch: the classes load when a loss is built."""
+from mmlabel.hookspecs import hookimpl
+from mmlabel.registry import lazy
+
+
+@hookimpl
+def register_alignment_losses(register):
+    register("emd", lazy("mmlabel.alignment.emd:EMDAlignment",
+                         "earth mover's distance between token and patch states (GeomLoss, near-exact settings)"))
+    register("sinkhorn", lazy("mmlabel.alignment.emd:SinkhornAlignment",
+                              "debiased Sinkhorn divergence between token and patch states, configurable blur"))
+    register("none", lazy("mmlabel.alignment.emd:NoAlignment", "no alignment loss (always zero)"))

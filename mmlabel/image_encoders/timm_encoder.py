@@ -1,0 +1,99 @@
+"""timm image encoders: any `timm.create_model` name (ViT, DeiT, Swin, CNNs) as a sequence of patch tokens, with the
+image transform of that model's own data config (mean, std, size, interpolation, crop)."""
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmlabel.errors import ComponentError
+from mmlabel.registry import ComponentConfig
+
+
+class TimmImageEncoder(nn.Module):
+    """A timm backbone mapping (batch, 3, H, W) pixels to (batch, patches, hidden) states and a (batch, patches) mask;
+    a Swin or CNN feature map is flattened row by row into tokens."""
+
+    class Config(ComponentConfig):
+        model: str = Field("vit_base_patch16_224", description="timm model name")
+        pretrained: bool = Field(True, description="load timm's pretrained weights (from the hub or its cache)")
+        checkpoint_path: str | None = Field(None, description="local weights file to load instead (timm checkpoint)")
+        freeze: bool = Field(False, description="keep the encoder's weights fixed")
+        cls_token: bool = Field(True, description="keep the class (and distillation, register) tokens of a ViT/DeiT")
+        model_args: dict[str, Any] = Field(
+            {}, description="keyword arguments of timm.create_model, e.g. {img_size = 32, depth = 2, embed_dim = 64}")
+
+    def __init__(self, config: Config | None = None, **options):
+        super().__init__()
+        self.config = config or self.Config(**options)
+        self.model = _create_model(self.config)
+        self.hidden_size: int = self.model.num_features
+        self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0) or 0
+        data_config = _data_config(self.model, self.config.model_args)
+        self.input_size: tuple[int, int, int] = tuple(data_config["input_size"])  # (3, height, width) the model expects
+        self.transform: Callable = _transform(data_config)
+        if self.config.freeze:
+            self.model.requires_grad_(False)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch."""
+        features = self.model.forward_features(pixel_values)
+        if features.dim() == 4:
+            if getattr(self.model, "output_fmt", "NCHW") == "NCHW":
+                features = features.permute(0, 2, 3, 1)  # (batch, H', W', hidden)
+            features = features.flatten(1, 2)  # (batch, H' * W', hidden)
+        elif not self.config.cls_token and self.num_prefix_tokens:
+            features = features[:, self.num_prefix_tokens:]
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        return features, mask
+
+
+def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
+    import timm
+
+    if config.checkpoint_path is not None and not Path(config.checkpoint_path).is_file():
+        raise ComponentError(f"image_encoder.checkpoint_path: no such file: {config.checkpoint_path}")
+    if ":" not in config.model and not timm.is_model(config.model):  # "hf-hub:..." names are resolved by timm
+        close = difflib.get_close_matches(config.model, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
+        raise ComponentError(f"image_encoder.model: timm has no model {config.model!r}{hint}")
+    pretrained = config.pretrained and config.checkpoint_path is None
+    try:
+        return timm.create_model(
+            config.model, pretrained=pretrained, num_classes=0, checkpoint_path=config.checkpoint_path or "",
+            **config.model_args,
+        )
+    except (OSError, RuntimeError) as error:
+        if not pretrained:
+            raise
+        reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ComponentError(
+            f"image_encoder: cannot load timm's pretrained weights of {config.model!r}{offline}: {reason}. Download "
+            f"them once and point HF_HOME at that cache with HF_HUB_OFFLINE=1, or give checkpoint_path (a local "
+            f"file), or set pretrained = false for random weights"
+        ) from None
+
+
+def _data_config(model: nn.Module, model_args: dict[str, Any]) -> dict[str, Any]:
+    """The model's own preprocessing (size, mean, std, interpolation, crop); `img_size` in `model_args` sets the size,
+    which timm's pretrained config would otherwise keep at the pretrained resolution."""
+    from timm.data import resolve_data_config
+
+    overrides = {}
+    if "img_size" in model_args:
+        size = model_args["img_size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        overrides["input_size"] = (3, height, width)
+        overrides["crop_pct"] = 1.0
+    return resolve_data_config(overrides, model=model)
+
+
+def _transform(data_config: dict[str, Any]) -> Callable:
+    """PIL image -> (3, H, W) normalised tensor, as the model was trained to see it."""
+    from timm.data import create_transform
+
+    return create_transform(**data_config, is_training=False)

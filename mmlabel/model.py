@@ -1,0 +1,117 @@
+"""The joint tagging model: a text encoder, an optional image encoder, a fusion head with its CRF, a text-only
+auxiliary tagger and a token-patch alignment loss, trained on L = L_crf + alpha * L_text + beta * L_align.
+
+The text-only baseline is the same model without an image encoder (no alignment then); the ablations are alpha = 0
+and beta = 0. Predictions always come from the fusion head's Viterbi decoding.
+"""
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmlabel.fusion.crf import gather_words
+
+
+@dataclass
+class ModelOutput:
+    """A forward pass: the loss to optimise, its detached parts (`crf`, `text`, `align`) and the word emissions."""
+
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    emissions: torch.Tensor | None = None  # (batch, words, tags)
+
+
+class TaggingModel(nn.Module):
+    """Words (+ image) in, a tag per word out. Build it from a recipe with `from_recipe`, or from components:
+
+        text = HFTextEncoder(checkpoint="roberta-base")
+        image = TimmImageEncoder(model="vit_base_patch16_224")
+        head = DTCAHead(text_dim=text.hidden_size, image_dim=image.hidden_size, num_tags=5)
+        model = TaggingModel(text, head, image_encoder=image, alignment_loss=EMDAlignment(), alpha=0.6, beta=0.6)
+    """
+
+    def __init__(
+        self,
+        text_encoder: nn.Module,
+        fusion_head: nn.Module,
+        image_encoder: nn.Module | None = None,
+        alignment_loss: nn.Module | None = None,
+        alpha: float = 0.6,
+        beta: float = 0.6,
+    ):
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.fusion_head = fusion_head
+        self.alignment_loss = alignment_loss
+        self.alpha, self.beta = alpha, beta
+        self.num_tags: int = fusion_head.num_tags
+        # The text-only auxiliary tagger: linear + softmax over the text encoder's states (DTCA's L_text).
+        self.text_head = nn.Linear(text_encoder.hidden_size, self.num_tags)
+        # Alignment compares token and patch states in one space: image states are projected when sizes differ.
+        needs_projection = image_encoder is not None and image_encoder.hidden_size != text_encoder.hidden_size
+        self.image_projection = (nn.Linear(image_encoder.hidden_size, text_encoder.hidden_size)
+                                 if needs_projection else nn.Identity())
+
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe,
+        num_tags: int,
+        allowed_start: list[bool] | None = None,
+        allowed_transitions: list[list[bool]] | None = None,
+    ) -> "TaggingModel":
+        """The model a recipe describes, every part built through the registry; `allowed_*` come from the tag scheme."""
+        from mmlabel.registry import get
+
+        def build(kind, spec, **runtime):
+            return get(kind, spec.name).build(spec.options, **runtime)
+
+        text_encoder = build("text_encoder", recipe.text_encoder)
+        image_encoder = build("image_encoder", recipe.image_encoder) if recipe.image_encoder is not None else None
+        fusion_head = build(
+            "fusion_head", recipe.fusion_head, text_dim=text_encoder.hidden_size,
+            image_dim=image_encoder.hidden_size if image_encoder is not None else None, num_tags=num_tags,
+            allowed_start=allowed_start, allowed_transitions=allowed_transitions,
+        )
+        alignment_loss = build("alignment_loss", recipe.alignment_loss) if image_encoder is not None else None
+        return cls(text_encoder, fusion_head, image_encoder=image_encoder, alignment_loss=alignment_loss,
+                   alpha=recipe.loss.alpha, beta=recipe.loss.beta)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """The joint loss of a batch with `tags` (batch, words); padding tags are ignored through `word_mask`."""
+        text_states, image_states, image_mask, emissions = self._encode(batch)
+        word_mask = batch["word_mask"].bool()
+        crf_loss = self.fusion_head.loss(emissions, batch["tags"], word_mask).mean()
+        text_loss = self._text_loss(text_states, batch, word_mask)
+        align_loss = self._align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask)
+        loss = crf_loss + self.alpha * text_loss + self.beta * align_loss
+        losses = {"crf": crf_loss.detach(), "text": text_loss.detach(), "align": align_loss.detach()}
+        return ModelOutput(loss=loss, losses=losses, emissions=emissions)
+
+    @torch.no_grad()
+    def decode(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
+        """Viterbi tag ids per example, one per real word (call `eval()` first for deterministic results)."""
+        emissions = self._encode(batch)[3]
+        return self.fusion_head.decode(emissions, batch["word_mask"].bool())
+
+    def _encode(self, batch):
+        text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
+        image_states = image_mask = None
+        if self.image_encoder is not None:
+            image_states, image_mask = self.image_encoder(batch["pixel_values"])  # (batch, patches, image_dim)
+        emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
+        return text_states, image_states, image_mask, emissions
+
+    def _text_loss(self, text_states, batch, word_mask) -> torch.Tensor:
+        """Cross-entropy of the text-only tagger on first sub-words, averaged over real words."""
+        logits = self.text_head(gather_words(text_states, batch["first_subword_index"]))  # (batch, words, tags)
+        if not word_mask.any():
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[word_mask].float(), batch["tags"][word_mask])
+
+    def _align_loss(self, text_states, text_mask, image_states, image_mask) -> torch.Tensor:
+        if image_states is None or self.alignment_loss is None or self.beta == 0:
+            return text_states.new_zeros((), dtype=torch.float32)
+        return self.alignment_loss(text_states, text_mask, self.image_projection(image_states), image_mask).mean()

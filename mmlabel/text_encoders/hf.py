@@ -1,0 +1,161 @@
+"""Hugging Face text encoders: any `AutoModel` checkpoint (BERT, RoBERTa, ALBERT, ELECTRA, ...) by hub id or local
+directory, or a randomly initialised model of a family, with its tokenizer and word-to-sub-word bookkeeping."""
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmlabel.errors import ComponentError
+from mmlabel.registry import ComponentConfig
+
+
+class HFTextEncoder(nn.Module):
+    """A Hugging Face encoder mapping token ids to (batch, tokens, hidden) states, plus the tokenizer that turns
+    pre-split words into those ids and records where each word's first sub-word is."""
+
+    class Config(ComponentConfig):
+        checkpoint: str | None = Field(None, description="hub id or local directory of the model (and, by default, of its tokenizer)")
+        init: Literal["pretrained", "random"] = Field(
+            "pretrained", description="`random`: the architecture from its config with random weights; no weights are read")
+        model_type: str | None = Field(
+            None, description="family (bert, roberta, albert, electra, ...) for init = random when no config can be read")
+        config_overrides: dict[str, Any] = Field(
+            {}, description="config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 1} with init = random")
+        tokenizer: str | None = Field(None, description="hub id or directory of the tokenizer; default: checkpoint")
+        attn_implementation: str | None = Field("sdpa", description="attention kernel; sdpa falls back to eager where unsupported")
+        freeze: bool = Field(False, description="keep the encoder's weights fixed")
+
+    def __init__(self, config: Config | None = None, **options):
+        super().__init__()
+        self.config = config or self.Config(**options)
+        self.tokenizer = _load_tokenizer(self.config)
+        self.model = _load_model(self.config, self.tokenizer)
+        self.hidden_size: int = self.model.config.hidden_size
+        if self.config.freeze:
+            self.model.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens) ids and mask -> (batch, tokens, hidden) last-layer states."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def tokenize(self, words: list[list[str]], max_tokens: int) -> dict[str, torch.Tensor]:
+        """Token ids for pre-split words, padded to the batch's longest, with each word's first sub-word position.
+
+        Returns `input_ids` and `attention_mask` (batch, tokens), `first_subword_index` (batch, words) long and
+        `word_mask` (batch, words) bool, False for padding words and for words cut off by `max_tokens`. A word the
+        tokenizer maps to nothing (a zero-width space, a control character) is replaced by the unknown token so
+        that every word that fits keeps a position.
+        """
+        words = _replace_empty_words(self.tokenizer, words)
+        encoding = self.tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=max_tokens, padding="longest",
+            return_tensors="pt",
+        )
+        longest = max((len(sentence) for sentence in words), default=0)
+        first_subword_index = torch.zeros(len(words), longest, dtype=torch.long)
+        word_mask = torch.zeros(len(words), longest, dtype=torch.bool)
+        for row in range(len(words)):
+            for position, word in reversed(list(enumerate(encoding.word_ids(row)))):
+                if word is not None:
+                    first_subword_index[row, word] = position
+                    word_mask[row, word] = True
+        return {
+            "input_ids": encoding["input_ids"],
+            "attention_mask": encoding["attention_mask"],
+            "first_subword_index": first_subword_index,
+            "word_mask": word_mask,
+        }
+
+    def save_tokenizer(self, directory: str | Path) -> None:
+        """Write the tokenizer's files to `directory` (reload with `tokenizer = directory`)."""
+        self.tokenizer.save_pretrained(str(directory))
+
+
+# Byte-level BPE tokenizers refuse pre-split words unless each word gets its leading space back.
+_PREFIX_SPACE_TOKENIZERS = ("Roberta", "GPT2", "Bart", "Longformer", "Deberta", "Camembert", "XLMRoberta")
+
+
+def _load_tokenizer(config: HFTextEncoder.Config):
+    from transformers import AutoTokenizer
+
+    source = config.tokenizer or config.checkpoint
+    if source is None:
+        raise ComponentError("text_encoder: give a `checkpoint` or a `tokenizer` (hub id or local directory)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if type(tokenizer).__name__.startswith(_PREFIX_SPACE_TOKENIZERS) and not getattr(tokenizer, "add_prefix_space", False):
+            tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
+    except (OSError, ValueError) as error:
+        raise ComponentError(_missing_message("tokenizer", source, error)) from None
+    return tokenizer
+
+
+def _load_model(config: HFTextEncoder.Config, tokenizer) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    model_config = _model_config(config)
+    if config.init == "random":
+        # The embedding table and pad id must match the tokenizer, whatever the family's defaults are.
+        overrides = config.config_overrides
+        if "vocab_size" not in overrides:
+            model_config.vocab_size = max(len(tokenizer), 1)
+        if "pad_token_id" not in overrides and tokenizer.pad_token_id is not None:
+            model_config.pad_token_id = tokenizer.pad_token_id
+        return _with_attention(lambda **kw: AutoModel.from_config(model_config, **kw), config.attn_implementation)
+    try:
+        return _with_attention(
+            lambda **kw: AutoModel.from_pretrained(config.checkpoint, config=model_config, **kw), config.attn_implementation
+        )
+    except OSError as error:
+        raise ComponentError(_missing_message("weights", config.checkpoint, error)) from None
+
+
+def _model_config(config: HFTextEncoder.Config):
+    from transformers import AutoConfig
+
+    overrides = dict(config.config_overrides)
+    if config.init == "random" and config.model_type is not None:
+        if config.checkpoint is None or not Path(config.checkpoint).is_dir():
+            return AutoConfig.for_model(config.model_type, **overrides)
+    if config.checkpoint is None:
+        raise ComponentError("text_encoder: give a `checkpoint` (hub id or local directory), or `init = \"random\"` "
+                             "with a `model_type` such as \"roberta\"")
+    try:
+        return AutoConfig.from_pretrained(config.checkpoint, **overrides)
+    except (OSError, ValueError) as error:
+        raise ComponentError(_missing_message("config", config.checkpoint, error)) from None
+
+
+def _with_attention(build, attn_implementation: str | None):
+    if attn_implementation is None:
+        return build()
+    try:
+        return build(attn_implementation=attn_implementation)
+    except (ValueError, ImportError):
+        if attn_implementation != "sdpa":
+            raise
+        return build(attn_implementation="eager")
+
+
+def _replace_empty_words(tokenizer, words: list[list[str]]) -> list[list[str]]:
+    distinct = sorted({word for sentence in words for word in sentence})
+    if not distinct:
+        return words
+    pieces = tokenizer([[word] for word in distinct], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    empty = {word for word, ids in zip(distinct, pieces) if not ids}
+    if not empty:
+        return words
+    return [[tokenizer.unk_token if word in empty else word for word in sentence] for sentence in words]
+
+
+def _missing_message(what: str, source: str, error: Exception) -> str:
+    offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+    return (
+        f"text_encoder: cannot load the {what} of {source!r}{offline}: {reason}. Give `checkpoint` as a local "
+        f"directory (a `save_pretrained` folder), or download it once and point HF_HOME at that cache with "
+        f"HF_HUB_OFFLINE=1, or use init = \"random\" with model_type for an untrained encoder"
+    )
