@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmlabel import __version__
+from mmlabel.commands import train
 from mmlabel.commands.data import data_app
 from mmlabel.commands.score import score
 from mmlabel.errors import MMLabelError
@@ -23,14 +24,9 @@ recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=T
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(data_app, name="data")
 app.command("score")(score)
-
-
-def _register_commands() -> None:
-    from mmlabel.commands import train
-
-    app.command("train")(train.train)
-    app.command("evaluate")(train.evaluate)
-    app.command("predict")(train.predict)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("predict")(train.predict)
 
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
@@ -97,9 +93,6 @@ def recipe_check(
 
     resolved = load_recipe(recipe, set_ or [])
     typer.echo(resolved.to_toml(), nl=False)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,6 +51,19 @@ class TimmImageEncoder(nn.Module):
         return features, mask
 
 
+    def export(self, directory: str | Path) -> dict[str, Any]:
+        """Write the image transform's settings to `directory` (for the record); return the options that rebuild
+        this architecture with no download (the weights come from the run)."""
+        import json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        settings = {"model": self.config.model, "input_size": list(self.input_size), "transform": repr(self.transform)}
+        (directory / "transform.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return {"model": self.config.model, "pretrained": False, "checkpoint_path": None, "freeze": self.config.freeze,
+                "cls_token": self.config.cls_token, "model_args": self.config.model_args}
+
+
 def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
     import timm
 

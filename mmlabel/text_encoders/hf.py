@@ -69,6 +69,18 @@ class HFTextEncoder(nn.Module):
             "word_mask": word_mask,
         }
 
+    def export(self, directory: str | Path) -> dict[str, Any]:
+        """Write the tokenizer and the architecture (config.json, no weights) to `directory`; return the options that
+        rebuild this encoder from there with no download. A run directory keeps them beside its weights."""
+        directory = Path(directory)
+        self.save_tokenizer(directory)
+        self.model.config.save_pretrained(str(directory))
+        return {
+            "checkpoint": str(directory.resolve()), "tokenizer": str(directory.resolve()), "init": "random",
+            "config_overrides": {"vocab_size": self.model.config.vocab_size}, "attn_implementation":
+            self.config.attn_implementation, "freeze": self.config.freeze,
+        }
+
     def save_tokenizer(self, directory: str | Path) -> None:
         """Write the tokenizer's files to `directory` (reload with `tokenizer = directory`)."""
         self.tokenizer.save_pretrained(str(directory))

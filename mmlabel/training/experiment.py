@@ -84,9 +84,11 @@ def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
     run.start(recipe.to_toml(), resume)
     if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
-        from mmlabel.text_encoders.tokenizer import train_word_tokenizer
+        from mmlabel.text_encoders.tokenizer import FAMILIES, train_word_tokenizer
 
-        train_word_tokenizer([example.tokens for example in splits["train"]], tokenizer_dir)
+        family = recipe.text_encoder.options.get("model_type")
+        train_word_tokenizer([example.tokens for example in splits["train"]], tokenizer_dir,
+                             family if family in FAMILIES else "bert")
     scheme = make_run_scheme(recipe, splits["train"])
     run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
     set_seed(recipe.train.seed)
