@@ -128,3 +128,14 @@ def test_real_pretrained_bert_loads_offline():
     batch = encoder.tokenize([["Messi", "scores", "in", "Barcelona"]], max_tokens=32)
     states = encoder(batch["input_ids"], batch["attention_mask"])
     assert states.shape == (1, batch["input_ids"].shape[1], 384) and torch.isfinite(states).all()
+
+
+def test_roberta_tokenizer_saved_without_prefix_space_still_takes_split_words(tokenizer_dirs, tmp_path):
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tokenizer_dirs["roberta"], add_prefix_space=False).save_pretrained(tmp_path)
+    assert not AutoTokenizer.from_pretrained(tmp_path).add_prefix_space  # as saved: split words would be refused
+    encoder = build({**tiny_text_options("roberta", str(tmp_path))})
+    assert encoder.tokenizer.add_prefix_space
+    batch = encoder.tokenize([["the", "cat"]], max_tokens=16)
+    assert batch["word_mask"].all()

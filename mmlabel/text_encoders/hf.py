@@ -106,7 +106,7 @@ def _load_tokenizer(config: HFTextEncoder.Config):
 
 
 def _load_model(config: HFTextEncoder.Config, tokenizer) -> nn.Module:
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     model_config = _model_config(config)
     if config.init == "random":
