@@ -48,7 +48,7 @@ def test_unknown_name_lists_close_matches_and_every_name_with_provider(fake_plug
 
 
 def test_unknown_kind_is_an_error():
-    with pytest.raises(ComponentError, match="unknown component kind 'metrics' \(did you mean 'metric'\?\)"):
+    with pytest.raises(ComponentError, match=r"unknown component kind 'metrics' \(did you mean 'metric'\?\)"):
         components("metrics")
 
 

@@ -93,7 +93,9 @@ def _print_metrics(out: Path, metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("split", "precision", "recall", "f1", title=f"run: {out}  (best dev epoch {metrics['best_epoch']})")
+    typer.echo(f"run: {out}")
+    typer.echo(f"best dev epoch: {metrics['best_epoch']} (the test split was evaluated once, with that model)")
+    table = Table("split", "precision", "recall", "f1")
     for split in ("dev", "test"):
         figures = metrics[split]
         table.add_row(split, *(f"{figures[key]:.2f}" for key in ("precision", "recall", "f1")))
@@ -104,7 +106,8 @@ def _print_summary(out: Path, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("split", "precision", "recall", "f1", title=f"runs: {out}  (seeds {summary['seeds']}: mean ± std)")
+    typer.echo(f"runs: {out}/seed-{{{','.join(map(str, summary['seeds']))}}}  (mean ± std over the seeds)")
+    table = Table("split", "precision", "recall", "f1")
     for split in ("dev", "test"):
         figures = summary[split]
         table.add_row(split, *(f"{figures[k]['mean']:.2f} ± {figures[k]['std']:.2f}" for k in ("precision", "recall", "f1")))

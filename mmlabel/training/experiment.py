@@ -37,11 +37,11 @@ def cached_synthetic(console: Console | None = None) -> Path:
     from mmlabel.data.synth import write_synthetic
 
     cache = Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel"))
-    root = cache / "synthetic-v1"
+    root = cache / "synthetic-v1"  # 1200/200/200 sentences: enough to learn the image's signal in a few minutes
     if not (root / "test.txt").exists():
         (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
         partial = cache / f".synthetic-v1.{os.getpid()}"
-        write_synthetic(partial)  # written aside, then renamed: a killed first run leaves no half dataset
+        write_synthetic(partial, train=1200, dev=200, test=200)  # written aside, then renamed: a killed first run leaves no half dataset
         shutil.rmtree(root, ignore_errors=True)
         partial.replace(root)
     return root
