@@ -3,7 +3,7 @@ plugin-provided components. Importing it is cheap: torch and friends load only w
 from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["ComponentConfig", "components", "create", "hookimpl", "lazy", "load_recipe"]
+__all__ = ["ComponentConfig", "Tagger", "components", "create", "hookimpl", "lazy", "load_recipe"]
 
 _LAZY = {
     "ComponentConfig": "mmlabel.registry",
@@ -12,6 +12,7 @@ _LAZY = {
     "lazy": "mmlabel.registry",
     "load_recipe": "mmlabel.recipe",
     "Recipe": "mmlabel.recipe",
+    "Tagger": "mmlabel.tagger",
 }
 
 

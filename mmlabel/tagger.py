@@ -12,7 +12,7 @@ class Tagger:
     """Labels posts: `Tagger.load("runs/x").predict("Kevin Durant and Kyrie Irving", image="photo.jpg")`."""
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
-                 precision: str = "fp32", batch_size: int = 32):
+                 precision: str = "fp32", batch_size: int = 32, missing_image: str = "error"):
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens
@@ -20,6 +20,7 @@ class Tagger:
         self.device = torch.device(device)
         self.precision = precision
         self.batch_size = batch_size
+        self.missing_image = missing_image  # the policy for images given by name: "error" or "blank"
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
@@ -41,7 +42,7 @@ class Tagger:
         if image is not None:
             from mmlabel.data.images import ImageLoader
 
-            images = ImageLoader(Path(image).parent, "error")
+            images = ImageLoader(Path(image).parent, self.missing_image)
             image = Path(image).name
         return self.predict_examples([Example("input", tokens, str(image) if image else None)], images=images)[0]
 
@@ -97,7 +98,7 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
             examples.append(Example(str(record.get("id", number)), tokens, image))
         except (ValueError, KeyError, TypeError) as error:
             bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
-    images = ImageLoader(image_dir, "error") if tagger.multimodal else None
+    images = ImageLoader(image_dir, tagger.missing_image) if tagger.multimodal else None
     predictions = tagger.predict_examples(examples, images=images) if examples else []
     predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
     create("dataset_reader", "jsonl").write(predicted, target)

@@ -156,7 +156,8 @@ class RunDir:
         )
         self.load_model_weights(model)
         target = resolve_device(device)
-        return Tagger(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision)
+        return Tagger(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision,
+                      missing_image=recipe.data.missing_image)
 
 
 
