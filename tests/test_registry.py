@@ -52,9 +52,19 @@ def test_unknown_kind_is_an_error():
         components("metrics")
 
 
-def test_known_but_uninstalled_plugin_gives_the_install_command():
-    with pytest.raises(ComponentError, match=r"pip install \./plugins/mmlabel-hf-vision"):
-        get("image_encoder", "hf_vision")
+def test_known_but_uninstalled_plugin_gives_the_install_command(monkeypatch):
+    from mmlabel import plugins
+
+    monkeypatch.setitem(plugins.KNOWN_PLUGINS, ("metric", "bleu_like"), "pip install mmlabel-bleu-like")
+    with pytest.raises(ComponentError, match=r"it is provided by a plugin that is not installed; install it with "
+                                             r"`pip install mmlabel-bleu-like`"):
+        get("metric", "bleu_like")
+
+
+def test_hf_vision_is_a_known_plugin():
+    from mmlabel.plugins import KNOWN_PLUGINS
+
+    assert KNOWN_PLUGINS[("image_encoder", "hf_vision")] == "pip install ./plugins/mmlabel-hf-vision"
 
 
 class DuplicatePlugin:
