@@ -90,6 +90,16 @@ class TaggingModel(nn.Module):
         losses = {"crf": crf_loss.detach(), "text": text_loss.detach(), "align": align_loss.detach()}
         return ModelOutput(loss=loss, losses=losses, emissions=emissions)
 
+    def train(self, mode: bool = True) -> "TaggingModel":
+        """Train mode, except for a frozen image encoder: a fixed feature extractor runs in eval mode (no dropout),
+        so its states do not depend on the step and can be cached."""
+        super().train(mode)
+        from mmlabel.training.feature_cache import is_frozen
+
+        if is_frozen(self.image_encoder):
+            self.image_encoder.eval()
+        return self
+
     @torch.no_grad()
     def decode(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
         """Viterbi tag ids per example, one per real word (call `eval()` first for deterministic results)."""
@@ -99,7 +109,9 @@ class TaggingModel(nn.Module):
     def _encode(self, batch):
         text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
         image_states = image_mask = None
-        if self.image_encoder is not None:
+        if "image_states" in batch:  # cached states of a frozen image encoder (mmlabel.training.feature_cache)
+            image_states, image_mask = batch["image_states"], batch["image_mask"]
+        elif self.image_encoder is not None:
             image_states, image_mask = self.image_encoder(batch["pixel_values"])  # (batch, patches, image_dim)
         emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
         return text_states, image_states, image_mask, emissions

@@ -72,6 +72,7 @@ class TrainSection(Section):
     device: str = "auto"
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")
+    cache_image_features: bool = Field(True, description="with a frozen image encoder, encode each image once")
 
 
 class OutputSection(Section):

@@ -12,7 +12,7 @@ class Tagger:
     """Labels posts: `Tagger.load("runs/x").predict("Kevin Durant and Kyrie Irving", image="photo.jpg")`."""
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
-                 precision: str = "fp32", batch_size: int = 32, missing_image: str = "error"):
+                 precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None):
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens
@@ -21,6 +21,7 @@ class Tagger:
         self.precision = precision
         self.batch_size = batch_size
         self.missing_image = missing_image  # the policy for images given by name: "error" or "blank"
+        self.features = features  # an ImageFeatureCache over `images`, where the image encoder is frozen
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
@@ -50,7 +51,8 @@ class Tagger:
         """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""
         images = images if images is not None else self.images
         transform = self.model.image_encoder.transform if self.multimodal else None
-        dataset = TaggingDataset(examples, self.scheme, images, transform)
+        features = self.features if images is self.images else None
+        dataset = TaggingDataset(examples, self.scheme, images, transform, features)
         collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
         loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0)
         predicted: list[list[Span]] = [[] for _ in examples]

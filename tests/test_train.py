@@ -121,3 +121,33 @@ def test_interrupted_run_resumes_to_a_valid_model(synthetic, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     evaluated = run_cli("evaluate", str(out), "--json")
     assert json.loads(evaluated.stdout) == metrics["test"]
+
+
+def test_frozen_image_encoder_cache_changes_nothing_but_speed(synthetic, tmp_path):
+    figures = []
+    for cache in ("true", "false"):
+        out = tmp_path / f"cache-{cache}"
+        result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
+                         "--set", "image_encoder.freeze=true", "--set", f"train.cache_image_features={cache}", *SHORT)
+        assert result.returncode == 0, result.stderr
+        assert ("computing each image's patch states once" in result.stderr) == (cache == "true")
+        figures.append(json.loads((out / "metrics.json").read_text()))
+        predictions = (out / "predictions-test.jsonl").read_text()
+        figures[-1]["predictions"] = predictions
+    assert figures[0] == figures[1]
+    evaluated = run_cli("evaluate", str(tmp_path / "cache-true"), "--json")
+    assert json.loads(evaluated.stdout) == figures[0]["test"]
+
+
+def test_seeds_are_summarised_as_mean_and_std(synthetic, tmp_path):
+    out = tmp_path / "seeds"
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
+                     "--seeds", "1,2", *SHORT)
+    assert result.returncode == 0, result.stderr
+    runs = [json.loads((out / f"seed-{seed}" / "metrics.json").read_text()) for seed in (1, 2)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [1, 2]
+    f1 = [run["test"]["f1"] for run in runs]
+    assert summary["test"]["f1"]["mean"] == pytest.approx(sum(f1) / 2)
+    assert summary["test"]["f1"]["std"] == pytest.approx(abs(f1[0] - f1[1]) / 2 ** 0.5)
+    assert "mean ± std" in result.stdout

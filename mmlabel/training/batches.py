@@ -14,11 +14,13 @@ from mmlabel.data.example import Example
 class TaggingDataset(Dataset):
     """Examples with their gold tag ids and, where the model has an image encoder, their transformed images."""
 
-    def __init__(self, examples: list[Example], scheme, images=None, transform: Callable | None = None):
+    def __init__(self, examples: list[Example], scheme, images=None, transform: Callable | None = None,
+                 features=None):
         self.examples = examples
         self.scheme = scheme
         self.images = images
         self.transform = transform
+        self.features = features  # an ImageFeatureCache: cached patch states replace the pixels
         self.tag_index = {tag: index for index, tag in enumerate(scheme.tags)}
 
     def __len__(self) -> int:
@@ -31,7 +33,9 @@ class TaggingDataset(Dataset):
             "words": example.tokens,
             "tags": [self.tag_index[tag] for tag in self.scheme.encode(example.spans, len(example.tokens))],
         }
-        if self.transform is not None:
+        if self.features is not None:
+            item["image_states"], item["image_mask"] = self.features.get(example.image)
+        elif self.transform is not None:
             item["pixel_values"] = self.transform(self.images.load(example.image))
         return item
 
@@ -52,8 +56,9 @@ class Collator:
             tags[row, : len(kept)] = torch.tensor(kept, dtype=torch.long)
         batch["tags"] = tags
         batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
-        if "pixel_values" in items[0]:
-            batch["pixel_values"] = torch.stack([item["pixel_values"] for item in items])
+        for key in ("pixel_values", "image_states", "image_mask"):
+            if key in items[0]:
+                batch[key] = torch.stack([item[key] for item in items])
         return batch
 
 

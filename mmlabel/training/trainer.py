@@ -41,12 +41,17 @@ class Trainer:
         self.device = device
         self.images = images
         self.console = console or Console(stderr=True)
-        self.tagger = Tagger(model, scheme, recipe.data.max_tokens, images, device, self.train_settings.precision)
+        self.features = self._feature_cache()
+        self.tagger = Tagger(model, scheme, recipe.data.max_tokens, images, device, self.train_settings.precision,
+                             features=self.features)
         self.state = TrainState()
 
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, train: list, dev: list, test: list, resume: bool = False) -> dict:
         """Train until `epochs` or early stopping, then evaluate the dev-selected model on test once."""
+        if self.features is not None:
+            self.console.print("the image encoder is frozen: computing each image's patch states once")
+            self.features.fill([example.image for example in train + dev + test])
         loader = self._train_loader(train)
         steps_per_epoch = math.ceil(len(loader) / self.train_settings.grad_accum)
         if self.train_settings.max_steps_per_epoch:
@@ -138,10 +143,19 @@ class Trainer:
 
     def _train_loader(self, train: list):
         transform = self.model.image_encoder.transform if self.model.image_encoder is not None else None
-        dataset = TaggingDataset(train, self.scheme, self.images, transform)
+        dataset = TaggingDataset(train, self.scheme, self.images, transform, self.features)
         collate = Collator(self.model.text_encoder.tokenize, self.recipe.data.max_tokens)
         return make_loader(dataset, collate, self.train_settings.batch_size, shuffle=True,
                            seed=self.train_settings.seed, workers=self.train_settings.workers)
+
+    def _feature_cache(self):
+        """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""
+        from mmlabel.training.feature_cache import ImageFeatureCache, is_frozen
+
+        if not (self.train_settings.cache_image_features and self.images is not None
+                and is_frozen(self.model.image_encoder)):
+            return None
+        return ImageFeatureCache(self.model.image_encoder, self.images, self.device, self.train_settings.precision)
 
     def _optimizer(self, total_steps: int):
         from transformers import get_linear_schedule_with_warmup
