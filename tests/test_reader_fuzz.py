@@ -47,3 +47,12 @@ def test_arbitrary_bytes_parse_or_raise_a_data_error(format_name, policy, conten
 @given(content=STRUCTURED)
 def test_format_shaped_garbage_parses_or_raises_a_data_error(format_name, policy, content):
     _read(format_name, content, policy)
+
+
+@pytest.mark.parametrize("format_name", sorted(READERS))
+def test_an_unreadable_file_is_a_data_error(tmp_path, monkeypatch, format_name):
+    path = tmp_path / f"train{make_reader(format_name).suffix}"
+    path.write_text("x\n")
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(DataError, match=rf"^{path}: cannot read: Permission denied$"):
+        make_reader(format_name).read(path)
