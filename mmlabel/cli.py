@@ -105,3 +105,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
+        if "--debug" in args or os.environ.get("MMLABEL_DEBUG"):
+            raise
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -31,3 +31,18 @@ class DataError(MMLabelError):
 
 class RunError(MMLabelError):
     """A run directory that is missing, incomplete or from an incompatible version."""
+
+
+class DivergedError(MMLabelError):
+    """A training loss that became NaN or infinite (`train.on_nonfinite = "stop"`): names the step, the batch's
+    example ids and the last good checkpoint."""
+
+
+class RunInterrupted(MMLabelError):
+    """Training stopped by SIGINT or SIGTERM after saving a resumable checkpoint; exits with 128 + the signal number
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process the signal ended."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number

@@ -73,6 +73,12 @@ class TrainSection(Section):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")
     cache_image_features: bool = Field(True, description="with a frozen image encoder, encode each image once")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN or infinite loss stops the run, or its batch is skipped and counted in the log")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also save a resumable checkpoint every N optimiser steps, inside epochs")
+    deterministic: bool = Field(
+        False, description="deterministic kernels only (GPU: slower; CPU runs are deterministic anyway)")
 
 
 class OutputSection(Section):

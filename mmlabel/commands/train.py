@@ -22,17 +22,23 @@ def train(
     from mmlabel.recipe import load_recipe
     from mmlabel.training.experiment import default_out, train_once, train_seeds
 
+    from mmlabel.errors import RunInterrupted
+
     loaded = load_recipe(recipe, set_ or [])
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
     out = out or default_out(recipe, loaded.output.dir)
-    if seeds:
-        seed_list = _parse_seeds(seeds)
-        summary = train_seeds(loaded, out, seed_list, resume)
-        _print_summary(out, summary)
-    else:
-        metrics = train_once(loaded, out, resume)
-        _print_metrics(out, metrics)
+    try:
+        if seeds:
+            summary = train_seeds(loaded, out, _parse_seeds(seeds), resume)
+            _print_summary(out, summary)
+        else:
+            metrics = train_once(loaded, out, resume)
+            _print_metrics(out, metrics)
+    except RunInterrupted as error:
+        command = _resume_command(recipe, set_ or [], out, seeds)
+        raise RunInterrupted(str(error).replace("continue with --resume", f"resume with: {command}"),
+                             error.signal_number) from None
 
 
 def evaluate(
@@ -80,6 +86,16 @@ def predict(
         for line, reason in bad:
             print(f"error: {input}:{line}: {reason}", file=sys.stderr)
         raise typer.Exit(2)
+
+
+def _resume_command(recipe: Path, overrides: list[str], out: Path, seeds: str | None) -> str:
+    """The command line that continues an interrupted run (with --out spelt out: the default one has a time in it)."""
+    import shlex
+
+    words = ["mmlabel", "train", str(recipe), "--out", str(out)]
+    words += [word for override in overrides for word in ("--set", override)]
+    words += ["--seeds", seeds] if seeds else []
+    return shlex.join([*words, "--resume"])
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -106,7 +106,10 @@ def decode_lines(path: Path) -> tuple[list[str], dict[int, str]]:
     """The file's lines without line ends, and {line index: reason} for lines that are not valid UTF-8."""
     lines: list[str] = []
     broken: dict[int, str] = {}
-    raw_lines = Path(path).read_bytes().split(b"\n")
+    try:
+        raw_lines = Path(path).read_bytes().split(b"\n")
+    except OSError as error:  # unreadable: permissions, a vanished network mount
+        raise DataError(f"cannot read: {error.strerror or error}", path) from None
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
     for index, raw in enumerate(raw_lines):

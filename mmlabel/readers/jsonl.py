@@ -42,6 +42,10 @@ def _example(line: str, number: int) -> Example:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise RecordError(number, f"not valid JSON: {error.msg} at column {error.colno}") from None
+    except ValueError as error:  # an integer of more than 4300 digits
+        raise RecordError(number, f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise RecordError(number, "not valid JSON: nested too deeply") from None
     if not isinstance(record, dict):
         raise RecordError(number, f"expected a JSON object, found {type(record).__name__}")
     tokens = record.get("tokens")

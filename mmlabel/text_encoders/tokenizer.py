@@ -64,10 +64,34 @@ def _train_backend(texts: list[str], family: str, vocab_size: int):
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>",
                                           special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    if family in ("bert", "electra"):
+        tokenizer = _train_wordpiece(tokenizer, texts, vocab_size, list(specials.values()))
+    else:
+        tokenizer.train_from_iterator(texts, trainer=trainer)
     cls, sep = specials["cls_token"], specials["sep_token"]
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B {sep}",
         special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
     )
     return tokenizer, specials
+
+
+def _train_wordpiece(tokenizer, texts: list[str], vocab_size: int, specials: list[str]):
+    """WordPiece trained deterministically. The trainer numbers the `##` continuation pieces in hash-map order, and
+    breaks ties between equally frequent merges by those numbers, so two trainings on the same text learn different
+    vocabularies (huggingface/tokenizers#1794) and a run could not be repeated. Giving every continuation piece a
+    fixed number up front, as a special token of the trainer, removes that; the pieces are then ordinary vocabulary
+    again in the tokenizer returned."""
+    from tokenizers import Tokenizer, models, trainers
+
+    characters = sorted({character for text in texts
+                         for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))
+                         for character in word})
+    pieces = [f"##{character}" for character in characters]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*specials, *pieces])
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    trained = Tokenizer(models.WordPiece(vocab=tokenizer.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    trained.normalizer, trained.pre_tokenizer, trained.decoder = (
+        tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.decoder)
+    trained.add_special_tokens(specials)
+    return trained

@@ -71,9 +71,13 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The order is a function of (seed, epoch) alone; `skip` leaves out the first batches of it (a mid-epoch
+        resume: those were trained on before the checkpoint)."""
         self.epoch = epoch
+        self.skip = skip
 
     def __iter__(self):
         generator = random.Random(self.seed * 100_003 + self.epoch)
@@ -89,7 +93,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         if self.shuffle:
             generator.shuffle(batches)
-        return iter(batches)
+        return iter(batches[self.skip:])
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
@@ -99,5 +103,14 @@ def make_loader(dataset: TaggingDataset, collate: Collator, batch_size: int, shu
                 workers: int = 0) -> DataLoader:
     """A loader over length-bucketed batches; `workers` > 0 decodes images in worker processes."""
     sampler = LengthBucketSampler([len(example.tokens) for example in dataset.examples], batch_size, shuffle, seed)
+    # A generator of its own: otherwise each pass over the loader draws its workers' base seed from the global RNG,
+    # and a run resumed from a checkpoint's RNG state would draw once more than the uninterrupted run did.
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def start_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:
+    """Set the loader's batch order and its workers' seeds for `epoch`, leaving out the first `skip` batches."""
+    loader.batch_sampler.set_epoch(epoch, skip)
+    loader.generator.manual_seed(loader.batch_sampler.seed * 100_003 + epoch)

@@ -67,14 +67,22 @@ def make_run_scheme(recipe: Recipe, train: list):
 
 
 def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> dict:
-    """Train the recipe with its seed into `out`; returns the run's metrics."""
+    """Train the recipe with its seed into `out`; returns the run's metrics. SIGINT and SIGTERM stop it with a
+    resumable checkpoint (`RunInterrupted`)."""
+    from mmlabel.training.interrupts import stop_requests
+
+    with stop_requests():
+        return _train_once(recipe, out, resume, console)
+
+
+def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None) -> dict:
     import torch
 
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
     from mmlabel.training.precision import resolve_device
     from mmlabel.training.run import RunDir
-    from mmlabel.training.seeds import set_seed
+    from mmlabel.training.seeds import set_seed, use_deterministic_kernels
     from mmlabel.training.trainer import Trainer
 
     console = console or Console(stderr=True)
@@ -92,6 +100,8 @@ def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console
     scheme = make_run_scheme(recipe, splits["train"])
     run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
     set_seed(recipe.train.seed)
+    if recipe.train.deterministic:
+        use_deterministic_kernels()
     model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
     run.save_architecture(model)
     images = _image_loader(recipe, root, splits) if model.image_encoder is not None else None

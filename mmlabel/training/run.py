@@ -51,6 +51,7 @@ class RunDir:
         elif self.path.exists() and any(self.path.iterdir()) and not resume:
             raise RunError(f"{self.path}: the output directory is not empty and holds no mmlabel run")
         self.path.mkdir(parents=True, exist_ok=True)
+        atomic.remove_temporaries(self.path)  # left by a run killed while writing
         atomic.write_text(self.recipe_path, recipe_toml)
         self.set_status("running")
 
@@ -85,11 +86,29 @@ class RunDir:
             torch.save(checkpoint, temporary)
 
     def load_checkpoint(self) -> dict:
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as error:  # written atomically, so only a file damaged from outside gets here
+            raise RunError(f"{self.checkpoint_path}: cannot read the checkpoint ({type(error).__name__}: {error}); "
+                           "start the run again without --resume in a new --out") from None
 
     def log(self, record: dict) -> None:
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    def keep_log_until(self, epoch: int) -> None:
+        """Drop the log records after `epoch` (a resumed run writes them again) and a line torn by a kill."""
+        if not self.log_path.exists():
+            return
+        kept = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("epoch", 0) <= epoch:
+                kept.append(line)
+        atomic.write_text(self.log_path, "".join(f"{line}\n" for line in kept))
 
     def save_metrics(self, metrics: dict) -> None:
         atomic.write_json(self.metrics_path, metrics)

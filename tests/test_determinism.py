@@ -1,0 +1,100 @@
+"""Determinism and resume, with real training processes on CPU: the same recipe and seed give the same weights,
+losses, metrics and predictions twice; a process killed (SIGKILL) or stopped (SIGTERM) mid-training and resumed
+ends exactly where the uninterrupted run does."""
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_cli
+
+# 12 batches of 4 a epoch, cut to 6 steps; a checkpoint every 2 steps, so that kills land after mid-epoch ones.
+SETTINGS = ["--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "train.max_steps_per_epoch=6",
+            "--set", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from mmlabel.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, train=48, dev=24, test=24, seed=3)
+    return root
+
+
+def train_args(synthetic, out):
+    return ["train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *SETTINGS]
+
+
+@pytest.fixture(scope="module")
+def reference(synthetic, tmp_path_factory):
+    """An uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    result = run_cli(*train_args(synthetic, out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def assert_same_run(run, reference):
+    """Bit-identical weights and per-epoch losses; equal metrics and predictions."""
+    import torch
+    from safetensors.torch import load_file
+
+    ours, theirs = load_file(str(run / "model.safetensors")), load_file(str(reference / "model.safetensors"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[key], theirs[key]) for key in ours)
+    losses = [[json.loads(line)["train_loss"] for line in (path / "log.jsonl").read_text().splitlines()]
+              for path in (run, reference)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    assert json.loads((run / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+    for name in ("predictions-dev.jsonl", "predictions-test.jsonl"):
+        assert (run / name).read_text() == (reference / name).read_text()
+
+
+def start_then_signal(synthetic, out, number: int) -> subprocess.Popen:
+    """Start a training process and send it `number` as soon as its first (mid-epoch) checkpoint exists."""
+    command = [sys.executable, "-m", "mmlabel", *train_args(synthetic, out)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(number)
+    return process
+
+
+def test_same_recipe_and_seed_give_identical_runs(synthetic, reference, tmp_path):
+    result = run_cli(*train_args(synthetic, tmp_path / "again"))
+    assert result.returncode == 0, result.stderr
+    assert_same_run(tmp_path / "again", reference)
+
+
+def test_resume_after_sigkill_mid_training_equals_the_uninterrupted_run(synthetic, reference, tmp_path):
+    out = tmp_path / "killed"
+    process = start_then_signal(synthetic, out, signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL and not (out / "metrics.json").exists()
+    result = run_cli(*train_args(synthetic, out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch" in result.stderr
+    assert_same_run(out, reference)
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_and_says_how_to_resume(synthetic, tmp_path):
+    """The message's command resumes the run; that resuming mid-epoch replays the uninterrupted run exactly is shown
+    for SIGKILL above and, at a chosen batch, in test_training_faults."""
+    out = tmp_path / "stopped"
+    process = start_then_signal(synthetic, out, signal.SIGTERM)
+    _, stderr = process.communicate()
+    assert process.returncode == 143, stderr
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith("error: SIGTERM: stopped after epoch ") and "Traceback" not in stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    command = shlex.split(error.partition("resume with: ")[2])
+    assert command[:2] == ["mmlabel", "train"] and command[-1] == "--resume"
+    assert command[1:-1] == train_args(synthetic, out)
+    from mmlabel.training.run import RunDir
+
+    assert RunDir(out).load_checkpoint()["state"]["step"] >= 2 and not (out / "metrics.json").exists()
