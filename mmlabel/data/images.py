@@ -6,7 +6,6 @@ Truncated JPEGs load as far as they go; every mode becomes RGB; images over `max
 scale where the format allows it (JPEG) and refused otherwise, before any pixel is read.
 """
 import warnings
-
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError

@@ -1,0 +1,218 @@
+"""`mmlabel bench`: training and prediction speed of DTCA at the paper's sizes (random weights, no download), for
+the optimised settings against a naive baseline that does what the reference code does, measured in alternating
+worker processes so that both see the same machine load.
+
+Naive: fp32, every batch padded to `max_tokens`, random batches, images decoded and transformed every step, the
+image encoder run even when frozen, prediction at the training batch size under `no_grad`.
+Optimised: bf16 autocast, batches padded to their longest sentence and grouped by length, images decoded in a
+DataLoader worker, a frozen image encoder's states cached once, prediction under `inference_mode` in batches of 32.
+"""
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETTINGS = ("naive", "optimised")
+TEXT_SIZES = {
+    "base": {"vocab_size": 50265},  # RobertaConfig() is roberta-base: 12 layers, hidden 768
+    "tiny": {"vocab_size": 50265, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 128},
+}
+
+
+def make_workload(directory: Path, lengths: list[int] | None, examples: int = 64, images: int = 16, seed: int = 0):
+    """Sentences whose lengths follow the Twitter data (or `lengths`), tweet-sized JPEGs and a tokenizer."""
+    import numpy as np
+    from PIL import Image
+
+    from mmlabel.text_encoders.tokenizer import train_word_tokenizer
+
+    rng = random.Random(seed)
+    vocabulary = [f"w{index}" for index in range(500)] + ["@user", "#tag", "RT", ":", "http://t.co/x", "!"]
+    lengths = lengths or [min(40, max(3, round(rng.lognormvariate(2.68, 0.45)))) for _ in range(examples)]
+    sentences = [[rng.choice(vocabulary) for _ in range(rng.choice(lengths))] for _ in range(examples)]
+    pixels = np.random.default_rng(seed)
+    for index in range(images):
+        noise = pixels.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(directory / f"{index}.jpg", quality=90)
+    train_word_tokenizer(sentences, directory / "tokenizer", "roberta")
+    (directory / "sentences.json").write_text(json.dumps(sentences))
+    return directory
+
+
+def twitter_lengths(path: Path, format: str) -> list[int]:
+    """Sentence lengths (words) of a dataset, to draw benchmark sentences from."""
+    from mmlabel.registry import create
+
+    reader = create("dataset_reader", format)
+    split_paths = reader.find_splits(path) if path.is_dir() else {"train": path}
+    return [len(example.tokens) for example in reader.read(split_paths.get("train", next(iter(split_paths.values()))))]
+
+
+def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch16_224", batch: int = 4,
+          steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
+          only: str | None = None, progress=None, alignment: str = "sinkhorn") -> dict:
+    """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs)."""
+    settings = [only] if only else list(SETTINGS)
+    results: dict[str, list[dict]] = {setting: [] for setting in settings}
+    with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
+        make_workload(Path(directory), lengths)
+        for round_index in range(rounds):
+            order = settings if round_index % 2 == 0 else settings[::-1]
+            for setting in order:
+                job = {"mode": mode, "setting": setting, "text_size": text_size, "image_model": image_model,
+                       "batch": batch, "steps": steps, "freeze_image": freeze_image, "workload": directory,
+                       "alignment": alignment}
+                results[setting].append(_run_worker(job))
+                if progress:
+                    progress(f"round {round_index + 1}/{rounds} {setting}: {results[setting][-1]['examples_per_s']:.2f} ex/s")
+    summary = {setting: {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
+                         "peak_mb": max(r["peak_mb"] for r in runs), "rounds": [r["examples_per_s"] for r in runs]}
+               for setting, runs in results.items()}
+    if not only:
+        summary["ratio"] = summary["optimised"]["examples_per_s"] / summary["naive"]["examples_per_s"]
+    return summary
+
+
+def _run_worker(job: dict) -> dict:
+    code = "import sys, json; from mmlabel.benchmark import worker; print(json.dumps(worker(json.loads(sys.argv[1]))))"
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark worker ({job['setting']}) failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def worker(job: dict) -> dict:
+    """One setting, in its own process: build the model, warm up, then time `steps` batches."""
+    import torch
+
+    from mmlabel.training.precision import resolve_device
+
+    torch.manual_seed(0)
+    device = resolve_device("auto")
+    model, dataset, collate = _build(job, device)
+    optimised = job["setting"] == "optimised"
+    batches = _batches(dataset, collate, job, optimised)
+    step = _train_step(model, device, optimised) if job["mode"] == "train" else _predict_step(model, device, optimised)
+    step(next(batches))  # warm-up: first-call allocations and kernel selection
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    examples, started = 0, time.perf_counter()
+    for _ in range(job["steps"]):
+        batch = next(batches)
+        step(batch)
+        examples += batch["input_ids"].shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"examples_per_s": examples / seconds, "peak_mb": round(peak, 1), "device": device.type}
+
+
+def _build(job: dict, device):
+    from mmlabel.data.example import Example
+    from mmlabel.data.images import ImageLoader
+    from mmlabel.data.schemes import make_scheme
+    from mmlabel.recipe import recipe_from_dict
+    from mmlabel.model import TaggingModel
+    from mmlabel.training.batches import Collator, TaggingDataset
+    from mmlabel.training.feature_cache import ImageFeatureCache
+
+    workload = Path(job["workload"])
+    recipe = recipe_from_dict({
+        "text_encoder": {"name": "hf", "init": "random", "model_type": "roberta", "tokenizer": str(workload / "tokenizer"),
+                         "config_overrides": TEXT_SIZES[job["text_size"]]},
+        "image_encoder": {"name": "timm", "model": job["image_model"], "pretrained": False,
+                          "freeze": job["freeze_image"]},
+        "fusion_head": {"name": "dtca", "heads": 8}, "alignment_loss": {"name": job["alignment"]},
+    })
+    scheme = make_scheme("collapsed5", ["NEG", "NEU", "POS"])
+    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
+    model.to(device)
+    images = ImageLoader(workload, "error")
+    sentences = json.loads((workload / "sentences.json").read_text())
+    names = sorted(path.name for path in workload.glob("*.jpg"))
+    examples = [Example(str(i), words, names[i % len(names)]) for i, words in enumerate(sentences)]
+    features = None
+    if job["setting"] == "optimised" and job["freeze_image"]:
+        features = ImageFeatureCache(model.image_encoder, images, device, "bf16")
+        features.fill([example.image for example in examples])
+    dataset = TaggingDataset(examples, scheme, images, model.image_encoder.transform, features)
+    tokenize = model.text_encoder.tokenize
+    if job["setting"] == "naive":
+        pad_id = model.text_encoder.tokenizer.pad_token_id
+        tokenize = _PadTo(tokenize, pad_id)
+    return model, dataset, Collator(tokenize, 60)
+
+
+class _PadTo:
+    """The reference code's padding: every batch padded to `max_tokens` whatever its sentences' lengths."""
+
+    def __init__(self, tokenize, pad_id: int):
+        self.tokenize, self.pad_id = tokenize, pad_id
+
+    def __call__(self, words, max_tokens: int):
+        import torch.nn.functional as F
+
+        batch = self.tokenize(words, max_tokens)
+        missing = max_tokens - batch["input_ids"].shape[1]
+        batch["input_ids"] = F.pad(batch["input_ids"], (0, missing), value=self.pad_id)
+        batch["attention_mask"] = F.pad(batch["attention_mask"], (0, missing), value=0)
+        return batch
+
+
+def _batches(dataset, collate, job: dict, optimised: bool):
+    """An endless stream of batches: length-bucketed with a decoding worker, or plain random batches."""
+    from torch.utils.data import DataLoader
+
+    from mmlabel.training.batches import make_loader
+
+    batch_size = 32 if optimised and job["mode"] == "predict" else job["batch"]
+    while True:
+        if optimised:
+            loader = make_loader(dataset, collate, batch_size, shuffle=job["mode"] == "train", seed=0,
+                                 workers=0 if dataset.features is not None else 1)
+        else:
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate)
+        yield from loader
+
+
+def _train_step(model, device, optimised: bool):
+    import torch
+
+    from mmlabel.training.precision import autocast
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
+    model.train()
+
+    def step(batch):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
+        with autocast(device, "bf16" if optimised else "fp32"):
+            loss = model(batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _predict_step(model, device, optimised: bool):
+    import torch
+
+    from mmlabel.training.precision import autocast
+
+    model.eval()
+
+    def step(batch):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
+        with (torch.inference_mode() if optimised else torch.no_grad()), autocast(device, "bf16" if optimised else "fp32"):
+            model.decode(batch)
+
+    return step
