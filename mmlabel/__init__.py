@@ -3,10 +3,11 @@ plugin-provided components. Importing it is cheap: torch and friends load only w
 from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["ComponentConfig", "components", "create", "hookimpl", "lazy", "load_recipe"]
+__all__ = ["ComponentConfig", "ComponentError", "components", "create", "hookimpl", "lazy", "load_recipe"]
 
 _LAZY = {
     "ComponentConfig": "mmlabel.registry",
+    "ComponentError": "mmlabel.errors",
     "components": "mmlabel.registry",
     "create": "mmlabel.registry",
     "lazy": "mmlabel.registry",
