@@ -149,6 +149,10 @@ def _create_model(config: HFVisionEncoder.Config, vision_config) -> nn.Module:
                              f"{str(error).splitlines()[0]}") from None
     except OSError as error:
         raise ComponentError(_missing_message("weights", config.model, error)) from None
+    except RuntimeError as error:  # weights of another shape than the config with `model_args` describes
+        reason = str(error).strip().splitlines()[0].rstrip(":.")
+        raise ComponentError(f"image_encoder.model_args: the weights of {config.model!r} do not fit the architecture "
+                             f"{dict(config.model_args)} describes: {reason}") from None
 
 
 def _image_processor(config: HFVisionEncoder.Config, vision_config):
