@@ -7,7 +7,7 @@ import pytest
 import mmlabel
 from mmlabel.errors import ComponentError
 from mmlabel.hookspecs import hookimpl
-from mmlabel.plugins import get_plugin_manager
+from mmlabel.plugins import KNOWN_PLUGINS, get_plugin_manager
 from mmlabel.registry import components, get, lazy
 
 
@@ -52,9 +52,15 @@ def test_unknown_kind_is_an_error():
         components("metrics")
 
 
-def test_known_but_uninstalled_plugin_gives_the_install_command():
-    with pytest.raises(ComponentError, match=r"pip install \./plugins/mmlabel-hf-vision"):
-        get("image_encoder", "hf_vision")
+def test_known_but_uninstalled_plugin_gives_the_install_command(monkeypatch):
+    # A name no plugin registers: CI installs mmlabel-hf-vision, whose hf_vision is checked in test_cli.py.
+    monkeypatch.setitem(KNOWN_PLUGINS, ("image_encoder", "not_installed"), "pip install ./plugins/not-installed")
+    with pytest.raises(ComponentError, match=r"install it with `pip install \./plugins/not-installed`"):
+        get("image_encoder", "not_installed")
+
+
+def test_the_known_plugins_table_names_the_hf_vision_plugin():
+    assert KNOWN_PLUGINS[("image_encoder", "hf_vision")] == "pip install ./plugins/mmlabel-hf-vision"
 
 
 class DuplicatePlugin:
