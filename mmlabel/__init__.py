@@ -3,13 +3,20 @@ plugin-provided components. Importing it is cheap: torch and friends load only w
 from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["ComponentConfig", "Tagger", "components", "create", "hookimpl", "lazy", "load_recipe"]
+__all__ = [
+    "ComponentConfig", "ComponentError", "Tagger", "WordCRF", "components", "create", "gather_words",
+    "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
+]
 
 _LAZY = {
     "ComponentConfig": "mmlabel.registry",
+    "ComponentError": "mmlabel.errors",
     "components": "mmlabel.registry",
     "create": "mmlabel.registry",
     "lazy": "mmlabel.registry",
+    "get_plugin_manager": "mmlabel.plugins",
+    "WordCRF": "mmlabel.fusion.crf",
+    "gather_words": "mmlabel.fusion.crf",
     "load_recipe": "mmlabel.recipe",
     "Recipe": "mmlabel.recipe",
     "Tagger": "mmlabel.tagger",

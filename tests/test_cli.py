@@ -117,3 +117,17 @@ def test_missing_recipe_is_one_line_exit_2(tmp_path):
     result = run_cli("recipe", "check", str(tmp_path / "missing.toml"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.toml'}: no such recipe file"
+
+
+def test_a_recipe_naming_a_known_plugin_that_is_not_loaded_exits_2_with_the_install_command(tmp_path):
+    """MMLABEL_PLUGINS= loads no installed plugin, so this holds whether or not mmlabel-hf-vision is installed."""
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(tmp_path / "run"),
+                     "--set", "image_encoder.name=hf_vision", "--set", "image_encoder.model=clip_vision_model",
+                     env={"MMLABEL_PLUGINS": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: recipes/quickstart.toml (with --set image_encoder.name=hf_vision, "
+        "image_encoder.model=clip_vision_model): image_encoder.name: unknown image_encoder 'hf_vision': it is provided "
+        "by a plugin that is not installed; install it with `pip install ./plugins/mmlabel-hf-vision`; available: "
+        "timm (mmlabel 0.1.0)"
+    ]

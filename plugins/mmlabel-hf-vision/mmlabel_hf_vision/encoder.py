@@ -1,0 +1,243 @@
+"""Hugging Face vision encoders: the vision tower of any transformers checkpoint (CLIP and SigLIP vision towers,
+DINOv2, ViT, ConvNeXt, ...) as a sequence of patch tokens, with that checkpoint's own image processor.
+
+The options mirror the built-in `timm` encoder's (`model`, `pretrained`, `model_args`, `freeze`, `cls_token`), so
+that `--set image_encoder.name=hf_vision --set image_encoder.model=...` turns a timm recipe into this encoder:
+
+    model = "openai/clip-vit-base-patch16"                  # hub id or local directory: weights, config, processor
+    model = "clip_vision_model", pretrained = false,        # a model type: random weights from its default config
+    model_args = {image_size = 64, hidden_size = 32, ...}   # config fields to override
+"""
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmlabel import ComponentConfig, ComponentError
+
+# Where a family's image processor class defaults differ from the statistics its published checkpoints use
+# (facebook/dinov2-*, facebook/convnext-*), a randomly initialised model gets the checkpoints' values.
+IMAGENET_NORMALISATION = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+FAMILY_NORMALISATION = {"dinov2": IMAGENET_NORMALISATION, "convnext": IMAGENET_NORMALISATION}
+
+# A timm recipe's `model_args` use timm's names; the error that meets them names the transformers field.
+TIMM_NAMES = {"img_size": "image_size", "embed_dim": "hidden_size", "depth": "num_hidden_layers",
+              "num_heads": "num_attention_heads", "in_chans": "num_channels"}
+
+
+class HFVisionEncoder(nn.Module):
+    """A transformers vision model mapping (batch, 3, H, W) pixels to (batch, patches, hidden) states and a
+    (batch, patches) mask; a CNN's feature map (ConvNeXt) is flattened row by row into tokens."""
+
+    class Config(ComponentConfig):
+        model: str = Field(description="hub id (openai/clip-vit-base-patch16) or local directory of a checkpoint, or, "
+                                       "with pretrained = false, a model type (clip_vision_model, siglip_vision_model, "
+                                       "dinov2, vit, convnext)")
+        pretrained: bool = Field(True, description="load the checkpoint's weights; false: its architecture with random "
+                                                   "weights")
+        model_args: dict[str, Any] = Field(
+            {}, description="config fields to override, e.g. {image_size = 64, hidden_size = 32, num_hidden_layers = 2}")
+        processor: str | None = Field(
+            None, description="hub id or directory of the image processor; default: the checkpoint's own, else the "
+                              "family's settings at the config's image size")
+        freeze: bool = Field(False, description="keep the encoder's weights fixed")
+        cls_token: bool = Field(True, description="keep the class (and register) tokens before the patch tokens")
+
+    def __init__(self, config: Config | None = None, **options):
+        super().__init__()
+        self.config = config or self.Config(**options)
+        vision_config = _vision_config(self.config)
+        self.model = _create_model(self.config, vision_config)
+        self.hidden_size: int = getattr(vision_config, "hidden_size", None) or vision_config.hidden_sizes[-1]
+        self.processor = _image_processor(self.config, vision_config)
+        self.transform = ProcessorTransform(self.processor)
+        self.input_size: tuple[int, int, int] = self.transform.output_size()  # (3, height, width) the model sees
+        if self.config.freeze:
+            self.model.requires_grad_(False)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch."""
+        states = self.model(pixel_values=pixel_values).last_hidden_state
+        if states.dim() == 4:  # a CNN's (batch, hidden, H', W') feature map
+            states = states.flatten(2).transpose(1, 2)  # (batch, H' * W', hidden)
+        elif not self.config.cls_token:
+            states = states[:, self._prefix_tokens(states, pixel_values):]
+        mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+        return states, mask
+
+    def export(self, directory: str | Path) -> dict[str, Any]:
+        """Write the architecture (config.json, no weights) and the image processor to `directory`; return the options
+        that rebuild this encoder from there with no download (the weights come from the run)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(str(directory))
+        self.processor.save_pretrained(str(directory))
+        return {"model": str(directory.resolve()), "pretrained": False, "model_args": {}, "processor": None,
+                "freeze": self.config.freeze, "cls_token": self.config.cls_token}
+
+    def _prefix_tokens(self, states: torch.Tensor, pixel_values: torch.Tensor) -> int:
+        """How many class and register tokens come before the patch tokens (CLIP, ViT: 1; DINOv2 with registers:
+        1 + registers; SigLIP: 0)."""
+        patch = getattr(self.model.config, "patch_size", None)
+        if patch is None:
+            return 0
+        patch_height, patch_width = (patch, patch) if isinstance(patch, int) else patch
+        patches = (pixel_values.shape[-2] // patch_height) * (pixel_values.shape[-1] // patch_width)
+        return states.shape[1] - patches
+
+
+class ProcessorTransform:
+    """PIL RGB image -> (3, H, W) float tensor through the image processor (picklable, for data-loader workers)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def output_size(self) -> tuple[int, int, int]:
+        from PIL import Image
+
+        return tuple(self(Image.new("RGB", (320, 240))).shape)
+
+    def __repr__(self) -> str:
+        return f"ProcessorTransform({self.processor!r})"
+
+
+def _vision_config(config: HFVisionEncoder.Config):
+    """The vision tower's transformers config (a CLIP or SigLIP checkpoint's `vision_config`), with `model_args`."""
+    from transformers import AutoConfig
+
+    if _is_model_type(config.model):
+        if config.pretrained:
+            raise ComponentError(f"image_encoder.model: {config.model!r} is a model type, which has no weights: set "
+                                 f"pretrained = false for a random {config.model} model, or give a hub id or directory")
+        _check_model_args(config.model_args, AutoConfig.for_model(config.model))
+        return AutoConfig.for_model(config.model, **config.model_args)
+    try:
+        loaded = AutoConfig.from_pretrained(_expand(config.model))
+    except (OSError, ValueError) as error:
+        raise ComponentError(_missing_message("config", config.model, error)) from None
+    vision_config = loaded.vision_config if getattr(loaded, "vision_config", None) is not None else loaded
+    _check_model_args(config.model_args, vision_config)
+    for key, value in config.model_args.items():  # as transformers' from_pretrained(**kwargs) sets them
+        setattr(vision_config, key, value)
+    return vision_config
+
+
+def _check_model_args(model_args: dict[str, Any], vision_config) -> None:
+    """transformers keeps unknown config keys silently; a misspelt (or timm-named) one is an error here."""
+    for key in model_args:
+        if not hasattr(vision_config, key):
+            raise ComponentError(f"image_encoder.model_args.{key}: {vision_config.model_type} has no config field "
+                                 f"{key!r}{_field_hint(key, vision_config)}")
+
+
+def _create_model(config: HFVisionEncoder.Config, vision_config) -> nn.Module:
+    from transformers import AutoModel
+
+    try:
+        if not config.pretrained:
+            return AutoModel.from_config(vision_config)
+        return AutoModel.from_pretrained(_expand(config.model), config=vision_config)
+    except ValueError as error:  # a config with no base model class in transformers
+        raise ComponentError(f"image_encoder.model: transformers has no vision model for {vision_config.model_type!r}: "
+                             f"{str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise ComponentError(_missing_message("weights", config.model, error)) from None
+    except RuntimeError as error:  # weights of another shape than the config with `model_args` describes
+        reason = str(error).strip().splitlines()[0].rstrip(":.")
+        raise ComponentError(f"image_encoder.model_args: the weights of {config.model!r} do not fit the architecture "
+                             f"{dict(config.model_args)} describes: {reason}") from None
+
+
+def _image_processor(config: HFVisionEncoder.Config, vision_config):
+    """The checkpoint's own image processor (or the one `processor` names); with none saved, the family's processor
+    class sized to the config's image size, normalised as the family's published checkpoints are."""
+    from transformers import AutoImageProcessor
+
+    if config.processor is not None:
+        try:
+            return AutoImageProcessor.from_pretrained(_expand(config.processor))
+        except (OSError, ValueError) as error:
+            raise ComponentError(_missing_message("image processor", config.processor, error, key="processor")) from None
+    if not _is_model_type(config.model):
+        try:
+            return AutoImageProcessor.from_pretrained(_expand(config.model))
+        except OSError:
+            pass  # the checkpoint saved no processor settings: the family's, below
+    return _family_processor(vision_config)
+
+
+def _family_processor(vision_config):
+    processor_class, family = _family_processor_class(vision_config.model_type)
+    options = dict(FAMILY_NORMALISATION.get(family, {}))
+    size = getattr(vision_config, "image_size", None)
+    if size:
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        default = processor_class()
+        if _size_field(default.size, "shortest_edge") is not None:
+            options["size"] = {"shortest_edge": min(height, width)}
+            if getattr(default, "do_center_crop", False) and getattr(default, "crop_size", None) is not None:
+                options["crop_size"] = {"height": height, "width": width}
+        else:
+            options["size"] = {"height": height, "width": width}
+    return processor_class(**options)
+
+
+def _family_processor_class(model_type: str):
+    """The image processor class of `model_type`'s family (clip_vision_model -> clip, dinov2_with_registers ->
+    dinov2) and that family's name."""
+    import transformers
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    for family in (model_type, model_type.removesuffix("_vision_model"), model_type.split("_")[0]):
+        names = IMAGE_PROCESSOR_MAPPING_NAMES.get(family)
+        if names:
+            # transformers 5 maps a family to {backend: class name}, 4 to (slow, fast)
+            candidates = [names.get("torchvision"), names.get("pil")] if isinstance(names, dict) else list(names)
+            name = next(candidate for candidate in candidates if candidate)
+            return getattr(transformers, name), family
+    raise ComponentError(f"image_encoder.processor: transformers knows no image processor for {model_type!r}; give "
+                         f"`processor` (the hub id or directory of one)")
+
+
+def _size_field(size, key: str):
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+
+def _is_model_type(name: str) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return name in CONFIG_MAPPING_NAMES and not Path(name).expanduser().is_dir()
+
+
+def _expand(source: str) -> str:
+    expanded = Path(source).expanduser()
+    return str(expanded) if expanded.exists() else source
+
+
+def _field_hint(key: str, vision_config) -> str:
+    if key in TIMM_NAMES and hasattr(vision_config, TIMM_NAMES[key]):
+        return f" (timm's {key} is {TIMM_NAMES[key]} here)"
+    close = difflib.get_close_matches(key, vision_config.to_dict(), n=3)
+    return f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
+
+
+def _missing_message(what: str, source: str, error: Exception, key: str = "model") -> str:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+    offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    close = difflib.get_close_matches(source, CONFIG_MAPPING_NAMES, n=3)
+    types = f"; model types like yours: {', '.join(close)}" if close else ""
+    if "/" not in source and not Path(source).expanduser().exists():  # a timm name left over from a timm recipe?
+        types += "; hub ids look like \"openai/clip-vit-base-patch16\""
+    return (f"image_encoder.{key}: cannot load the {what} of {source!r}{offline}: {reason}. Give a local directory, "
+            f"or download it once and point HF_HOME at that cache with HF_HUB_OFFLINE=1, or use a model type such as "
+            f"\"clip_vision_model\" with pretrained = false for random weights{types}")
+
