@@ -97,6 +97,14 @@ def recipe_check(
     typer.echo(resolved.to_toml(), nl=False)
 
 
+def _finish_processes() -> None:
+    """Under torchrun: wait for the other processes before exiting (see `distributed.finish`)."""
+    if "torch" in sys.modules:
+        from mmlabel.training import distributed
+
+        distributed.finish()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app, turning the toolkit's own errors into one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -105,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     except MMLabelError as error:
         if "--debug" in args or os.environ.get("MMLABEL_DEBUG"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        everywhere, rank = getattr(error, "everywhere", False), os.environ.get("RANK", "0")
+        if rank == "0" or not everywhere:  # under torchrun, an error of every process is printed once
+            print(f"error: {'' if rank == '0' else f'rank {rank}: '}{error}", file=sys.stderr)
+        if everywhere:
+            _finish_processes()
         sys.exit(error.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
         if "--debug" in args or os.environ.get("MMLABEL_DEBUG"):

@@ -79,6 +79,8 @@ class TrainSection(Section):
         None, ge=1, description="also save a resumable checkpoint every N optimiser steps, inside epochs")
     deterministic: bool = Field(
         False, description="deterministic kernels only (GPU: slower; CPU runs are deterministic anyway)")
+    effective_batch_size: int | None = Field(
+        None, ge=1, description="written by mmlabel: batch_size x processes x grad_accum of the run (not read)")
 
 
 class OutputSection(Section):

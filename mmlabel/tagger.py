@@ -49,13 +49,22 @@ class Tagger:
 
     def predict_examples(self, examples: list[Example], images=None) -> list[list[Span]]:
         """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""
+        predicted = self.predict_shard(examples, images)
+        return [predicted[index] for index in range(len(examples))]
+
+    def predict_shard(self, examples: list[Example], images=None, rank: int = 0,
+                      world_size: int = 1) -> dict[int, list[Span]]:
+        """Example index -> predicted spans, for the examples of batches `rank`, `rank + world_size`, ... of the
+        one-process batches: each example is decoded in the same batch as by one process, so the shards of a
+        data-parallel evaluation, gathered, are exactly the one-process predictions."""
         images = images if images is not None else self.images
         transform = self.model.image_encoder.transform if self.multimodal else None
         features = self.features if images is self.images else None
         dataset = TaggingDataset(examples, self.scheme, images, transform, features)
         collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
-        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0)
-        predicted: list[list[Span]] = [[] for _ in examples]
+        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, rank=rank,
+                             world_size=world_size, pad=False)
+        predicted: dict[int, list[Span]] = {}
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for batch in loader:

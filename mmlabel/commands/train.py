@@ -17,9 +17,12 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<recipe>-<time>).")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Run each seed, e.g. 1,2,3, and report mean and std.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    nproc: Annotated[Optional[int], typer.Option(
+        min=1, help="Data-parallel training in N processes on this machine (one per GPU): launches torchrun.")] = None,
 ) -> None:
     """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once."""
     from mmlabel.recipe import load_recipe
+    from mmlabel.training import distributed
     from mmlabel.training.experiment import default_out, train_once, train_seeds
 
     from mmlabel.errors import RunInterrupted
@@ -27,18 +30,24 @@ def train(
     loaded = load_recipe(recipe, set_ or [])
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
-    out = out or default_out(recipe, loaded.output.dir)
+    if nproc is not None and nproc > 1:
+        out = out or default_out(recipe, loaded.output.dir)  # chosen once, here, for every process
+        raise typer.Exit(_launch(nproc, _train_command(recipe, set_ or [], out, seeds)[1:] + (["--resume"] * resume)))
+    processes = distributed.start(loaded.train.device)
+    out = out or processes.broadcast(default_out(recipe, loaded.output.dir))
     try:
         if seeds:
             summary = train_seeds(loaded, out, _parse_seeds(seeds), resume)
-            _print_summary(out, summary)
+            if processes.is_main:
+                _print_summary(out, summary)
         else:
             metrics = train_once(loaded, out, resume)
-            _print_metrics(out, metrics)
+            if processes.is_main:
+                _print_metrics(out, metrics)
     except RunInterrupted as error:
-        command = _resume_command(recipe, set_ or [], out, seeds)
-        raise RunInterrupted(str(error).replace("continue with --resume", f"resume with: {command}"),
-                             error.signal_number) from None
+        command = _resume_command(recipe, set_ or [], out, seeds, processes)
+        raise distributed.everywhere(RunInterrupted(
+            str(error).replace("continue with --resume", f"resume with: {command}"), error.signal_number)) from None
 
 
 def evaluate(
@@ -88,14 +97,43 @@ def predict(
         raise typer.Exit(2)
 
 
-def _resume_command(recipe: Path, overrides: list[str], out: Path, seeds: str | None) -> str:
-    """The command line that continues an interrupted run (with --out spelt out: the default one has a time in it)."""
+def _resume_command(recipe: Path, overrides: list[str], out: Path, seeds: str | None, processes=None) -> str:
+    """The command line that continues an interrupted run (with --out spelt out: the default one has a time in it);
+    a run of several processes on one machine resumes with as many (any number would do)."""
     import shlex
 
+    words = _train_command(recipe, overrides, out, seeds)
+    if processes is not None and processes.enabled and processes.local_world_size == processes.world_size:
+        words += ["--nproc", str(processes.world_size)]
+    return shlex.join([*words, "--resume"])
+
+
+def _train_command(recipe: Path, overrides: list[str], out: Path, seeds: str | None) -> list[str]:
     words = ["mmlabel", "train", str(recipe), "--out", str(out)]
     words += [word for override in overrides for word in ("--set", override)]
-    words += ["--seeds", seeds] if seeds else []
-    return shlex.join([*words, "--resume"])
+    return words + (["--seeds", seeds] if seeds else [])
+
+
+def _launch(nproc: int, arguments: list[str]) -> int:
+    """`mmlabel ARGUMENTS` in `nproc` processes started by torchrun on this machine; its exit code. SIGINT and SIGTERM
+    are passed on to torchrun, which passes them on to every process (they checkpoint and stop together)."""
+    import os
+    import signal
+    import subprocess
+
+    if "WORLD_SIZE" in os.environ:
+        raise typer.BadParameter("already running under torchrun: leave --nproc out", param_hint="--nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "mmlabel", *(["--debug"] if os.environ.get("MMLABEL_DEBUG") else []), *arguments]
+    # a session of its own: a Ctrl-C in the terminal reaches torchrun once, through us, not twice
+    process = subprocess.Popen(command, start_new_session=True)
+    previous = {number: signal.signal(number, lambda number, frame: process.send_signal(number))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return process.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -98,11 +98,50 @@ class LengthBucketSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
+    total = property(__len__)  # the batches of a whole epoch, as `ShardedBatchSampler.total`
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """One process's share of a `LengthBucketSampler`'s batches (data-parallel training): batches `rank`,
+    `rank + world_size`, ... of the epoch's order, each batch whole, so the length bucketing is kept and the shares of
+    the processes are disjoint and together hold every batch. With `pad`, the order is first padded with its own
+    first batches to a multiple of `world_size`, so that every process gets the same number of batches (DDP steps
+    all processes together); at most `world_size - 1` batches are then seen twice in the epoch."""
+
+    def __init__(self, base: LengthBucketSampler, rank: int = 0, world_size: int = 1, pad: bool = True):
+        self.base = base
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+
+    seed = property(lambda self: self.base.seed)
+    total = property(lambda self: len(self.base))  # the batches of a whole epoch, over all processes
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """The order of `epoch`, without its first `skip` batches: `skip` counts batches of the whole order, over all
+        processes, so that a checkpoint written by N processes resumes with M."""
+        self.base.set_epoch(epoch, skip)
+
+    def __iter__(self):
+        batches = list(self.base)
+        if self.pad and batches:
+            batches += [batches[i % len(batches)] for i in range(-len(batches) % self.world_size)]
+        return iter(batches[self.rank::self.world_size])
+
+    def __len__(self) -> int:
+        remaining = max(self.total - self.base.skip, 0)
+        if self.pad:
+            return -(-remaining // self.world_size)
+        return len(range(self.rank, remaining, self.world_size))
+
 
 def make_loader(dataset: TaggingDataset, collate: Collator, batch_size: int, shuffle: bool, seed: int,
-                workers: int = 0) -> DataLoader:
-    """A loader over length-bucketed batches; `workers` > 0 decodes images in worker processes."""
+                workers: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True) -> DataLoader:
+    """A loader over length-bucketed batches; `workers` > 0 decodes images in worker processes. With `world_size`
+    > 1, the batches of process `rank` alone (`ShardedBatchSampler`)."""
     sampler = LengthBucketSampler([len(example.tokens) for example in dataset.examples], batch_size, shuffle, seed)
+    if world_size > 1:
+        sampler = ShardedBatchSampler(sampler, rank, world_size, pad)
     # A generator of its own: otherwise each pass over the loader draws its workers' base seed from the global RNG,
     # and a run resumed from a checkpoint's RNG state would draw once more than the uninterrupted run did.
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,

@@ -80,23 +80,20 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
 
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
-    from mmlabel.training.precision import resolve_device
-    from mmlabel.training.run import RunDir
+    from mmlabel.training import distributed
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
     from mmlabel.training.trainer import Trainer
 
-    console = console or Console(stderr=True)
-    root = data_root(recipe, console)
+    processes = distributed.start(recipe.train.device)
+    console = console or Console(stderr=True, quiet=not processes.is_main)
+    roots = []
+    processes.main_first(lambda: roots.append(data_root(recipe, console)), local=True)  # one writes the synthetic set
+    root = roots[0] if roots else data_root(recipe, console)
     splits = read_splits(recipe, root)
-    run = RunDir(out)
+    run = distributed.run_dir(out, processes)
+    recipe = with_effective_batch_size(recipe, processes.world_size)
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
-    run.start(recipe.to_toml(), resume)
-    if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
-        from mmlabel.text_encoders.tokenizer import FAMILIES, train_word_tokenizer
-
-        family = recipe.text_encoder.options.get("model_type")
-        train_word_tokenizer([example.tokens for example in splits["train"]], tokenizer_dir,
-                             family if family in FAMILIES else "bert")
+    processes.main_first(lambda: _start_run(run, recipe, resume, tokenizer_dir, splits["train"]))
     scheme = make_run_scheme(recipe, splits["train"])
     run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
     set_seed(recipe.train.seed)
@@ -106,12 +103,34 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     run.save_architecture(model)
     images = _image_loader(recipe, root, splits) if model.image_encoder is not None else None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
-    device = resolve_device(recipe.train.device)
+    device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
     console.print(f"training {out} on {device} ({recipe.train.precision}); "
                   f"{len(splits['train'])}/{len(splits['dev'])}/{len(splits['test'])} train/dev/test sentences")
+    console.print(f"effective batch size {recipe.train.effective_batch_size} = {recipe.train.batch_size} per process "
+                  f"x {processes.world_size} process{'es' if processes.enabled else ''} "
+                  f"x {recipe.train.grad_accum} accumulated")
     trainer = Trainer(model, recipe, scheme, metric, run, device, images, console)
     return trainer.fit(splits["train"], splits["dev"], splits["test"], resume=resume)
+
+
+def with_effective_batch_size(recipe: Recipe, processes: int) -> Recipe:
+    """The recipe with `train.effective_batch_size` = batch size x processes x gradient accumulation: the examples
+    behind each optimiser step, recorded with the run (any value given in the recipe is replaced)."""
+    recipe = recipe.model_copy(deep=True)
+    recipe.train.effective_batch_size = recipe.train.batch_size * processes * recipe.train.grad_accum
+    return recipe
+
+
+def _start_run(run, recipe: Recipe, resume: bool, tokenizer_dir: Path | None, train: list) -> None:
+    """Claim the run directory and, for `tokenizer = "train"`, learn the tokenizer into it (rank 0 alone)."""
+    run.start(recipe.to_toml(), resume)
+    if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
+        from mmlabel.text_encoders.tokenizer import FAMILIES, train_word_tokenizer
+
+        family = recipe.text_encoder.options.get("model_type")
+        train_word_tokenizer([example.tokens for example in train], tokenizer_dir,
+                             family if family in FAMILIES else "bert")
 
 
 def _with_tokenizer(recipe: Recipe, out: Path) -> tuple[Recipe, Path | None]:
@@ -138,7 +157,7 @@ def _image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
 def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = False,
                 console: Console | None = None) -> dict:
     """Run each seed into `out/seed-N` and summarise every numeric figure as mean and standard deviation."""
-    from mmlabel.training import atomic
+    from mmlabel.training import atomic, distributed
 
     runs = {}
     for seed in seeds:
@@ -147,7 +166,8 @@ def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = Fals
         runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console)
     summary = {"seeds": seeds, "dev": summarise([m["dev"] for m in runs.values()]),
                "test": summarise([m["test"] for m in runs.values()])}
-    atomic.write_json(Path(out) / "summary.json", summary)
+    if distributed.current().is_main:
+        atomic.write_json(Path(out) / "summary.json", summary)
     return summary
 
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mmlabel.errors import DivergedError, RunInterrupted
 from mmlabel.tagger import Tagger
-from mmlabel.training import interrupts
+from mmlabel.training import distributed, interrupts
 from mmlabel.training.batches import Collator, TaggingDataset, make_loader, start_epoch
 from mmlabel.training.precision import autocast
 from mmlabel.training.seeds import rng_state, set_rng_state
@@ -28,15 +28,16 @@ class TrainState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the dev score last improved
     stopped_early: bool = False
-    batch: int = 0  # batches of epoch `epoch + 1` trained on so far (non-zero in a mid-epoch checkpoint)
-    epoch_loss: float = 0.0  # summed loss of those batches
-    epoch_examples: int = 0
-    epoch_skipped: int = 0  # of those batches, the ones skipped for a non-finite loss
+    batch: int = 0  # batches of epoch `epoch + 1` trained on so far, by all processes (non-zero mid-epoch)
+    epoch_loss: float = 0.0  # summed loss of this process's batches (in a checkpoint: of every process's)
+    epoch_examples: int = 0  # and their examples
+    epoch_batches: int = 0  # and how many of them had a finite loss
+    epoch_skipped: int = 0  # batches of the epoch skipped for a non-finite loss, by all processes
     skipped: int = 0  # batches skipped for a non-finite loss in the whole run
 
     def finish_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.batch, self.epoch_loss, self.epoch_examples, self.epoch_skipped = 0, 0.0, 0, 0
+        self.batch, self.epoch_loss, self.epoch_examples, self.epoch_batches, self.epoch_skipped = 0, 0.0, 0, 0, 0
 
 
 class Trainer:
@@ -45,11 +46,16 @@ class Trainer:
     Faults: a NaN or infinite loss stops the run naming the batch (or skips it: `train.on_nonfinite`); inside
     `interrupts.stop_requests()` SIGINT and SIGTERM save a checkpoint after the current step and raise
     `RunInterrupted`. A resumed run replays the uninterrupted one exactly on CPU: the batch order is a function of
-    (seed, epoch), and checkpoints hold the position within the epoch and every RNG state."""
+    (seed, epoch), and checkpoints hold the position within the epoch and every RNG state.
+
+    Under torchrun (`distributed`), every process runs this same loop in step with the others on its share of the
+    batches, through DDP (`self.network`); `self.model` is the module itself, whose state_dict is what is saved."""
 
     def __init__(self, model, recipe, scheme, metric, run, device: torch.device, images=None,
                  console: Console | None = None):
         self.model = model.to(device)
+        self.processes = distributed.current()
+        self.network = self.processes.wrap(self.model, device)  # DDP, or the model itself in one process
         self.recipe = recipe
         self.train_settings = recipe.train
         self.scheme = scheme
@@ -75,11 +81,13 @@ class Trainer:
             self.features.fill([example.image for example in train + dev + test])
         loader = self._train_loader(train)
         self.train_examples = train
-        self.batches_per_epoch = len(loader)
+        self.batches_per_epoch = loader.batch_sampler.total  # over all processes
+        world_size = self.processes.world_size
         if self.train_settings.max_steps_per_epoch:
-            limit = self.train_settings.max_steps_per_epoch * self.train_settings.grad_accum
-            self.batches_per_epoch = min(len(loader), limit)
-        steps_per_epoch = math.ceil(self.batches_per_epoch / self.train_settings.grad_accum)
+            limit = self.train_settings.max_steps_per_epoch * self.train_settings.grad_accum * world_size
+            self.batches_per_epoch = min(self.batches_per_epoch, limit)
+        rounds = math.ceil(self.batches_per_epoch / world_size)  # each process's batches
+        steps_per_epoch = math.ceil(rounds / self.train_settings.grad_accum)
         self.optimizer, self.scheduler = self._optimizer(steps_per_epoch * self.train_settings.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.train_settings.precision == "fp16")
         if resume and self.run.checkpoint_path.exists():
@@ -97,7 +105,7 @@ class Trainer:
         skipped = self.state.epoch_skipped
         dev_figures, dev_predictions = self.evaluate(dev)
         score = dev_figures[self.metric.main_key]
-        improved = score > self.state.best_score
+        improved = self.processes.broadcast(score > self.state.best_score)  # decided once, on rank 0
         if improved:
             self.state.best_score, self.state.best_epoch, self.state.bad_epochs = score, epoch, 0
             self.run.save_model(self.model)
@@ -119,53 +127,67 @@ class Trainer:
 
     def train_epoch(self, loader, epoch: int) -> tuple[float, int]:
         """One pass over the training batches, from `state.batch` on (a mid-epoch resume leaves out those already
-        trained on); returns the mean loss of the epoch's batches and the number of examples they hold."""
-        self.model.train()
-        state, accum = self.state, self.train_settings.grad_accum
+        trained on); returns the mean loss of the epoch's batches and the number of examples they hold. With N
+        processes, each round trains N batches at once, one per process."""
+        self.network.train()
+        state, accum, world_size = self.state, self.train_settings.grad_accum, self.processes.world_size
         start_epoch(loader, epoch, skip=state.batch)
-        started, seen = time.perf_counter(), 0
+        started, seen, rounds = time.perf_counter(), 0, 0
         with self._progress() as progress:
             task = progress.add_task(f"epoch {epoch}", total=self.batches_per_epoch, completed=state.batch,
                                      loss=0.0, lr=0.0, speed=0.0)
-            for position, batch in enumerate(loader, start=state.batch):
-                if position >= self.batches_per_epoch:
+            for batch in loader:
+                if state.batch >= self.batches_per_epoch:
                     break
-                update = (position + 1) % accum == 0 or position + 1 == len(loader)
+                rounds += 1  # checkpoints fall between steps, so a resumed epoch starts a window afresh too
+                done = min(state.batch + world_size, self.batches_per_epoch)
+                update = rounds % accum == 0 or done == self.batches_per_epoch
                 loss = self.step(batch, update=update)
                 size = batch["input_ids"].shape[0]
-                state.batch, state.epoch_examples, seen = position + 1, state.epoch_examples + size, seen + size
-                state.epoch_loss += loss if loss is not None else 0.0
-                progress.update(task, advance=1, loss=state.epoch_loss / max(state.batch - state.epoch_skipped, 1),
+                state.batch, state.epoch_examples, seen = done, state.epoch_examples + size, seen + size
+                if loss is not None:
+                    state.epoch_loss, state.epoch_batches = state.epoch_loss + loss, state.epoch_batches + 1
+                progress.update(task, completed=state.batch, loss=state.epoch_loss / max(state.epoch_batches, 1),
                                 lr=self.scheduler.get_last_lr()[0], speed=seen / (time.perf_counter() - started))
                 if update:
                     self._between_steps()
-        return state.epoch_loss / max(state.batch - state.epoch_skipped, 1), state.epoch_examples
+        return self._epoch_totals()
 
     def step(self, batch: dict, update: bool = True) -> float | None:
         """Forward and backward on one batch; with `update`, clip, step the optimiser and the schedule. Returns the
         batch's loss, or None for a batch skipped because its loss is not finite (`train.on_nonfinite = "skip"`)."""
         rows = batch.get("index")
         batch = self._to_device(batch)
-        with autocast(self.device, self.train_settings.precision):
-            output = self.model(batch)
         loss = None
-        if torch.isfinite(output.loss.detach()):
-            self.scaler.scale(output.loss / self.train_settings.grad_accum).backward()
-            self._accumulated += 1
-            loss = float(output.loss.detach())
-        else:
-            self._nonfinite(float(output.loss.detach()), rows)
+        with self.processes.no_sync(self.network, accumulating=not update):
+            with autocast(self.device, self.train_settings.precision):
+                output = self.network(batch)
+            value = float(output.loss.detach())
+            # every process skips, or none does: a backward pass in some processes only would hang DDP
+            if not self.processes.largest(int(not math.isfinite(value))):
+                self.scaler.scale(output.loss / self.train_settings.grad_accum).backward()
+                self._accumulated, loss = self._accumulated + 1, value
+            else:
+                self._nonfinite(value, rows)
+                if update and self.processes.enabled:
+                    self._drop_window(output.loss)
         if update:
             self._update()
         return loss
 
     def evaluate(self, examples: list) -> tuple[dict, list]:
-        """The metric's figures and the predicted spans on `examples`."""
-        predictions = self.tagger.predict_examples(examples)
+        """The metric's figures and the predicted spans on `examples`. With N processes, each predicts every Nth
+        batch of the one-process evaluation and the shares are gathered: the figures are the one-process figures."""
+        processes = self.processes
+        shares = processes.gather(self.tagger.predict_shard(examples, rank=processes.rank,
+                                                             world_size=processes.world_size))
+        predicted = {index: spans for share in shares for index, spans in share.items()}
+        predictions = [predicted[index] for index in range(len(examples))]
         return self.metric.score([example.spans for example in examples], predictions), predictions
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _finish(self, dev: list, test: list) -> dict:
+        self.processes.barrier()  # rank 0 has written the best weights
         self.run.load_model_weights(self.model)
         dev_figures, _ = self.evaluate(dev)
         test_figures, test_predictions = self.evaluate(test)
@@ -181,7 +203,8 @@ class Trainer:
         dataset = TaggingDataset(train, self.scheme, self.images, transform, self.features)
         collate = Collator(self.model.text_encoder.tokenize, self.recipe.data.max_tokens)
         return make_loader(dataset, collate, self.train_settings.batch_size, shuffle=True,
-                           seed=self.train_settings.seed, workers=self.train_settings.workers)
+                           seed=self.train_settings.seed, workers=self.train_settings.workers,
+                           rank=self.processes.rank, world_size=self.processes.world_size)
 
     def _feature_cache(self):
         """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""
@@ -228,6 +251,14 @@ class Trainer:
         self.state.step += 1
         self._accumulated = 0
 
+    def _drop_window(self, loss: torch.Tensor) -> None:
+        """A skipped batch that ends a gradient-accumulation window, under DDP: DDP's forward pass prepared the
+        window's all-reduce, which only a backward pass completes, so do it, then drop the (non-finite) gradients of
+        the whole window: no optimiser step for it."""
+        self.scaler.scale(loss).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._accumulated = 0
+
     def _between_steps(self) -> None:
         """After an optimiser step: the periodic mid-epoch checkpoint, and a stop if a signal asked for one."""
         every = self.train_settings.checkpoint_every
@@ -237,32 +268,38 @@ class Trainer:
         self._stop_if_requested(saved=bool(due))
 
     def _nonfinite(self, value: float, rows) -> None:
-        """A NaN or infinite loss: stop naming the batch and the last good checkpoint, or skip and count it."""
+        """A NaN or infinite loss (in any process): stop naming the batch and the last good checkpoint, or skip the
+        round's batches (one per process) and count them."""
         ids = [self.train_examples[row].id for row in rows.tolist()] if rows is not None else []
+        shares = self.processes.gather(None if math.isfinite(value) else (value, ids))
+        rank, (value, ids) = next((rank, share) for rank, share in enumerate(shares) if share is not None)
         shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        where = (f"step {self.state.step + 1} (epoch {self.state.epoch + 1}, batch {self.state.batch + 1} of "
+        where = (f"step {self.state.step + 1} (epoch {self.state.epoch + 1}, batch {self.state.batch + rank + 1} of "
                  f"{self.batches_per_epoch}), on examples {shown}")
         if self.train_settings.on_nonfinite == "skip":
-            self.state.epoch_skipped += 1
-            self.state.skipped += 1
+            self.state.epoch_skipped += self.processes.world_size
+            self.state.skipped += self.processes.world_size
             self.console.print(f"skipped a batch: the loss is {value} at {where}")
             return
         self.run.set_status("diverged")
         last = (f"the last good checkpoint is {self.run.checkpoint_path}, saved {self._last_checkpoint}"
                 if self._last_checkpoint else "there is no checkpoint yet")
-        raise DivergedError(f"the loss is {value} at {where}; {last}; lower train.lr, or set "
-                            f"train.on_nonfinite = \"skip\" to skip such batches")
+        raise distributed.everywhere(DivergedError(f"the loss is {value} at {where}; {last}; lower train.lr, or "
+                                                   f"set train.on_nonfinite = \"skip\" to skip such batches"))
 
     def _stop_if_requested(self, saved: bool = False) -> None:
-        """Under a SIGINT or SIGTERM (see `interrupts`): save a checkpoint unless one was just saved, and stop."""
-        number = interrupts.requested()
-        if number is None:
+        """Under a SIGINT or SIGTERM (see `interrupts`) to any process: save a checkpoint unless one was just saved,
+        and stop (every process, at the same step)."""
+        number = self.processes.largest(interrupts.requested() or 0)
+        if not number:
             return
         if not saved:
             self._save_checkpoint()
         self.run.set_status("interrupted")
-        raise RunInterrupted(f"{signal.Signals(number).name}: stopped after {self._position()} and saved "
-                             f"{self.run.checkpoint_path}; continue with --resume", number)
+        self.processes.barrier()  # no process exits (and makes torchrun stop the others) before rank 0 has written
+        name = signal.Signals(number).name
+        raise distributed.everywhere(RunInterrupted(f"{name}: stopped after {self._position()} and saved "
+                                                    f"{self.run.checkpoint_path}; continue with --resume", number))
 
     def _position(self) -> str:
         position = f"epoch {self.state.epoch}"
@@ -270,22 +307,43 @@ class Trainer:
             position += f", batch {self.state.batch} of {self.batches_per_epoch} of epoch {self.state.epoch + 1}"
         return f"{position} (step {self.state.step})"
 
+    def _epoch_totals(self) -> tuple[float, int]:
+        """The mean loss of the epoch's batches so far and their examples, over all processes."""
+        loss, examples, batches = self.processes.total(self.state.epoch_loss, self.state.epoch_examples,
+                                                       self.state.epoch_batches)
+        return loss / max(batches, 1), int(examples)
+
     def _save_checkpoint(self) -> None:
-        self.run.save_checkpoint({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "state": asdict(self.state), "rng": rng_state(),
-        })
+        """Rank 0 writes the module's own weights (not DDP's) and the optimiser state, the same in every process;
+        the epoch's sums over all processes; and every process's RNG state."""
+        state = asdict(self.state)
+        state["epoch_loss"], state["epoch_examples"], state["epoch_batches"] = self.processes.total(
+            self.state.epoch_loss, self.state.epoch_examples, self.state.epoch_batches)
+        rngs = self.processes.gather(rng_state())
+        if self.processes.is_main:
+            self.run.save_checkpoint({
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "state": state, "rng": rngs[0], "processes": len(rngs), **({"rngs": rngs} if len(rngs) > 1 else {}),
+            })
         self._last_checkpoint = f"after {self._position()}"
 
     def _load_checkpoint(self) -> None:
+        """Any number of processes resume a checkpoint of any number: each takes the weights, optimiser and the
+        position in the epoch; the epoch's sums stay with rank 0; with as many processes as wrote it, each takes
+        its own RNG state, else rank 0's."""
         checkpoint = self.run.load_checkpoint()
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        self.state = TrainState(**checkpoint["state"])
-        set_rng_state(checkpoint["rng"])
+        state = checkpoint["state"]
+        state.setdefault("epoch_batches", state["batch"] - state["epoch_skipped"])  # a checkpoint from before it
+        self.state = TrainState(**state)
+        if not self.processes.is_main:
+            self.state.epoch_loss, self.state.epoch_examples, self.state.epoch_batches = 0.0, 0, 0
+        rngs = checkpoint.get("rngs", [])
+        set_rng_state(rngs[self.processes.rank] if len(rngs) == self.processes.world_size else checkpoint["rng"])
         self._last_checkpoint = f"after {self._position()}"
 
 
