@@ -127,13 +127,20 @@ def _launch(nproc: int, arguments: list[str]) -> int:
                "-m", "mmlabel", *(["--debug"] if os.environ.get("MMLABEL_DEBUG") else []), *arguments]
     # a session of its own: a Ctrl-C in the terminal reaches torchrun once, through us, not twice
     process = subprocess.Popen(command, start_new_session=True)
-    previous = {number: signal.signal(number, lambda number, frame: process.send_signal(number))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+    received: list[int] = []
+
+    def pass_on(number, frame) -> None:
+        received.append(number)
+        process.send_signal(number)
+
+    previous = {number: signal.signal(number, pass_on) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return process.wait()
+        code = process.wait()
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    # torchrun exits 1 after passing a signal on; report it as one process would: 130 for SIGINT, 143 for SIGTERM
+    return 128 + received[0] if received and code != 0 else code
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -38,6 +38,8 @@ def _request_stop(number: int, frame) -> None:
     if _received:  # asked twice: stop now, without a checkpoint
         raise KeyboardInterrupt
     _received.append(number)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every process gets the signal; rank 0 says so
+        return
     # os.write, not print: a signal handler may interrupt a print to the same stream
     os.write(2, f"\n{signal.Signals(number).name}: stopping after this step to save a checkpoint "
                 "(Ctrl-C again to stop at once)\n".encode())

@@ -317,8 +317,9 @@ class Trainer:
         """Rank 0 writes the module's own weights (not DDP's) and the optimiser state, the same in every process;
         the epoch's sums over all processes; and every process's RNG state."""
         state = asdict(self.state)
-        state["epoch_loss"], state["epoch_examples"], state["epoch_batches"] = self.processes.total(
-            self.state.epoch_loss, self.state.epoch_examples, self.state.epoch_batches)
+        loss, examples, batches = self.processes.total(self.state.epoch_loss, self.state.epoch_examples,
+                                                       self.state.epoch_batches)
+        state.update(epoch_loss=loss, epoch_examples=int(examples), epoch_batches=int(batches))
         rngs = self.processes.gather(rng_state())
         if self.processes.is_main:
             self.run.save_checkpoint({
