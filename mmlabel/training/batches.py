@@ -80,6 +80,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.skip = skip
 
     def __iter__(self):
+        return iter(self.epoch_batches()[self.skip:])
+
+    def epoch_batches(self) -> list[list[int]]:
+        """Every batch of the epoch, in the epoch's order (`skip` aside)."""
         generator = random.Random(self.seed * 100_003 + self.epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
@@ -93,7 +97,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         if self.shuffle:
             generator.shuffle(batches)
-        return iter(batches[self.skip:])
+        return batches
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
@@ -104,7 +108,7 @@ class LengthBucketSampler(Sampler[list[int]]):
 class ShardedBatchSampler(Sampler[list[int]]):
     """One process's share of a `LengthBucketSampler`'s batches (data-parallel training): batches `rank`,
     `rank + world_size`, ... of the epoch's order, each batch whole, so the length bucketing is kept and the shares of
-    the processes are disjoint and together hold every batch. With `pad`, the order is first padded with its own
+    the processes are disjoint and together hold every batch. With `pad`, the order is first padded with the epoch's
     first batches to a multiple of `world_size`, so that every process gets the same number of batches (DDP steps
     all processes together); at most `world_size - 1` batches are then seen twice in the epoch."""
 
@@ -123,9 +127,10 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.base.set_epoch(epoch, skip)
 
     def __iter__(self):
-        batches = list(self.base)
-        if self.pad and batches:
-            batches += [batches[i % len(batches)] for i in range(-len(batches) % self.world_size)]
+        epoch = self.base.epoch_batches()
+        batches = epoch[self.base.skip:]
+        if self.pad and batches:  # with the epoch's first batches, as the uninterrupted epoch is padded
+            batches += [epoch[i % len(epoch)] for i in range(-len(batches) % self.world_size)]
         return iter(batches[self.rank::self.world_size])
 
     def __len__(self) -> int:
