@@ -189,7 +189,9 @@ def _train_step(model, device, optimised: bool):
 
     from mmlabel.training.precision import autocast
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    # the reference code's AdamW steps parameter by parameter; the optimised setting takes the fused kernel
+    optimizer = torch.optim.AdamW(parameters, lr=2e-5, fused=optimised and device.type in ("cpu", "cuda"))
     model.train()
 
     def step(batch):
