@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmlabel import __version__
-from mmlabel.commands import train
+from mmlabel.commands import sweep, train
 from mmlabel.commands.data import data_app
 from mmlabel.commands.score import score
 from mmlabel.errors import MMLabelError
@@ -27,6 +27,8 @@ app.command("score")(score)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
+app.command("sweep")(sweep.sweep)
+app.command("reproduce")(sweep.reproduce)
 
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
