@@ -78,7 +78,7 @@ def _bars(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path)
     x_labels = _distinct(x_of(cell) for cell in summary)
     groups = _distinct(cell["labels"][group_axis] for cell in summary) if group_axis else [None]
     width = 0.8 / len(groups)
-    figure, plots = _subplots(len(panels), width=max(5.0, 1.1 * len(x_labels) * max(1, len(groups)) ** 0.5 + 1.5))
+    figure, plots = _subplots(len(panels), width=max(6.0, 1.1 * len(x_labels) * max(1, len(groups)) ** 0.5 + 1.5))
     top = 0.0
     for plot, (panel, cells) in zip(plots, panels.items()):
         for index, group in enumerate(groups):
@@ -111,14 +111,17 @@ def _lines(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path
     panels = _panels(summary, axes, named)
     figure, plots = _subplots(len(panels), width=6.0)
     for plot, (panel, cells) in zip(plots, panels.items()):
+        ticks = set()
         for index, line in enumerate(series):
             where = {key: value_label(value) for key, value in line.get("where", {}).items()}
             points = sorted((float(c["labels"][line["x"]]), *c["figures"][metric][:2]) for c in cells
                             if metric in c["figures"] and all(c["labels"].get(k) == v for k, v in where.items()))
             if points:
                 xs, means, stds = zip(*points)
+                ticks.update(xs)
                 plot.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=line.get("label", line["x"]),
                               color=f"C{index}")
+        plot.set_xticks(sorted(ticks))
         plot.set_xlabel(spec.get("xlabel", "loss weight"))
         plot.set_title(panel, fontsize=10)
         plot.grid(alpha=0.3)
@@ -128,19 +131,25 @@ def _lines(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path
 
 
 def _table(header: list[str], body: list[list[str]], title: str, path: Path) -> None:
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    figure, plot = plt.subplots(figsize=(max(6.0, 1.25 * len(header)), 0.45 * (len(body) + 2) + 0.6))
+    header = [textwrap.fill(text, 14) for text in header]  # "twitter2015 precision" on two lines
+    widths = [max(len(line) for text in column for line in text.split("\n")) for column in zip(header, *body)]
+    scale = 0.085  # inches per character at 9 points
+    figure, plot = plt.subplots(figsize=(sum(widths) * scale + 0.4 * len(header), 0.3 * len(body) + 1.3),
+                                layout="constrained")
     plot.axis("off")
-    table = plot.table(cellText=body, colLabels=header, loc="center", cellLoc="center")
+    table = plot.table(cellText=body, colLabels=header, loc="center", cellLoc="center",
+                       colWidths=[width / sum(widths) for width in widths])
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    table.scale(1, 1.4)
     for (row, _), cell in table.get_celld().items():
+        cell.set_height(0.55 / (len(body) + 1) * (2 if row == 0 else 1))
         if row == 0:
             cell.set_text_props(weight="bold")
     plot.set_title(title, fontsize=11)
-    figure.tight_layout()
     figure.savefig(path, dpi=150)
     plt.close(figure)
 
@@ -158,20 +167,22 @@ def _panels(summary: list[dict], axes: list[str], used: set) -> dict[str, list[d
 def _subplots(count: int, width: float):
     import matplotlib.pyplot as plt
 
-    figure, plots = plt.subplots(1, count, figsize=(width * count, 4.2), squeeze=False, sharey=True)
+    figure, plots = plt.subplots(1, count, figsize=(width * count, 4.6), squeeze=False, sharey=True,
+                                 layout="constrained")
     return figure, list(plots[0])
 
 
 def _finish(figure, title: str, path: Path, legend_title: str | None = None) -> None:
-    """Title on top, the legend in its own row below it (never over the data), saved at 150 dpi."""
+    """Title on top, the legend in a row under the plots (never over the data); 150 dpi."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     handles, labels = figure.axes[0].get_legend_handles_labels()
-    figure.suptitle(title, fontsize=12)
+    figure.suptitle(textwrap.fill(title, int(figure.get_figwidth() * 8)), fontsize=12)
     if any(labels):
-        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=min(len(labels), 5),
-                      frameon=False, title=legend_title, fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 0.8 if any(labels) else 0.93))
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False,
+                      title=legend_title, fontsize=9)
     figure.savefig(path, dpi=150)
     plt.close(figure)
 
