@@ -193,20 +193,34 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
 def test_experiment_files_expand_to_the_papers_cells(name, cells, tiny_cells, tmp_path):
     from mmlabel.experiments.sweep import Sweep
 
+    from mmlabel.recipe import apply_override, read_raw
+
     real = load_experiment(name, data_root=tmp_path)
-    assert len(expand(real.grids, real.only)) == cells and real.recipe.name == "dtca.toml" and real.seeds == [1, 2, 3]
-    assert all(str(tmp_path) in str(value) for cell in expand(real.grids, real.only)
-               for key, value in cell.overrides if key == "data.root")
+    real_cells = expand(real.grids, real.only)
+    assert len(real_cells) == cells and real.recipe.name == "dtca.toml" and real.seeds == [1, 2, 3]
+    recipes = Sweep(read_raw(real.recipe), name, real_cells, real.seeds, tmp_path, []).recipes()  # no download
+    assert all(recipe.data.root.startswith(str(tmp_path / "twitter201")) for recipe in recipes.values())
     tiny = load_experiment(name, tiny=True)
     tiny_cell_list = expand(tiny.grids, tiny.only)
     assert len(tiny_cell_list) == tiny_cells and tiny.recipe.name == "quickstart.toml"
-    from mmlabel.recipe import apply_override, read_raw
-
     base = read_raw(tiny.recipe)
     for override in tiny.sets:
         apply_override(base, override)
-    axes = [axis.name for axis in tiny.grids[0]]
-    Sweep(base, name, tiny_cell_list, tiny.seeds, tmp_path, axes).recipes()  # every tiny cell's recipe validates
+    Sweep(base, name, tiny_cell_list, tiny.seeds, tmp_path, []).recipes()  # every tiny cell's recipe validates
+
+
+def test_the_ablation_keeps_each_datasets_weights_and_zeroes_one(tmp_path):
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import read_raw
+
+    experiment = load_experiment("ablation", data_root=tmp_path)
+    recipes = Sweep(read_raw(experiment.recipe), "ablation", expand(experiment.grids), [1], tmp_path, []).recipes()
+    weights = {name: (recipe.loss.alpha, recipe.loss.beta) for name, recipe in recipes.items()}
+    assert weights["dataset=twitter2015__variant=full-model"] == (0.6, 0.6)
+    assert weights["dataset=twitter2017__variant=full-model"] == (0.3, 0.9)
+    assert weights["dataset=twitter2017__variant=w-o-text-only-tagger-alpha-0"] == (0.0, 0.9)
+    assert weights["dataset=twitter2017__variant=w-o-alignment-beta-0"] == (0.3, 0.0)
+    assert weights["dataset=twitter2015__variant=w-o-both"] == (0.0, 0.0)
 
 
 def test_the_real_experiments_need_a_data_root():
