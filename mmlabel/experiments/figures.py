@@ -2,7 +2,7 @@
 swap, the paper's Figure 5), lines (the loss-weight sweep, Figure 4) and a table (the ablation, Table 3).
 
 A figure is described by a table, in an experiment file's `[figure]` or by default for `mmlabel sweep`:
-    kind = "bars"    x = AXIS, group = AXIS (optional), metric = "test.f1"
+    kind = "bars"    x = AXIS, group = AXIS (optional), metric = "test.f1", xlabel, legend (titles)
     kind = "lines"   series = [{label = "...", x = AXIS, where = {AXIS = value}}], metric = "dev.f1"
     kind = "table"   rows = AXIS, columns = AXIS, metrics = ["test.precision", "test.recall", "test.f1"]
 Axes not named by the figure that take several values in the results get a panel each (e.g. one per dataset).
@@ -86,22 +86,23 @@ def _bars(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path)
             for label in x_labels:
                 cell = next((c for c in cells if x_of(c) == label
                              and (group is None or c["labels"][group_axis] == group)), None)
-                mean, std, _ = cell["figures"].get(metric, (math.nan, 0.0, 0)) if cell else (math.nan, 0.0, 0)
+                mean, std, count = cell["figures"].get(metric, (math.nan, 0.0, 0)) if cell else (math.nan, 0.0, 0)
                 means.append(mean)
-                stds.append(std)
-                top = max(top, mean + std) if not math.isnan(mean) else top
+                stds.append(std if count > 1 else math.nan)  # no error bar from a single seed
+                top = max(top, mean + (std if count > 1 else 0.0)) if not math.isnan(mean) else top
             positions = np.arange(len(x_labels)) - 0.4 + width * (index + 0.5)
             bars = plot.bar(positions, means, width, yerr=stds, capsize=3, label=group, color=f"C{index}")
             plot.bar_label(bars, labels=[f"{m:.1f}" if not math.isnan(m) else "" for m in means], fontsize=7,
                            padding=2)
         plot.set_xticks(np.arange(len(x_labels)), x_labels, rotation=20 if len(x_labels) > 4 else 0)
-        plot.set_xlabel(x_axis or "cell")
+        plot.set_xlim(-0.5, len(x_labels) - 0.5)  # every x value keeps its place, even with no finished run
+        plot.set_xlabel(spec.get("xlabel", x_axis or "cell"))
         plot.set_title(panel, fontsize=10)
         plot.grid(axis="y", alpha=0.3)
     for plot in plots:
         plot.set_ylim(0, max(top * 1.12, 1.0))  # bars start at zero: their heights are compared
     plots[0].set_ylabel(_metric_label(metric))
-    _finish(figure, title, path, legend_title=group_axis if group_axis else None)
+    _finish(figure, title, path, legend_title=spec.get("legend", group_axis))
 
 
 def _lines(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path) -> None:
