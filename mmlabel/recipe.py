@@ -124,14 +124,18 @@ class Recipe(Section):
 
 def load_recipe(path: str | Path, overrides: list[str] = (), resolve: bool = True) -> Recipe:
     """Read, override and validate a recipe; every error names the file and the key path."""
+    return recipe_from_dict(read_raw(path), overrides, source=str(path), resolve=resolve)
+
+
+def read_raw(path: str | Path) -> dict:
+    """The parsed TOML of a recipe (or experiment) file, unvalidated; a missing or malformed file is a RecipeError."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise RecipeError(f"{path}: {error}") from None
-    return recipe_from_dict(raw, overrides, source=str(path), resolve=resolve)
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recipe>", resolve: bool = True) -> Recipe:
@@ -159,11 +163,21 @@ def apply_override(raw: dict, override: str) -> None:
     key, separator, text = override.partition("=")
     if not separator or not key.strip():
         raise RecipeError(f"--set {override}: expected key.path=value")
+    set_key(raw, key.strip(), parse_value(text), where=f"--set {override}")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: read as a TOML value where it parses (`0.1`, `true`, `[1, 2]`), else as a string."""
     try:
-        value = tomllib.loads(f"value = {text}")["value"]
+        return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
-        value = text
-    parts = key.strip().split(".")
+        return text
+
+
+def set_key(raw: dict, key: str, value: Any, where: str) -> None:
+    """Set the dotted `key` of the raw recipe to `value`, creating sections on the way; `where` names the source
+    of the change in errors."""
+    parts = key.split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -172,7 +186,7 @@ def apply_override(raw: dict, override: str) -> None:
         if child is None:
             child = {}
         if not isinstance(child, dict):
-            raise RecipeError(f"--set {override}: {'.'.join(parts[:depth + 1])} is not a section")
+            raise RecipeError(f"{where}: {'.'.join(parts[:depth + 1])} is not a section")
         node[part] = child
         node = child
     node[parts[-1]] = value

@@ -1,0 +1,114 @@
+"""`mmlabel sweep` (every cell of a grid of recipe changes, with several seeds) and `mmlabel reproduce` (the paper's
+experiments, kept as files under recipes/experiments/, run through the same sweep)."""
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmlabel.commands.train import SetOption, _parse_seeds
+from mmlabel.errors import RecipeError
+
+OnlyOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--only", help="Run only these values of an axis: --only dataset=twitter2017 (repeatable)."),
+]
+
+
+def sweep(
+    recipe: Annotated[Path, typer.Argument(help="The base recipe TOML file.")],
+    out: Annotated[Path, typer.Option(help="The sweep folder: a run directory per cell and seed, results.csv, "
+                                           "summary.md, figure.png. Run the same command again to continue.")],
+    grid: Annotated[Optional[list[str]], typer.Option(
+        "--grid", help="An axis: key.path=v1,v2,... (repeatable; the cells are the cartesian product).")] = None,
+    set_: SetOption = None,
+    seeds: Annotated[str, typer.Option(help="Seeds run in every cell, e.g. 1,2,3.")] = "1",
+) -> None:
+    """Train every cell of a grid of recipe changes with every seed; finished runs are skipped, failed ones recorded."""
+    from mmlabel.experiments.figures import default_figure
+    from mmlabel.experiments.grid import expand, parse_grid_option
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import apply_override, read_raw
+
+    axes = [parse_grid_option(text) for text in grid or []]
+    names = [axis.name for axis in axes]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate:
+        raise RecipeError(f"--grid {duplicate}: the axis is given twice")
+    base = read_raw(recipe)
+    for override in set_ or []:
+        apply_override(base, override)
+    plan = Sweep(base, str(recipe), expand([axes]), _seeds(seeds), out, names)
+    _execute(plan, default_figure(names), f"Sweep of {recipe.name}")
+
+
+def reproduce(
+    experiment: Annotated[str, typer.Argument(help="encoder-swap, ablation or alpha-beta (recipes/experiments/), "
+                                                   "or the path of an experiment file.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="A folder holding twitter2015/ and twitter2017/, each "
+                                                           "with train/dev/test.txt and images/.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The sweep folder (default: runs/reproduce-<experiment>[-tiny]).")] = None,
+    tiny: Annotated[bool, typer.Option(help="Tiny random encoders on the synthetic data: minutes on a CPU.")] = False,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 1,2,3 (default: the experiment file's).")] = None,
+    only: OnlyOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Reproduce one of the paper's experiments: its sweep, summary.md and figure. Run again to continue."""
+    from mmlabel.experiments.experiment_file import load_experiment
+    from mmlabel.experiments.grid import expand
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import apply_override, read_raw
+
+    loaded = load_experiment(experiment, tiny, data_root)
+    restrict = {**loaded.only, **_parse_only(only or [])}
+    base = read_raw(loaded.recipe)
+    for override in [*loaded.sets, *(set_ or [])]:
+        apply_override(base, override)
+    axes = list(dict.fromkeys(axis.name for grid in loaded.grids for axis in grid))
+    out = out or Path("runs") / f"reproduce-{loaded.name}{'-tiny' if tiny else ''}"
+    plan = Sweep(base, str(loaded.recipe), expand(loaded.grids, restrict), _seeds(seeds) if seeds else loaded.seeds,
+                 out, axes)
+    title = f"{loaded.figure.get('title', loaded.name)}{' (tiny, synthetic data)' if tiny else ''}"
+    _execute(plan, {**loaded.figure, "title": title}, title)
+
+
+def _execute(plan, figure: dict, title: str) -> None:
+    """Run the sweep, write the summary and the figure, print where they are; exit 1 if a run failed."""
+    from mmlabel.experiments.results import aggregate, cell_table
+    from mmlabel.experiments.sweep import report, run_sweep
+
+    started = time.perf_counter()
+    recipes = plan.recipes()  # every cell's recipe is checked before the first trains: a typo fails at once
+    typer.echo(f"sweep: {len(plan.cells)} cells x {len(plan.seeds)} seeds into {plan.out}", err=True)
+    rows = run_sweep(plan, recipes=recipes)
+    summary, figure_path = report(plan, rows, figure, title, "mmlabel " + shlex.join(sys.argv[1:]))
+    typer.echo(cell_table(aggregate(rows, plan.axes), plan.axes))
+    typer.echo(f"results: {plan.out / 'results.csv'}\nsummary: {summary}")
+    if figure_path is not None:
+        typer.echo(f"figure: {figure_path}")
+    typer.echo(f"time: {time.perf_counter() - started:.0f} s", err=True)
+    failed = [row for row in rows if row["status"] != "finished"]
+    if failed:
+        typer.echo(f"error: {len(failed)} of {len(rows)} runs failed (see {plan.out / 'results.csv'}); "
+                   "run the same command again to retry them", err=True)
+        raise typer.Exit(1)
+
+
+def _seeds(text: str) -> list[int]:
+    seeds = _parse_seeds(text)
+    if not seeds:
+        raise typer.BadParameter("no seed given", param_hint="--seeds")
+    return seeds
+
+
+def _parse_only(texts: list[str]) -> dict[str, list[str]]:
+    """`axis=v1,v2` -> {axis: labels}, the labels written as the grid writes them."""
+    from mmlabel.experiments.grid import parse_grid_option
+
+    restrict = {}
+    for text in texts:
+        axis = parse_grid_option(text, option="--only")
+        restrict[axis.name] = axis.labels
+    return restrict

@@ -1,0 +1,162 @@
+"""Run every cell of a grid with every seed, each into its own run directory, skipping the runs already finished.
+
+    DIR/<cell name>/seed-<n>/    one run directory per cell and seed (see `mmlabel.training.run`)
+    DIR/results.csv              one row per cell and seed: the axes, seed, status, every scalar figure, the run
+    DIR/summary.md               mean and standard deviation over the seeds, per cell
+    DIR/<figure>.png             the figure
+    DIR/errors/<cell>.seed-<n>.txt   the traceback of a run that failed
+
+An interrupted sweep continues where it stopped when the same command runs again: a finished run (status
+"finished" in its run.json) is read back, not retrained; a half-finished run resumes from its last checkpoint;
+a run that failed is tried again. A run that fails is recorded with its error and the sweep goes on.
+"""
+import copy
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mmlabel.errors import RecipeError
+from mmlabel.experiments.grid import Cell
+from mmlabel.experiments.results import write_results, write_summary
+from mmlabel.recipe import Recipe, recipe_from_dict, set_key
+
+
+@dataclass
+class Sweep:
+    """What to run: the base recipe (parsed TOML, `--set` applied), the cells, the seeds and the output folder."""
+
+    base: dict
+    source: str
+    cells: list[Cell]
+    seeds: list[int]
+    out: Path
+    axes: list[str]
+
+    def run_dir(self, cell: Cell, seed: int) -> Path:
+        return self.out / cell.name / f"seed-{seed}"
+
+    def recipes(self) -> dict[str, Recipe]:
+        """Every cell's validated recipe, built before anything trains so that a typo fails at once."""
+        recipes = {}
+        for cell in self.cells:
+            raw = copy.deepcopy(self.base)
+            for key, value in cell.overrides:
+                set_key(raw, key, value, where=f"{self.source} [{cell.name}]")
+            recipes[cell.name] = recipe_from_dict(raw, source=f"{self.source} [{cell.name}]")
+        return recipes
+
+
+def run_sweep(sweep: Sweep, console: Console | None = None, recipes: dict[str, Recipe] | None = None) -> list[dict]:
+    """Train every cell and seed not finished yet; returns the rows of results.csv (rewritten after every run)."""
+    console = console or Console(stderr=True, soft_wrap=True)
+    recipes = recipes or sweep.recipes()
+    rows = [_pending_row(sweep, cell, seed) for cell in sweep.cells for seed in sweep.seeds]
+    write_results(sweep.out, rows, sweep.axes)
+    for index, row in enumerate(rows):
+        cell = sweep.cells[index // len(sweep.seeds)]
+        where = f"[{index + 1}/{len(rows)}] {cell.name} seed {row['seed']}"
+        rows[index] = {**row, **_run_one(recipes[cell.name], sweep, cell, row["seed"], where, console)}
+        write_results(sweep.out, rows, sweep.axes)
+    return rows
+
+
+def report(sweep: Sweep, rows: list[dict], figure: dict, title: str, command: str) -> tuple[Path, Path | None]:
+    """summary.md (with the figure's table where the figure is one) and the figure; returns both paths."""
+    from mmlabel.experiments.figures import draw, pivot_markdown
+
+    extra = pivot_markdown(figure, rows, sweep.axes, figure.get("title", title)) if figure.get("kind") == "table" else ""
+    summary = write_summary(sweep.out, title, command, rows, sweep.axes, extra)
+    return summary, draw(figure, rows, sweep.axes, sweep.out, figure.get("title", title))
+
+
+def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, console: Console) -> dict:
+    """One run: read back where finished, else trained (resumed where started); failures become a row."""
+    from mmlabel.training.experiment import train_once
+    from mmlabel.training.run import RunDir
+
+    seeded = recipe.model_copy(deep=True)
+    seeded.train.seed = seed
+    run = RunDir(sweep.run_dir(cell, seed))
+    error_file = sweep.out / "errors" / f"{cell.name}.seed-{seed}.txt"
+    try:
+        if _finished(run):
+            _check_same_recipe(run, seeded)
+            console.print(f"{where}: already finished, skipped")
+            return _finished_row(run, run.metrics())
+        console.print(f"{where}: training into {run.path}")
+        metrics = train_once(seeded, run.path, resume=run.recipe_path.exists(), console=console)
+    except Exception as error:  # noqa: BLE001 - one broken cell must not end an overnight sweep
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        error_file.write_text(traceback.format_exc(), encoding="utf-8")
+        console.print(f"[red]{where}: failed: {message}[/red] (traceback in {error_file})")
+        return {"status": "failed", "error": message}
+    finally:
+        _free_memory()
+    error_file.unlink(missing_ok=True)
+    console.print(f"{where}: test f1 {metrics['test'].get('f1', float('nan')):.2f}")
+    return _finished_row(run, metrics)
+
+
+def _finished(run) -> bool:
+    if not run.info_path.exists() or not run.metrics_path.exists():
+        return False
+    return json.loads(run.info_path.read_text(encoding="utf-8")).get("status") == "finished"
+
+
+def _check_same_recipe(run, recipe: Recipe) -> None:
+    """A finished run is reused only for the same recipe (the tokenizer path aside, which names the run itself)."""
+    stored = recipe_from_dict(_read_toml(run.recipe_path), source=str(run.recipe_path), resolve=False)
+    wanted = recipe.model_copy(deep=True)
+    if wanted.text_encoder.options.get("tokenizer") == "train":
+        wanted.text_encoder.tokenizer = stored.text_encoder.options.get("tokenizer")
+    if stored.model_dump(mode="json", exclude_none=True) != wanted.model_dump(mode="json", exclude_none=True):
+        raise RecipeError(f"{run.path}: holds a finished run of a different recipe (the --set options or the base "
+                          "recipe changed?): delete it or choose another --out")
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def _pending_row(sweep: Sweep, cell: Cell, seed: int) -> dict:
+    return {"cell": cell.name, **cell.labels, "seed": seed, "status": "pending",
+            "run_dir": str(sweep.run_dir(cell, seed)), "error": ""}
+
+
+def _finished_row(run, metrics: dict) -> dict:
+    """status, every scalar figure of dev and test as `dev.f1`, ..., the run's other scalars, its training time."""
+    row = {"status": "finished", "error": ""}
+    for split in ("dev", "test"):
+        row.update({f"{split}.{key}": value for key, value in metrics.get(split, {}).items() if _scalar(value)})
+    row.update({key: value for key, value in metrics.items() if _scalar(value)})
+    row["train_seconds"] = round(_train_seconds(run), 1)
+    return row
+
+
+def _train_seconds(run) -> float:
+    """The sum of the epochs' times in log.jsonl: the same whether the run trained now or in an earlier sweep."""
+    if not run.log_path.exists():
+        return 0.0
+    lines = run.log_path.read_text(encoding="utf-8").splitlines()
+    return sum(json.loads(line).get("seconds", 0.0) for line in lines if line.strip())
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, (int, float))
+
+
+def _free_memory() -> None:
+    """Give the finished cell's tensors back before the next cell builds its model."""
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

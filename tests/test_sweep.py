@@ -1,0 +1,261 @@
+"""Sweeps and the paper's experiments: grids, resumable sweeps (a killed sweep finishes only the missing cells),
+failed cells recorded, results.csv / summary.md / figures, and the experiment files of `mmlabel reproduce`."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from mmlabel.errors import RecipeError
+from mmlabel.experiments.experiment_file import load_experiment
+from mmlabel.experiments.grid import Axis, Choice, expand, parse_grid_option
+
+SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from mmlabel.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, train=48, dev=24, test=24, seed=3)
+    return root
+
+
+def finished(run: Path) -> bool:
+    """A run is finished once its run.json says so (written after metrics.json)."""
+    try:
+        return json.loads((run / "run.json").read_text())["status"] == "finished"
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# -- grids ---------------------------------------------------------------------------------------------------------
+def test_grid_values_parse_as_toml_and_split_outside_brackets():
+    axis = parse_grid_option("image_encoder.model_args.depths=[1,1],[2, 2]")
+    assert [c.overrides for c in axis.choices] == [{"image_encoder.model_args.depths": [1, 1]},
+                                                   {"image_encoder.model_args.depths": [2, 2]}]
+    axis = parse_grid_option("loss.alpha=0.1,1.0,none")
+    assert axis.labels == ["0.1", "1.0", "none"]
+    assert [c.overrides["loss.alpha"] for c in axis.choices] == [0.1, 1.0, "none"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("loss.alpha", "expected key.path=v1,v2"),
+    ("loss.alpha=", "an empty value"),
+    ("loss.alpha=0.1,,0.3", "an empty value"),
+    ("=1,2", "expected key.path=v1,v2"),
+    ("x=[1,2", "unbalanced"),
+    ("loss.alpha=1,1", "given twice"),
+])
+def test_grid_parsing_errors_name_the_option(text, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_grid_option(text)
+
+
+def test_cells_are_the_product_later_axes_win_and_grids_union_once():
+    weights = Axis("weights", [Choice("both-1", {"loss.alpha": 1.0, "loss.beta": 1.0})])
+    alpha = Axis("loss.alpha", [Choice("0", {"loss.alpha": 0}), Choice("1", {"loss.alpha": 1})])
+    cells = expand([[weights, alpha]])
+    assert [c.name for c in cells] == ["weights=both-1__alpha=0", "weights=both-1__alpha=1"]
+    assert cells[0].overrides == [("loss.alpha", 1.0), ("loss.beta", 1.0), ("loss.alpha", 0)]  # the later axis wins
+    first = [parse_grid_option("loss.alpha=0.1,1.0"), parse_grid_option("loss.beta=1.0")]
+    second = [parse_grid_option("loss.alpha=1.0"), parse_grid_option("loss.beta=0.1,1.0")]
+    assert len(expand([first, second])) == 3  # alpha = beta = 1 once
+    assert [c.name for c in expand([first, second], {"loss.beta": ["0.1"]})] == ["alpha=1.0__beta=0.1"]
+    with pytest.raises(RecipeError, match="no such value"):
+        expand([first], {"loss.alpha": ["0.7"]})
+    with pytest.raises(RecipeError, match="no such axis"):
+        expand([first], {"dataset": ["x"]})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "loss.alpha"], "--grid loss.alpha: expected key.path=v1,v2"),
+    (["--grid", "loss.alpha=0,1", "--grid", "loss.alpha=2"], "--grid loss.alpha: the axis is given twice"),
+    (["--grid", "loss.alpah=0,1"], "loss.alpah: Extra inputs are not permitted"),
+    (["--grid", "train.epochs=1,zero"], "train.epochs"),
+    (["--seeds", "1,x"], "--seeds"),
+])
+def test_sweep_usage_errors_exit_2_in_one_line(tmp_path, args, message):
+    result = run_cli("sweep", "recipes/quickstart.toml", "--out", str(tmp_path / "sweep"), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    if "--seeds" not in args:  # typer's own usage errors come in its box; the sweep's are one line
+        assert len(result.stderr.strip().splitlines()) <= 2 and result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert not (tmp_path / "sweep" / "results.csv").exists()
+
+
+# -- running sweeps ------------------------------------------------------------------------------------------------
+def test_a_killed_sweep_finishes_only_the_missing_cells(synthetic, tmp_path):
+    """SIGKILL once the first cell has finished; the same command then trains only the rest and writes
+    results.csv, summary.md and the figure; a third run trains nothing."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "recipes/quickstart.toml", "--out", str(out), "--grid", "loss.beta=0,0.6",
+            "--set", f"data.root={synthetic}", *SHORT]
+    first_run, second_run = out / "beta=0" / "seed-1", out / "beta=0.6" / "seed-1"
+    process = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not finished(first_run) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert finished(first_run) and not finished(second_run)
+    stamp, log = (first_run / "metrics.json").stat().st_mtime_ns, (first_run / "log.jsonl").read_text()
+    assert read_csv(out / "results.csv")[-1]["status"] == "pending"  # results.csv is rewritten after every run
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "[1/2] beta=0 seed 1: already finished, skipped" in result.stderr
+    assert result.stderr.count("training into") == 1 and "[2/2] beta=0.6 seed 1: training into" in result.stderr
+    assert (first_run / "metrics.json").stat().st_mtime_ns == stamp and (first_run / "log.jsonl").read_text() == log
+
+    rows = read_csv(out / "results.csv")
+    assert [(r["cell"], r["loss.beta"], r["seed"], r["status"]) for r in rows] == [
+        ("beta=0", "0", "1", "finished"), ("beta=0.6", "0.6", "1", "finished")]
+    for row in rows:
+        metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+        assert float(row["test.f1"]) == pytest.approx(metrics["test"]["f1"])
+        assert float(row["dev.precision"]) == pytest.approx(metrics["dev"]["precision"])
+        assert row["best_epoch"] == "1" and float(row["train_seconds"]) > 0
+    summary = (out / "summary.md").read_text()
+    assert "| loss.beta | runs | dev.f1 | test.precision | test.recall | test.f1 |" in summary
+    assert "| 0.6 | 1/1 |" in summary and "--grid loss.beta=0,0.6" in summary
+    assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already finished, skipped") == 2 and "training into" not in again.stderr
+    assert read_csv(out / "results.csv") == rows
+
+
+def test_failed_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli("sweep", "recipes/quickstart.toml", "--out", str(out),
+                     "--grid", f"data.root={tmp_path / 'missing-a'},{tmp_path / 'missing-b'}", "--seeds", "1,2")
+    assert result.returncode == 1, result.stderr
+    rows = read_csv(out / "results.csv")
+    assert [(row["seed"], row["status"]) for row in rows] == [("1", "failed"), ("2", "failed")] * 2
+    assert all("DataError: data.root: no such directory" in row["error"] for row in rows)
+    assert "error: 4 of 4 runs failed" in result.stderr
+    assert "Runs not finished" in (out / "summary.md").read_text()
+    assert not (out / "figure.png").exists()  # nothing to draw
+
+
+def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path, monkeypatch):
+    """A crash inside training (not a user error) in one cell: its row says why, the other cells still run."""
+    from mmlabel.experiments.sweep import Sweep, run_sweep
+    from mmlabel.recipe import read_raw
+    from mmlabel.training import experiment
+    from mmlabel.training.run import RunDir
+
+    def fake_train_once(recipe, out, resume=False, console=None):
+        if recipe.loss.alpha == 0.3:
+            raise RuntimeError("CUDA out of memory\n(simulated)")
+        run = RunDir(out)
+        run.start(recipe.to_toml(), resume)
+        metrics = {"dev": {"f1": 50.0 + recipe.loss.alpha}, "test": {"f1": 40.0, "per_label": {}}, "best_epoch": 1}
+        run.save_metrics(metrics)
+        return metrics
+
+    monkeypatch.setattr(experiment, "train_once", fake_train_once)
+    axis = parse_grid_option("loss.alpha=0,0.3,0.6")
+    plan = Sweep(read_raw(REPO / "recipes" / "quickstart.toml"), "quickstart", expand([[axis]]), [1], tmp_path, ["loss.alpha"])
+    rows = run_sweep(plan)
+    assert [row["status"] for row in rows] == ["finished", "failed", "finished"]
+    assert rows[1]["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert "RuntimeError" in (tmp_path / "errors" / "alpha=0.3.seed-1.txt").read_text()
+    assert rows[2]["dev.f1"] == 50.6 and "test.per_label" not in rows[2]
+    assert [row["status"] for row in read_csv(tmp_path / "results.csv")] == ["finished", "failed", "finished"]
+
+    trained = []
+    monkeypatch.setattr(experiment, "train_once", lambda recipe, out, **k: trained.append(out) or fake_train_once(recipe, out, **k))
+    rows = run_sweep(plan)  # run again: only the failed cell is tried again (and fails again)
+    assert trained == [tmp_path / "alpha=0.3" / "seed-1"]
+    assert [row["status"] for row in rows] == ["finished", "failed", "finished"]
+    plan.base["train"]["lr"] = 0.5  # the same cells now mean another recipe: their finished runs are not reused
+    rows = run_sweep(plan)
+    assert rows[0]["status"] == "failed" and "holds a finished run of a different recipe" in rows[0]["error"]
+
+
+# -- the paper's experiments ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, cells, tiny_cells", [("encoder-swap", 12, 12), ("ablation", 8, 4), ("alpha-beta", 9, 9)])
+def test_experiment_files_expand_to_the_papers_cells(name, cells, tiny_cells, tmp_path):
+    from mmlabel.experiments.sweep import Sweep
+
+    from mmlabel.recipe import apply_override, read_raw
+
+    real = load_experiment(name, data_root=tmp_path)
+    real_cells = expand(real.grids, real.only)
+    assert len(real_cells) == cells and real.recipe.name == "dtca.toml" and real.seeds == [1, 2, 3]
+    recipes = Sweep(read_raw(real.recipe), name, real_cells, real.seeds, tmp_path, []).recipes()  # no download
+    assert all(recipe.data.root.startswith(str(tmp_path / "twitter201")) for recipe in recipes.values())
+    tiny = load_experiment(name, tiny=True)
+    tiny_cell_list = expand(tiny.grids, tiny.only)
+    assert len(tiny_cell_list) == tiny_cells and tiny.recipe.name == "quickstart.toml"
+    base = read_raw(tiny.recipe)
+    for override in tiny.sets:
+        apply_override(base, override)
+    Sweep(base, name, tiny_cell_list, tiny.seeds, tmp_path, []).recipes()  # every tiny cell's recipe validates
+
+
+def test_the_ablation_keeps_each_datasets_weights_and_zeroes_one(tmp_path):
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import read_raw
+
+    experiment = load_experiment("ablation", data_root=tmp_path)
+    recipes = Sweep(read_raw(experiment.recipe), "ablation", expand(experiment.grids), [1], tmp_path, []).recipes()
+    weights = {name: (recipe.loss.alpha, recipe.loss.beta) for name, recipe in recipes.items()}
+    assert weights["dataset=twitter2015__variant=full-model"] == (0.6, 0.6)
+    assert weights["dataset=twitter2017__variant=full-model"] == (0.3, 0.9)
+    assert weights["dataset=twitter2017__variant=w-o-text-only-tagger-alpha-0"] == (0.0, 0.9)
+    assert weights["dataset=twitter2017__variant=w-o-alignment-beta-0"] == (0.3, 0.0)
+    assert weights["dataset=twitter2015__variant=w-o-both"] == (0.0, 0.0)
+
+
+def test_the_real_experiments_need_a_data_root():
+    result = run_cli("reproduce", "ablation", "--out", "/nonexistent/never-written")
+    assert result.returncode == 2
+    assert "give --data-root" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("reproduce", "encoder-swapp", "--tiny")
+    assert result.returncode == 2 and "no experiment 'encoder-swapp'" in result.stderr
+
+
+def test_each_experiments_figure_is_drawn_from_results(tmp_path):
+    """The three figure kinds from made-up results (no training): bars, lines and a table, each a PNG."""
+    from mmlabel.experiments.figures import draw, pivot_markdown
+
+    for name in ("encoder-swap", "ablation", "alpha-beta"):
+        experiment = load_experiment(name, tiny=True)
+        cells = expand(experiment.grids, experiment.only)
+        axes = list(dict.fromkeys(axis.name for grid in experiment.grids for axis in grid))
+        rows = [{"cell": cell.name, **cell.labels, "seed": seed, "status": "finished", "dev.f1": 50 + i + seed,
+                 "test.precision": 40 + i, "test.recall": 45.0, "test.f1": 42 + i * seed}
+                for i, cell in enumerate(cells) for seed in (1, 2)]
+        path = draw(experiment.figure, rows, axes, tmp_path, experiment.figure["title"])
+        assert path.name == f"{name}.png" and path.read_bytes()[:4] == b"\x89PNG"
+    table = pivot_markdown(experiment.figure | {"kind": "table", "rows": "loss.alpha", "columns": "dataset"},
+                           rows, axes, "t")
+    assert "| loss.alpha | synthetic precision | synthetic recall | synthetic F1 |" in table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, cells", [("encoder-swap", 12), ("ablation", 4), ("alpha-beta", 9)])
+def test_reproduce_tiny_runs_the_whole_experiment(name, cells, tmp_path):
+    """The acceptance run: `mmlabel reproduce NAME --tiny` end to end (encoder-swap: about 10 minutes on 2 cores)."""
+    out = tmp_path / name
+    result = run_cli("reproduce", name, "--tiny", "--out", str(out), env={"MMLABEL_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == cells and all(row["status"] == "finished" for row in rows)
+    assert (out / "summary.md").exists() and (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
