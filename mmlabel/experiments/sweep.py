@@ -113,7 +113,9 @@ def _check_same_recipe(run, recipe: Recipe) -> None:
     wanted = recipe.model_copy(deep=True)
     if wanted.text_encoder.options.get("tokenizer") == "train":
         wanted.text_encoder.tokenizer = stored.text_encoder.options.get("tokenizer")
-    if stored.model_dump(mode="json", exclude_none=True) != wanted.model_dump(mode="json", exclude_none=True):
+    from mmlabel.training.run import comparable
+
+    if comparable(stored.to_toml()) != comparable(wanted.to_toml()):
         raise RecipeError(f"{run.path}: holds a finished run of a different recipe (the --set options or the base "
                           "recipe changed?): delete it or choose another --out")
 

@@ -43,7 +43,7 @@ class RunDir:
     def start(self, recipe_toml: str, resume: bool) -> None:
         """Claim the directory for a run of this recipe; a directory holding another run is an error."""
         if self.recipe_path.exists():
-            if resume and _compared(self.recipe_path.read_text(encoding="utf-8")) != _compared(recipe_toml):
+            if resume and comparable(self.recipe_path.read_text(encoding="utf-8")) != comparable(recipe_toml):
                 raise RunError(f"{self.path}: --resume with a recipe that differs from the run's recipe.toml")
             if not resume:
                 raise RunError(f"{self.path}: the output directory already holds a run "
@@ -180,8 +180,8 @@ class RunDir:
 
 
 
-def _compared(recipe_toml: str) -> dict:
-    """What `--resume` compares: the recipe without `train.effective_batch_size`, which follows the number of
+def comparable(recipe_toml: str) -> dict:
+    """What `--resume` (and a sweep reusing a finished run) compares: the recipe without `train.effective_batch_size`, which follows the number of
     processes (a run written by N processes resumes with M)."""
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
