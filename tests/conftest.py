@@ -11,6 +11,8 @@ from mmlabel.registry import ComponentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MMLABEL_DATA", REPO.parent / "shared" / "data"))
+# One short epoch: enough for a training test to exercise everything end to end.
+SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
 
 
 class EchoMetricConfig(ComponentConfig):
@@ -45,6 +47,16 @@ def fake_plugin():
         yield plugin
     finally:
         pm.unregister(name="fake-plugin")
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A small synthetic MABSA dataset (48/24/24 sentences with images), written once per test session."""
+    from mmlabel.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(root, train=48, dev=24, test=24, seed=3)
+    return root
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):

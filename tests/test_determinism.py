@@ -17,15 +17,6 @@ SETTINGS = ["--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "
             "--set", "train.checkpoint_every=2"]
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from mmlabel.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(root, train=48, dev=24, test=24, seed=3)
-    return root
-
-
 def train_args(synthetic, out):
     return ["train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *SETTINGS]
 

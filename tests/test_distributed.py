@@ -98,15 +98,6 @@ def test_the_effective_batch_size_round_trips_and_resume_ignores_it(tmp_path):
         run.start(other.to_toml(), resume=True)
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from mmlabel.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(root, train=48, dev=24, test=24, seed=3)
-    return root
-
-
 def test_gradient_accumulation_in_one_process(synthetic, tmp_path, capsys):
     """Batches of 4, two per optimiser step: the effective batch of 2 processes x 4, in one process."""
     from mmlabel.recipe import load_recipe

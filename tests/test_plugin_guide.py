@@ -10,12 +10,11 @@ import sys
 import pytest
 
 import mmlabel
-from conftest import REPO, run_cli
+from conftest import REPO, SHORT, run_cli
 
 GUIDE = REPO / "docs" / "writing-plugins.md"
 # ```python title="mmlabel_pixel_patches/encoder.py"  ...  ```
 FILE_BLOCK = re.compile(r'^```\w+ title="([^"]+)"\n(.*?)^```$', re.MULTILINE | re.DOTALL)
-SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
 
 
 def guide_files() -> dict[str, str]:

@@ -10,22 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, SHORT, run_cli
 from mmlabel.errors import RecipeError
 from mmlabel.experiments.experiment_file import load_experiment
 from mmlabel.experiments.grid import Axis, Choice, expand, parse_grid_option
-
-SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from mmlabel.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(root, train=48, dev=24, test=24, seed=3)
-    return root
-
 
 def finished(run: Path) -> bool:
     """A run is finished once its run.json says so (written after metrics.json)."""

@@ -3,19 +3,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
-
-SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from mmlabel.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(root, train=48, dev=24, test=24, seed=3)
-    return root
-
+from conftest import SHORT, run_cli
 
 @pytest.fixture(scope="module")
 def trained(synthetic, tmp_path_factory):

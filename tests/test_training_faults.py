@@ -18,15 +18,6 @@ from mmlabel.training.experiment import train_once
 BATCHES = 6  # per epoch: 48 training sentences in batches of 4, cut to 6 steps
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from mmlabel.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic(root, train=48, dev=24, test=24, seed=3)
-    return root
-
-
 @pytest.fixture
 def faults():
     pm = get_plugin_manager()
