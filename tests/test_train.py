@@ -113,3 +113,28 @@ def test_seeds_are_summarised_as_mean_and_std(synthetic, tmp_path):
     assert summary["test"]["f1"]["mean"] == pytest.approx(sum(f1) / 2)
     assert summary["test"]["f1"]["std"] == pytest.approx(abs(f1[0] - f1[1]) / 2 ** 0.5)
     assert "mean ± std" in result.stdout
+
+
+def test_feature_cache_encodes_every_missing_image_once(tmp_path):
+    import torch
+
+    from mmlabel.data.images import ImageLoader
+    from mmlabel.training.feature_cache import ImageFeatureCache
+
+    class CountingEncoder(torch.nn.Module):
+        calls = 0
+
+        def transform(self, image):
+            return torch.zeros(3, 4, 4)
+
+        def forward(self, pixels):
+            CountingEncoder.calls += pixels.shape[0]
+            return torch.ones(pixels.shape[0], 2, 8), torch.ones(pixels.shape[0], 2, dtype=torch.bool)
+
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "here.png")
+    cache = ImageFeatureCache(CountingEncoder(), ImageLoader(tmp_path, "blank"), torch.device("cpu"))
+    cache.fill(["a.png", "b.png", None, "here.png", "here.png"])
+    assert CountingEncoder.calls == 2  # one blank for every absent image, one real image
+    assert cache.get("c.png")[0].shape == (2, 8) and CountingEncoder.calls == 2

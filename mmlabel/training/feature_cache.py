@@ -21,15 +21,16 @@ class ImageFeatureCache:
         return len(self.features)
 
     def get(self, name: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if name not in self.features:
+        key = self._key(name)
+        if key not in self.features:
             self.fill([name])
-        return self.features[name]
+        return self.features[key]
 
     def fill(self, names: list[str | None], batch_size: int = 32) -> None:
         """Encode every image of `names` not cached yet, in batches."""
         from mmlabel.training.precision import autocast
 
-        missing = list(dict.fromkeys(name for name in names if name not in self.features))
+        missing = list(dict.fromkeys(key for key in map(self._key, names) if key not in self.features))
         self.encoder.eval()
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
@@ -38,6 +39,13 @@ class ImageFeatureCache:
                 states, mask = self.encoder(pixels)  # (batch, patches, hidden), (batch, patches)
             for name, example_states, example_mask in zip(chunk, states.float().cpu(), mask.cpu()):
                 self.features[name] = (example_states.clone(), example_mask.clone())
+
+    def _key(self, name: str | None) -> str | None:
+        """Every image that is absent (no name, or no file under the `blank` policy) is the one blank image: encoded
+        once, not once per post (a run without its images would otherwise encode thousands of blanks)."""
+        if name and (self.images.policy != "blank" or self.images.path(name).is_file()):
+            return name
+        return None  # ImageLoader.check counted the missing files up front
 
 
 def is_frozen(module: torch.nn.Module | None) -> bool:
