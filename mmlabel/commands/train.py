@@ -151,27 +151,27 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _print_metrics(out: Path, metrics: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     typer.echo(f"run: {out}")
     typer.echo(f"best dev epoch: {metrics['best_epoch']} (the test split was evaluated once, with that model)")
-    table = Table("split", "precision", "recall", "f1")
-    for split in ("dev", "test"):
-        figures = metrics[split]
-        table.add_row(split, *(f"{figures[key]:.2f}" for key in ("precision", "recall", "f1")))
-    Console().print(table)
+    _split_table({split: [f"{metrics[split][key]:.2f}" for key in FIGURES] for split in ("dev", "test")})
 
 
 def _print_summary(out: Path, summary: dict) -> None:
+    typer.echo(f"runs: {out}/seed-{{{','.join(map(str, summary['seeds']))}}}  (mean ± std over the seeds)")
+    _split_table({split: [f"{summary[split][key]['mean']:.2f} ± {summary[split][key]['std']:.2f}" for key in FIGURES]
+                  for split in ("dev", "test")})
+
+
+FIGURES = ("precision", "recall", "f1")
+
+
+def _split_table(rows: dict[str, list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    typer.echo(f"runs: {out}/seed-{{{','.join(map(str, summary['seeds']))}}}  (mean ± std over the seeds)")
-    table = Table("split", "precision", "recall", "f1")
-    for split in ("dev", "test"):
-        figures = summary[split]
-        table.add_row(split, *(f"{figures[k]['mean']:.2f} ± {figures[k]['std']:.2f}" for k in ("precision", "recall", "f1")))
+    table = Table("split", *FIGURES)
+    for split, cells in rows.items():
+        table.add_row(split, *cells)
     Console().print(table)
 
 
