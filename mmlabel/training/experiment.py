@@ -26,7 +26,9 @@ def data_root(recipe: Recipe, console: Console | None = None) -> Path:
         return cached_synthetic(console)
     root = recipe.data.root_path()
     if not root.is_dir():
-        raise DataError(f"data.root: no such directory: {root}")
+        hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
+                                              "the current directory; or give --set data.root=DIR)")
+        raise DataError(f"data.root: no such directory: {root}{hint}")
     return root
 
 
