@@ -8,7 +8,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: Path | None = N
     """The run's metric on `split` of its recipe's data, or of `data` read with `format` (a folder or one file)."""
     from mmlabel.registry import get
     from mmlabel.tagger import Tagger
-    from mmlabel.training.experiment import _image_loader, data_root, read_splits
+    from mmlabel.training.experiment import data_root, image_loader, read_splits
     from mmlabel.training.run import RunDir
 
     run = RunDir(run_dir)
@@ -21,7 +21,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: Path | None = N
         if split not in splits:
             raise DataError(f"no split {split!r}: choose train, dev or test")
         examples = splits[split]
-        images = _image_loader(recipe, root, {split: examples}, [split]) if tagger.multimodal else None
+        images = image_loader(recipe, root, {split: examples}, [split]) if tagger.multimodal else None
     else:
         examples = _read_other(recipe, data, format, split)
         images = None

@@ -68,7 +68,6 @@ def pivot_markdown(spec: dict, rows: list[dict], axes: list[str], title: str) ->
 
 
 def _bars(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
     import numpy as np
 
     metric, x_axis, group_axis = spec.get("metric", "test.f1"), spec.get("x"), spec.get("group")

@@ -103,7 +103,7 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
         use_deterministic_kernels()
     model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
     run.save_architecture(model)
-    images = _image_loader(recipe, root, splits) if model.image_encoder is not None else None
+    images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
@@ -146,7 +146,7 @@ def _with_tokenizer(recipe: Recipe, out: Path) -> tuple[Recipe, Path | None]:
     return recipe, directory
 
 
-def _image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
+def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
     """The recipe's image folder with its missing-image policy, checked up front for the splits `names`."""
     from mmlabel.data.images import ImageLoader
 
