@@ -2,10 +2,11 @@
 the optimised settings against a naive baseline that does what the reference code does, measured in alternating
 worker processes so that both see the same machine load.
 
-Naive: fp32, every batch padded to `max_tokens`, random batches, images decoded and transformed every step, the
-image encoder run even when frozen, prediction at the training batch size under `no_grad`.
-Optimised: bf16 autocast, batches padded to their longest sentence and grouped by length, images decoded in a
-DataLoader worker, a frozen image encoder's states cached once, prediction under `inference_mode` in batches of 32.
+Each optimisation is a flag of a setting (OPTIMISATIONS); `naive` has none, `optimised` has all, and `--ablate` adds
+one setting per optimisation with that one left out, to measure what each is worth. Naive: fp32, every batch
+padded to `max_tokens`, random batches, images decoded and transformed every step in the training loop, the image
+encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at the training
+batch size under `no_grad`.
 """
 import json
 import random
@@ -18,11 +19,39 @@ import time
 from pathlib import Path
 
 SETTINGS = ("naive", "optimised")
+OPTIMISATIONS = {
+    "bf16": "bf16 autocast",
+    "padding": "padding to the batch's longest sentence, length-bucketed batches",
+    "workers": "image decoding in a DataLoader worker",
+    "cache": "cached states of the frozen image encoder (--freeze-image)",
+    "fused_adamw": "fused AdamW (training)",
+    "allocator": "freed memory kept in the process (mmlabel/training/allocator.py)",
+    "inference": "inference_mode and batches of 32 (prediction)",
+}
 TEXT_SIZES = {
     "base": {"vocab_size": 50265},  # RobertaConfig() is roberta-base: 12 layers, hidden 768
     "tiny": {"vocab_size": 50265, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
              "intermediate_size": 128},
 }
+
+
+def applicable(mode: str, freeze_image: bool) -> list[str]:
+    """The optimisations that change something in this benchmark."""
+    skip = {"cache"} if not freeze_image else set()
+    skip |= {"fused_adamw"} if mode == "predict" else {"inference"}
+    return [name for name in OPTIMISATIONS if name not in skip]
+
+
+def setting_flags(setting: str, mode: str, freeze_image: bool) -> list[str]:
+    """`naive`, `optimised` or `without-NAME` (optimised with one optimisation left out) as a list of flags."""
+    flags = applicable(mode, freeze_image)
+    if setting == "naive":
+        return []
+    if setting == "optimised":
+        return flags
+    if setting.startswith("without-") and setting[len("without-"):] in flags:
+        return [flag for flag in flags if flag != setting[len("without-"):]]
+    raise ValueError(f"unknown setting {setting!r}: naive, optimised or without-NAME with NAME in {', '.join(flags)}")
 
 
 def make_workload(directory: Path, lengths: list[int] | None, examples: int = 64, images: int = 16, seed: int = 0):
@@ -56,26 +85,37 @@ def twitter_lengths(path: Path, format: str) -> list[int]:
 
 def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch16_224", batch: int = 4,
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
-          only: str | None = None, progress=None, alignment: str = "sinkhorn") -> dict:
-    """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs)."""
+          only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False) -> dict:
+    """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
+    `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"."""
     settings = [only] if only else list(SETTINGS)
+    if ablate:
+        settings += [f"without-{name}" for name in applicable(mode, freeze_image)]
+    for setting in settings:
+        setting_flags(setting, mode, freeze_image)  # a typo fails here, before minutes of work
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
         make_workload(Path(directory), lengths)
         for round_index in range(rounds):
             order = settings if round_index % 2 == 0 else settings[::-1]
             for setting in order:
-                job = {"mode": mode, "setting": setting, "text_size": text_size, "image_model": image_model,
-                       "batch": batch, "steps": steps, "freeze_image": freeze_image, "workload": directory,
-                       "alignment": alignment}
+                job = {"mode": mode, "setting": setting, "flags": setting_flags(setting, mode, freeze_image),
+                       "text_size": text_size, "image_model": image_model, "batch": batch, "steps": steps,
+                       "freeze_image": freeze_image, "workload": directory, "alignment": alignment}
                 results[setting].append(_run_worker(job))
                 if progress:
                     progress(f"round {round_index + 1}/{rounds} {setting}: {results[setting][-1]['examples_per_s']:.2f} ex/s")
-    summary = {setting: {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
+    figures = {setting: {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
                          "peak_mb": max(r["peak_mb"] for r in runs), "rounds": [r["examples_per_s"] for r in runs]}
                for setting, runs in results.items()}
-    if not only:
-        summary["ratio"] = summary["optimised"]["examples_per_s"] / summary["naive"]["examples_per_s"]
+    summary = {setting: figures[setting] for setting in SETTINGS if setting in figures}
+    if only and only not in SETTINGS:
+        summary[only] = figures[only]
+    if "naive" in figures and "optimised" in figures:
+        summary["ratio"] = figures["optimised"]["examples_per_s"] / figures["naive"]["examples_per_s"]
+    if ablate:
+        summary["without"] = {setting[len("without-"):]: figures[setting] for setting in settings
+                              if setting.startswith("without-")}
     return summary
 
 
@@ -89,6 +129,10 @@ def _run_worker(job: dict) -> dict:
 
 def worker(job: dict) -> dict:
     """One setting, in its own process: build the model, warm up, then time `steps` batches."""
+    if "allocator" in job["flags"]:
+        from mmlabel.training.allocator import keep_freed_memory
+
+        keep_freed_memory()
     import torch
 
     from mmlabel.training.precision import resolve_device
@@ -96,9 +140,8 @@ def worker(job: dict) -> dict:
     torch.manual_seed(0)
     device = resolve_device("auto")
     model, dataset, collate = _build(job, device)
-    optimised = job["setting"] == "optimised"
-    batches = _batches(dataset, collate, job, optimised)
-    step = _train_step(model, device, optimised) if job["mode"] == "train" else _predict_step(model, device, optimised)
+    batches = _batches(dataset, collate, job)
+    step = (_train_step if job["mode"] == "train" else _predict_step)(model, device, job["flags"])
     step(next(batches))  # warm-up: first-call allocations and kernel selection
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -141,14 +184,14 @@ def _build(job: dict, device):
     names = sorted(path.name for path in workload.glob("*.jpg"))
     examples = [Example(str(i), words, names[i % len(names)]) for i, words in enumerate(sentences)]
     features = None
-    if job["setting"] == "optimised" and job["freeze_image"]:
-        features = ImageFeatureCache(model.image_encoder, images, device, "bf16")
+    if "cache" in job["flags"]:
+        precision = "bf16" if "bf16" in job["flags"] else "fp32"
+        features = ImageFeatureCache(model.image_encoder, images, device, precision)
         features.fill([example.image for example in examples])
     dataset = TaggingDataset(examples, scheme, images, model.image_encoder.transform, features)
     tokenize = model.text_encoder.tokenize
-    if job["setting"] == "naive":
-        pad_id = model.text_encoder.tokenizer.pad_token_id
-        tokenize = _PadTo(tokenize, pad_id)
+    if "padding" not in job["flags"]:
+        tokenize = _PadTo(tokenize, model.text_encoder.tokenizer.pad_token_id)
     return model, dataset, Collator(tokenize, 60)
 
 
@@ -168,35 +211,37 @@ class _PadTo:
         return batch
 
 
-def _batches(dataset, collate, job: dict, optimised: bool):
-    """An endless stream of batches: length-bucketed with a decoding worker, or plain random batches."""
+def _batches(dataset, collate, job: dict):
+    """An endless stream of batches: length-bucketed or random, images decoded in a worker or in this process."""
     from torch.utils.data import DataLoader
 
     from mmlabel.training.batches import make_loader
 
-    batch_size = 32 if optimised and job["mode"] == "predict" else job["batch"]
+    flags, predict = job["flags"], job["mode"] == "predict"
+    batch_size = 32 if predict and "inference" in flags else job["batch"]
+    workers = 1 if "workers" in flags and dataset.features is None else 0
+    if "padding" in flags:
+        loader = make_loader(dataset, collate, batch_size, shuffle=not predict, seed=0, workers=workers)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
+                            persistent_workers=workers > 0)
     while True:
-        if optimised:
-            loader = make_loader(dataset, collate, batch_size, shuffle=job["mode"] == "train", seed=0,
-                                 workers=0 if dataset.features is not None else 1)
-        else:
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate)
         yield from loader
 
 
-def _train_step(model, device, optimised: bool):
+def _train_step(model, device, flags: list[str]):
     import torch
 
     from mmlabel.training.precision import autocast
 
     parameters = [p for p in model.parameters() if p.requires_grad]
     # the reference code's AdamW steps parameter by parameter; the optimised setting takes the fused kernel
-    optimizer = torch.optim.AdamW(parameters, lr=2e-5, fused=optimised and device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(parameters, lr=2e-5, fused="fused_adamw" in flags and device.type in ("cpu", "cuda"))
     model.train()
 
     def step(batch):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
-        with autocast(device, "bf16" if optimised else "fp32"):
+        with autocast(device, "bf16" if "bf16" in flags else "fp32"):
             loss = model(batch).loss
         loss.backward()
         optimizer.step()
@@ -205,16 +250,17 @@ def _train_step(model, device, optimised: bool):
     return step
 
 
-def _predict_step(model, device, optimised: bool):
+def _predict_step(model, device, flags: list[str]):
     import torch
 
     from mmlabel.training.precision import autocast
 
     model.eval()
+    grad_off = torch.inference_mode if "inference" in flags else torch.no_grad
 
     def step(batch):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "index"}
-        with (torch.inference_mode() if optimised else torch.no_grad()), autocast(device, "bf16" if optimised else "fp32"):
+        with grad_off(), autocast(device, "bf16" if "bf16" in flags else "fp32"):
             model.decode(batch)
 
     return step

@@ -4,6 +4,7 @@ from pathlib import Path
 import torch
 
 from mmlabel.data.example import Example, Span
+from mmlabel.training.allocator import keep_freed_memory
 from mmlabel.training.batches import Collator, TaggingDataset, make_loader
 from mmlabel.training.precision import autocast
 
@@ -13,6 +14,7 @@ class Tagger:
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
                  precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None):
+        keep_freed_memory()  # every training and prediction process goes through here
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens

@@ -18,25 +18,33 @@ def bench(
     format: Annotated[str, typer.Option("--format", help="Reader for --data.")] = "jml",
     alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: ~2,000 Sinkhorn "
                                                 "iterations a batch).")] = "sinkhorn",
-    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised or naive.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive or without-NAME.")] = None,
+    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Measure training or prediction speed of DTCA at the paper's sizes (random weights, no download)."""
-    from mmlabel.benchmark import SETTINGS, TEXT_SIZES, bench as run_bench, twitter_lengths
+    from mmlabel.benchmark import TEXT_SIZES, bench as run_bench, setting_flags, twitter_lengths
 
     if mode not in ("train", "predict"):
         raise typer.BadParameter("train or predict", param_hint="MODE")
     if text_size not in TEXT_SIZES:
         raise typer.BadParameter(" or ".join(TEXT_SIZES), param_hint="--text-size")
-    if only is not None and only not in SETTINGS:
-        raise typer.BadParameter(" or ".join(SETTINGS), param_hint="--only")
+    if only is not None:
+        try:
+            setting_flags(only, mode, freeze_image)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--only") from None
     lengths = twitter_lengths(data, format) if data else None
     say = None if as_json else typer.echo
-    result = run_bench(mode, text_size, image_model, batch, steps, rounds, freeze_image, lengths, only, say, alignment)
+    result = run_bench(mode, text_size, image_model, batch, steps, rounds, freeze_image, lengths, only, say, alignment,
+                       ablate)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    for setting in [s for s in SETTINGS if s in result]:
-        typer.echo(f"{setting:>9}: {result[setting]['examples_per_s']:.2f} examples/s, peak {result[setting]['peak_mb']:.0f} MB")
+    rows = {setting: figures for setting, figures in result.items() if setting not in ("ratio", "without")}
+    rows.update({f"without-{name}": figures for name, figures in result.get("without", {}).items()})
+    width = max(map(len, rows))
+    for setting, figures in rows.items():
+        typer.echo(f"{setting:>{width}}: {figures['examples_per_s']:.2f} examples/s, peak {figures['peak_mb']:.0f} MB")
     if "ratio" in result:
-        typer.echo(f"    ratio: {result['ratio']:.2f}x")
+        typer.echo(f"{'ratio':>{width}}: {result['ratio']:.2f}x")

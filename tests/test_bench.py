@@ -1,0 +1,95 @@
+"""`mmlabel bench`: the command works at tiny size (the real measurement is docs/performance.md's, never a test), its
+settings are what they say, and the allocator tuning behind the `allocator` optimisation."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, run_cli
+from mmlabel.benchmark import OPTIMISATIONS, _batches, _build, applicable, make_workload, setting_flags
+
+TINY = ["--text-size", "tiny", "--image-model", "vit_tiny_patch16_224", "--steps", "2", "--rounds", "1"]
+
+
+def test_bench_train_at_tiny_size_reports_both_settings_and_their_ratio():
+    result = run_cli("bench", "train", *TINY, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {"naive", "optimised", "ratio"}
+    for setting in ("naive", "optimised"):
+        assert figures[setting]["examples_per_s"] > 0 and figures[setting]["peak_mb"] > 0
+    assert figures["ratio"] == pytest.approx(figures["optimised"]["examples_per_s"] / figures["naive"]["examples_per_s"])
+
+
+def test_bench_predict_one_setting_only_runs_that_setting():
+    result = run_cli("bench", "predict", *TINY, "--only", "without-bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"without-bf16"}
+
+
+def test_a_misspelt_setting_is_one_line_and_exit_2_before_anything_runs():
+    result = run_cli("bench", "train", *TINY, "--only", "without-bf61")
+    assert result.returncode == 2
+    assert "without-bf61" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_settings_name_their_optimisations():
+    assert setting_flags("naive", "train", False) == []
+    assert setting_flags("optimised", "train", True) == applicable("train", True)
+    assert "cache" not in applicable("train", False)  # nothing to cache when the image encoder trains
+    assert "inference" not in applicable("train", True) and "fused_adamw" not in applicable("predict", False)
+    assert set(applicable("predict", True)) | {"fused_adamw"} == set(OPTIMISATIONS)
+    assert setting_flags("without-padding", "predict", False) == [f for f in applicable("predict", False) if f != "padding"]
+    with pytest.raises(ValueError, match="without-cache"):
+        setting_flags("without-cache", "train", False)
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    return make_workload(tmp_path_factory.mktemp("bench"), lengths=[3, 6, 10], examples=24, images=4)
+
+
+def _first_batches(workload, flags, mode="train", count=4):
+    job = {"mode": mode, "flags": flags, "text_size": "tiny", "image_model": "vit_tiny_patch16_224", "batch": 4,
+           "freeze_image": "cache" in flags, "workload": str(workload), "alignment": "sinkhorn"}
+    import torch
+
+    model, dataset, collate = _build(job, torch.device("cpu"))
+    batches = _batches(dataset, collate, job)
+    return [next(batches) for _ in range(count)]
+
+
+def test_the_naive_setting_pads_every_batch_to_60_tokens_and_the_optimised_one_to_its_longest(workload):
+    assert {batch["input_ids"].shape[1] for batch in _first_batches(workload, [])} == {60}
+    optimised = _first_batches(workload, ["padding"])
+    assert len({batch["input_ids"].shape[1] for batch in optimised}) > 1
+    for batch in optimised:
+        assert batch["attention_mask"][:, -1].any()  # the longest sentence reaches the last column
+        assert batch["input_ids"].shape[1] < 60
+
+
+def test_prediction_batches_are_32_with_the_inference_optimisation(workload):
+    assert [b["input_ids"].shape[0] for b in _first_batches(workload, ["inference"], "predict", 1)] == [24]
+    assert [b["input_ids"].shape[0] for b in _first_batches(workload, [], "predict", 1)] == [4]
+
+
+def test_cached_frozen_image_states_replace_the_pixels(workload):
+    (batch,) = _first_batches(workload, ["cache"], count=1)
+    assert "image_states" in batch and "pixel_values" not in batch
+    (batch,) = _first_batches(workload, [], count=1)
+    assert "pixel_values" in batch and "image_states" not in batch
+
+
+def _allocator_in_subprocess(env: dict) -> str:
+    code = "from mmlabel.training.allocator import keep_freed_memory; print(keep_freed_memory())"
+    environment = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux only")
+def test_the_allocator_is_tuned_unless_the_user_asks_for_the_system_default():
+    assert _allocator_in_subprocess({}) == "True"
+    assert _allocator_in_subprocess({"MMLABEL_ALLOCATOR": "system"}) == "False"
