@@ -35,23 +35,34 @@ TEXT_SIZES = {
 }
 
 
-def applicable(mode: str, freeze_image: bool) -> list[str]:
-    """The optimisations that change something in this benchmark."""
+def applicable(mode: str, freeze_image: bool, accelerator: bool | None = None) -> list[str]:
+    """The optimisations that change something in this benchmark. A decoding worker is one only beside an
+    accelerator: on a CPU it takes cycles from the model's threads on the same cores (measured in
+    docs/performance.md), which is why `train.workers` defaults to 0."""
+    if accelerator is None:
+        import torch
+
+        accelerator = torch.cuda.is_available()
     skip = {"cache"} if not freeze_image else set()
     skip |= {"fused_adamw"} if mode == "predict" else {"inference"}
+    skip |= set() if accelerator else {"workers"}
     return [name for name in OPTIMISATIONS if name not in skip]
 
 
-def setting_flags(setting: str, mode: str, freeze_image: bool) -> list[str]:
-    """`naive`, `optimised` or `without-NAME` (optimised with one optimisation left out) as a list of flags."""
-    flags = applicable(mode, freeze_image)
+def setting_flags(setting: str, mode: str, freeze_image: bool, accelerator: bool | None = None) -> list[str]:
+    """`naive`, `optimised` or `without-NAME` (optimised with one optimisation left out) as a list of flags;
+    `with-workers` adds the decoding worker where it is not one of the optimisations (on a CPU)."""
+    flags = applicable(mode, freeze_image, accelerator)
+    if setting == "with-workers" and "workers" not in flags:
+        return flags + ["workers"]
     if setting == "naive":
         return []
     if setting == "optimised":
         return flags
     if setting.startswith("without-") and setting[len("without-"):] in flags:
         return [flag for flag in flags if flag != setting[len("without-"):]]
-    raise ValueError(f"unknown setting {setting!r}: naive, optimised or without-NAME with NAME in {', '.join(flags)}")
+    raise ValueError(f"unknown setting {setting!r}: naive, optimised, with-workers (on a CPU) or without-NAME with "
+                     f"NAME in {', '.join(flags)}")
 
 
 def make_workload(directory: Path, lengths: list[int] | None, examples: int = 64, images: int = 16, seed: int = 0):
@@ -91,6 +102,7 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
     settings = [only] if only else list(SETTINGS)
     if ablate:
         settings += [f"without-{name}" for name in applicable(mode, freeze_image)]
+        settings += [] if "workers" in applicable(mode, freeze_image) else ["with-workers"]
     for setting in settings:
         setting_flags(setting, mode, freeze_image)  # a typo fails here, before minutes of work
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
@@ -116,6 +128,7 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
     if ablate:
         summary["without"] = {setting[len("without-"):]: figures[setting] for setting in settings
                               if setting.startswith("without-")}
+        summary.update({setting: figures[setting] for setting in settings if setting.startswith("with-")})
     return summary
 
 

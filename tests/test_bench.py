@@ -40,10 +40,16 @@ def test_settings_name_their_optimisations():
     assert setting_flags("optimised", "train", True) == applicable("train", True)
     assert "cache" not in applicable("train", False)  # nothing to cache when the image encoder trains
     assert "inference" not in applicable("train", True) and "fused_adamw" not in applicable("predict", False)
-    assert set(applicable("predict", True)) | {"fused_adamw"} == set(OPTIMISATIONS)
+    assert set(applicable("predict", True, accelerator=True)) | {"fused_adamw"} == set(OPTIMISATIONS)
     assert setting_flags("without-padding", "predict", False) == [f for f in applicable("predict", False) if f != "padding"]
     with pytest.raises(ValueError, match="without-cache"):
         setting_flags("without-cache", "train", False)
+
+
+def test_a_decoding_worker_is_an_optimisation_beside_an_accelerator_only():
+    assert "workers" in applicable("train", False, accelerator=True)
+    assert "workers" not in applicable("train", False, accelerator=False)
+    assert setting_flags("with-workers", "train", False, accelerator=False) == applicable("train", False, False) + ["workers"]
 
 
 @pytest.fixture(scope="module")

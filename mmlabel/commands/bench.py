@@ -18,8 +18,8 @@ def bench(
     format: Annotated[str, typer.Option("--format", help="Reader for --data.")] = "jml",
     alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: ~2,000 Sinkhorn "
                                                 "iterations a batch).")] = "sinkhorn",
-    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive or without-NAME.")] = None,
-    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn.")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or with-workers.")] = None,
+    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Measure training or prediction speed of DTCA at the paper's sizes (random weights, no download)."""
@@ -35,7 +35,9 @@ def bench(
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--only") from None
     lengths = twitter_lengths(data, format) if data else None
-    say = None if as_json else typer.echo
+    def say(message: str) -> None:  # progress on stderr, so that --json output stays parseable
+        typer.echo(message, err=True)
+
     result = run_bench(mode, text_size, image_model, batch, steps, rounds, freeze_image, lengths, only, say, alignment,
                        ablate)
     if as_json:
