@@ -8,6 +8,7 @@ padded to `max_tokens`, random batches, images decoded and transformed every ste
 encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at the training
 batch size under `no_grad`.
 """
+import contextlib
 import json
 import random
 import resource
@@ -96,9 +97,11 @@ def twitter_lengths(path: Path, format: str) -> list[int]:
 
 def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch16_224", batch: int = 4,
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
-          only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False) -> dict:
+          only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False,
+          profile: bool = False) -> dict:
     """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
-    `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"."""
+    `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"; `profile` adds each
+    setting's torch.profiler table of its last round under "profile"."""
     settings = [only] if only else list(SETTINGS)
     if ablate:
         settings += [f"without-{name}" for name in applicable(mode, freeze_image)]
@@ -113,13 +116,17 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
             for setting in order:
                 job = {"mode": mode, "setting": setting, "flags": setting_flags(setting, mode, freeze_image),
                        "text_size": text_size, "image_model": image_model, "batch": batch, "steps": steps,
-                       "freeze_image": freeze_image, "workload": directory, "alignment": alignment}
+                       "freeze_image": freeze_image, "workload": directory, "alignment": alignment,
+                       "profile": profile}
                 results[setting].append(_run_worker(job))
                 if progress:
                     progress(f"round {round_index + 1}/{rounds} {setting}: {results[setting][-1]['examples_per_s']:.2f} ex/s")
     figures = {setting: {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
                          "peak_mb": max(r["peak_mb"] for r in runs), "rounds": [r["examples_per_s"] for r in runs]}
                for setting, runs in results.items()}
+    if profile:
+        for setting, runs in results.items():
+            figures[setting]["profile"] = runs[-1]["profile"]
     summary = {setting: figures[setting] for setting in SETTINGS if setting in figures}
     if only and only not in SETTINGS:
         summary[only] = figures[only]
@@ -159,17 +166,32 @@ def worker(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    profiler = _profiler(device) if job.get("profile") else contextlib.nullcontext()
     examples, started = 0, time.perf_counter()
-    for _ in range(job["steps"]):
-        batch = next(batches)
-        step(batch)
-        examples += batch["input_ids"].shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    with profiler:
+        for _ in range(job["steps"]):
+            batch = next(batches)
+            step(batch)
+            examples += batch["input_ids"].shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"examples_per_s": examples / seconds, "peak_mb": round(peak, 1), "device": device.type}
+    result = {"examples_per_s": examples / seconds, "peak_mb": round(peak, 1), "device": device.type}
+    if job.get("profile"):
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        result["profile"] = profiler.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=25,
+                                                                                   max_name_column_width=50)
+    return result
+
+
+def _profiler(device):
+    """torch.profiler over the timed steps, with input shapes (which weight a copy or a product belongs to)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    return profile(activities=activities, record_shapes=True)
 
 
 def _build(job: dict, device):

@@ -99,3 +99,10 @@ def _allocator_in_subprocess(env: dict) -> str:
 def test_the_allocator_is_tuned_unless_the_user_asks_for_the_system_default():
     assert _allocator_in_subprocess({}) == "True"
     assert _allocator_in_subprocess({"MMLABEL_ALLOCATOR": "system"}) == "False"
+
+
+def test_profile_prints_the_costliest_operations_of_the_timed_steps():
+    result = run_cli("bench", "train", *TINY, "--only", "optimised", "--profile")
+    assert result.returncode == 0, result.stderr
+    assert "optimised, profile of the timed steps:" in result.stdout
+    assert "aten::" in result.stdout and "Self CPU" in result.stdout

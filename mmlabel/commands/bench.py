@@ -20,6 +20,8 @@ def bench(
                                                 "iterations a batch).")] = "sinkhorn",
     only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or with-workers.")] = None,
     ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")] = False,
+    profile: Annotated[bool, typer.Option(help="Profile the timed steps (torch.profiler) and print each setting's "
+                                              "table of the costliest operations; profiling slows them.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Measure training or prediction speed of DTCA at the paper's sizes (random weights, no download)."""
@@ -35,17 +37,22 @@ def bench(
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--only") from None
     lengths = twitter_lengths(data, format) if data else None
+
     def say(message: str) -> None:  # progress on stderr, so that --json output stays parseable
         typer.echo(message, err=True)
 
-    result = run_bench(mode, text_size, image_model, batch, steps, rounds, freeze_image, lengths, only, say, alignment,
-                       ablate)
+    result = run_bench(mode, text_size=text_size, image_model=image_model, batch=batch, steps=steps, rounds=rounds,
+                       freeze_image=freeze_image, lengths=lengths, only=only, progress=say, alignment=alignment,
+                       ablate=ablate, profile=profile)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     rows = {setting: figures for setting, figures in result.items() if setting not in ("ratio", "without")}
     rows.update({f"without-{name}": figures for name, figures in result.get("without", {}).items()})
     width = max(map(len, rows))
+    for setting, figures in rows.items():
+        if "profile" in figures:
+            typer.echo(f"\n{setting}, profile of the timed steps:\n{figures['profile']}")
     for setting, figures in rows.items():
         typer.echo(f"{setting:>{width}}: {figures['examples_per_s']:.2f} examples/s, peak {figures['peak_mb']:.0f} MB")
     if "ratio" in result:
