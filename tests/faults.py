@@ -2,7 +2,6 @@
 sent to the training process itself. Tests set `FAULTS` and register `FaultPlugin` for one test."""
 import os
 
-import torch
 from torch import nn
 
 from mmlabel.hookspecs import hookimpl

@@ -240,7 +240,7 @@ def test_each_experiments_figure_is_drawn_from_results(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, cells", [("encoder-swap", 12), ("ablation", 4), ("alpha-beta", 9)])
 def test_reproduce_tiny_runs_the_whole_experiment(name, cells, tmp_path):
-    """The acceptance run: `mmlabel reproduce NAME --tiny` end to end (encoder-swap: about 10 minutes on 2 cores)."""
+    """The acceptance run: `mmlabel reproduce NAME --tiny` end to end (encoder-swap: about 7 minutes on 2 quiet cores)."""
     out = tmp_path / name
     result = run_cli("reproduce", name, "--tiny", "--out", str(out), env={"MMLABEL_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
