@@ -247,3 +247,22 @@ def test_reproduce_tiny_runs_the_whole_experiment(name, cells, tmp_path):
     rows = read_csv(out / "results.csv")
     assert len(rows) == cells and all(row["status"] == "finished" for row in rows)
     assert (out / "summary.md").exists() and (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("data, expected", [((82.5, 85.5), (79.0, 89.0)), ((97.0, 99.5), (90.0, 100.0)),
+                                            ((1.0, 2.0), (0.0, 10.0)), ((40.0, 80.0), None)])
+def test_line_figures_span_at_least_ten_points_within_0_to_100(data, expected):
+    """A sweep's line is not stretched over the whole height when its points differ by a seed's noise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmlabel.experiments.figures import _span_at_least
+
+    figure, plot = plt.subplots()
+    plot.plot([0, 1], data)
+    before = plot.get_ylim()
+    _span_at_least(plot, 10.0)
+    assert plot.get_ylim() == pytest.approx(expected or before)
+    plt.close(figure)

@@ -126,8 +126,22 @@ def _lines(spec: dict, rows: list[dict], axes: list[str], title: str, path: Path
         plot.set_title(panel, fontsize=10)
         plot.grid(alpha=0.3)
         plot.margins(y=0.15)
+        _span_at_least(plot, MIN_LINE_SPAN)
     plots[0].set_ylabel(_metric_label(metric))
     _finish(figure, title, path)
+
+
+MIN_LINE_SPAN = 10.0  # percentage points: lines are read for their shape, but a seed's point or two is no trend
+
+
+def _span_at_least(plot, span: float) -> None:
+    """Widen the y axis around the data to at least `span`, within 0-100."""
+    low, high = plot.get_ylim()
+    if high - low >= span:
+        return
+    middle = (low + high) / 2
+    low = min(max(0.0, middle - span / 2), 100.0 - span)
+    plot.set_ylim(low, low + span)
 
 
 def _table(header: list[str], body: list[list[str]], title: str, path: Path) -> None:
