@@ -4,9 +4,9 @@ worker processes so that both see the same machine load.
 
 Each optimisation is a flag of a setting (OPTIMISATIONS); `naive` has none, `optimised` has all, and `--ablate` adds
 one setting per optimisation with that one left out, to measure what each is worth. Naive: fp32, every batch
-padded to `max_tokens`, random batches, images decoded and transformed every step in the training loop, the image
-encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at the training
-batch size under `no_grad`.
+padded to `max_tokens`, random batches, eager attention, images decoded and transformed every step in the training
+loop, the image encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at
+the training batch size under `no_grad`.
 """
 import contextlib
 import json
@@ -23,6 +23,7 @@ SETTINGS = ("naive", "optimised")
 OPTIMISATIONS = {
     "bf16": "bf16 autocast",
     "padding": "padding to the batch's longest sentence, length-bucketed batches",
+    "sdpa": "scaled-dot-product attention in both encoders (naive: eager attention)",
     "workers": "image decoding in a DataLoader worker",
     "cache": "cached states of the frozen image encoder (--freeze-image)",
     "fused_adamw": "fused AdamW (training)",
@@ -206,7 +207,8 @@ def _build(job: dict, device):
     workload = Path(job["workload"])
     recipe = recipe_from_dict({
         "text_encoder": {"name": "hf", "init": "random", "model_type": "roberta", "tokenizer": str(workload / "tokenizer"),
-                         "config_overrides": TEXT_SIZES[job["text_size"]]},
+                         "config_overrides": TEXT_SIZES[job["text_size"]],
+                         "attn_implementation": "sdpa" if "sdpa" in job["flags"] else "eager"},
         "image_encoder": {"name": "timm", "model": job["image_model"], "pretrained": False,
                           "freeze": job["freeze_image"]},
         "fusion_head": {"name": "dtca", "heads": 8}, "alignment_loss": {"name": job["alignment"]},
@@ -214,6 +216,10 @@ def _build(job: dict, device):
     scheme = make_scheme("collapsed5", ["NEG", "NEU", "POS"])
     model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
     model.to(device)
+    if "sdpa" not in job["flags"]:
+        for module in model.image_encoder.modules():  # timm's attention blocks: softmax(q k^T) v written out
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
     images = ImageLoader(workload, "error")
     sentences = json.loads((workload / "sentences.json").read_text())
     names = sorted(path.name for path in workload.glob("*.jpg"))

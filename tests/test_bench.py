@@ -57,14 +57,28 @@ def workload(tmp_path_factory):
     return make_workload(tmp_path_factory.mktemp("bench"), lengths=[3, 6, 10], examples=24, images=4)
 
 
+def _job(workload, flags, mode="train"):
+    return {"mode": mode, "flags": flags, "text_size": "tiny", "image_model": "vit_tiny_patch16_224", "batch": 4,
+            "freeze_image": "cache" in flags, "workload": str(workload), "alignment": "sinkhorn"}
+
+
 def _first_batches(workload, flags, mode="train", count=4):
-    job = {"mode": mode, "flags": flags, "text_size": "tiny", "image_model": "vit_tiny_patch16_224", "batch": 4,
-           "freeze_image": "cache" in flags, "workload": str(workload), "alignment": "sinkhorn"}
     import torch
 
+    job = _job(workload, flags, mode)
     model, dataset, collate = _build(job, torch.device("cpu"))
     batches = _batches(dataset, collate, job)
     return [next(batches) for _ in range(count)]
+
+
+def test_the_naive_setting_computes_attention_eagerly_in_both_encoders(workload):
+    import torch
+
+    for flags, kernel in (([], "eager"), (["sdpa"], "sdpa")):
+        model, _, _ = _build(_job(workload, flags), torch.device("cpu"))
+        assert model.text_encoder.model.config._attn_implementation == kernel
+        blocks = [m for m in model.image_encoder.modules() if hasattr(m, "fused_attn")]
+        assert blocks and all(block.fused_attn == (kernel == "sdpa") for block in blocks)
 
 
 def test_the_naive_setting_pads_every_batch_to_60_tokens_and_the_optimised_one_to_its_longest(workload):
