@@ -18,8 +18,10 @@ def bench(
     format: Annotated[str, typer.Option("--format", help="Reader for --data.")] = "jml",
     alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: ~2,000 Sinkhorn "
                                                 "iterations a batch).")] = "sinkhorn",
-    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or with-workers.")] = None,
-    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or "
+                                                     "with-workers.")] = None,
+    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn "
+                                              "(and, on a CPU, with a decoding worker).")] = False,
     profile: Annotated[bool, typer.Option(help="Profile the timed steps (torch.profiler) and print each setting's "
                                               "table of the costliest operations; profiling slows them.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
