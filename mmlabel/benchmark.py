@@ -23,7 +23,8 @@ SETTINGS = ("naive", "optimised")
 OPTIMISATIONS = {
     "bf16": "bf16 autocast",
     "padding": "padding to the batch's longest sentence, length-bucketed batches",
-    "sdpa": "scaled-dot-product attention in both encoders (naive: eager attention)",
+    "attention": "mmlabel's attention kernels: SDPA in the text encoder, and in the image encoder beside an "
+                 "accelerator (on a CPU written out, faster there) (naive: written out in both)",
     "workers": "image decoding in a DataLoader worker",
     "cache": "cached states of the frozen image encoder (--freeze-image)",
     "fused_adamw": "fused AdamW (training)",
@@ -208,18 +209,14 @@ def _build(job: dict, device):
     recipe = recipe_from_dict({
         "text_encoder": {"name": "hf", "init": "random", "model_type": "roberta", "tokenizer": str(workload / "tokenizer"),
                          "config_overrides": TEXT_SIZES[job["text_size"]],
-                         "attn_implementation": "sdpa" if "sdpa" in job["flags"] else "eager"},
+                         "attn_implementation": "sdpa" if "attention" in job["flags"] else "eager"},
         "image_encoder": {"name": "timm", "model": job["image_model"], "pretrained": False,
-                          "freeze": job["freeze_image"]},
+                          "freeze": job["freeze_image"], "attention": "auto" if "attention" in job["flags"] else "eager"},
         "fusion_head": {"name": "dtca", "heads": 8}, "alignment_loss": {"name": job["alignment"]},
     })
     scheme = make_scheme("collapsed5", ["NEG", "NEU", "POS"])
     model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
     model.to(device)
-    if "sdpa" not in job["flags"]:
-        for module in model.image_encoder.modules():  # timm's attention blocks: softmax(q k^T) v written out
-            if hasattr(module, "fused_attn"):
-                module.fused_attn = False
     images = ImageLoader(workload, "error")
     sentences = json.loads((workload / "sentences.json").read_text())
     names = sorted(path.name for path in workload.glob("*.jpg"))

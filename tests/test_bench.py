@@ -71,14 +71,13 @@ def _first_batches(workload, flags, mode="train", count=4):
     return [next(batches) for _ in range(count)]
 
 
-def test_the_naive_setting_computes_attention_eagerly_in_both_encoders(workload):
+def test_the_naive_setting_writes_attention_out_in_both_encoders(workload):
     import torch
 
-    for flags, kernel in (([], "eager"), (["sdpa"], "sdpa")):
+    for flags, text, image in (([], "eager", "eager"), (["attention"], "sdpa", "auto")):
         model, _, _ = _build(_job(workload, flags), torch.device("cpu"))
-        assert model.text_encoder.model.config._attn_implementation == kernel
-        blocks = [m for m in model.image_encoder.modules() if hasattr(m, "fused_attn")]
-        assert blocks and all(block.fused_attn == (kernel == "sdpa") for block in blocks)
+        assert model.text_encoder.model.config._attn_implementation == text
+        assert model.image_encoder.config.attention == image
 
 
 def test_the_naive_setting_pads_every_batch_to_60_tokens_and_the_optimised_one_to_its_longest(workload):

@@ -74,3 +74,23 @@ def test_freeze():
 def test_tiny_families_are_the_named_architectures():
     assert {family: build(tiny_image_options(family)).model.__class__.__name__ for family in TINY_IMAGES} == {
         "vit": "VisionTransformer", "deit": "VisionTransformerDistilled", "swin": "SwinTransformer"}
+
+
+@pytest.mark.parametrize("family", ["vit", "swin"])
+def test_the_attention_kernel_follows_the_option_and_the_device_and_changes_nothing_else(family):
+    """`auto` writes attention out on a CPU (faster there, docs/performance.md); `sdpa` and `eager` force a kernel.
+    Both kernels compute the same states."""
+    torch.manual_seed(0)
+    encoders = {kernel: build({**tiny_image_options(family), "attention": kernel}).eval()
+                for kernel in ("auto", "sdpa", "eager")}
+    for encoder in encoders.values():
+        encoder.load_state_dict(encoders["auto"].state_dict())
+    pixels = torch.randn(2, *encoders["auto"].input_size)
+    states = {kernel: encoder(pixels)[0] for kernel, encoder in encoders.items()}
+    for kernel, fused in (("auto", False), ("sdpa", True), ("eager", False)):
+        switches = [m.fused_attn for m in encoders[kernel].modules() if hasattr(m, "fused_attn")]
+        assert switches and set(switches) == {fused}, kernel
+    torch.testing.assert_close(states["sdpa"], states["eager"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(states["auto"], states["eager"])
+    encoders["auto"]._choose_attention(torch.device("cuda"))  # only flips switches: no GPU needed
+    assert {m.fused_attn for m in encoders["auto"].modules() if hasattr(m, "fused_attn")} == {True}

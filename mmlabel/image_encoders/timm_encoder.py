@@ -3,7 +3,7 @@ image transform of that model's own data config (mean, std, size, interpolation,
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from pydantic import Field
@@ -25,6 +25,9 @@ class TimmImageEncoder(nn.Module):
         cls_token: bool = Field(True, description="keep the class (and distillation, register) tokens of a ViT/DeiT")
         model_args: dict[str, Any] = Field(
             {}, description="keyword arguments of timm.create_model, e.g. {img_size = 32, depth = 2, embed_dim = 64}")
+        attention: Literal["auto", "sdpa", "eager"] = Field(
+            "auto", description="attention kernel: sdpa (PyTorch's fused kernel), eager (written out) or auto: eager on "
+                                "a CPU, where it measured faster (docs/performance.md), sdpa elsewhere")
 
     def __init__(self, config: Config | None = None, **options):
         super().__init__()
@@ -37,9 +40,11 @@ class TimmImageEncoder(nn.Module):
         self.transform: Callable = _transform(data_config)
         if self.config.freeze:
             self.model.requires_grad_(False)
+        self._fused_attention: bool | None = None  # what timm's attention blocks use now; None: as timm built them
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch."""
+        self._choose_attention(pixel_values.device)
         features = self.model.forward_features(pixel_values)
         if features.dim() == 4:
             if getattr(self.model, "output_fmt", "NCHW") == "NCHW":
@@ -50,6 +55,15 @@ class TimmImageEncoder(nn.Module):
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         return features, mask
 
+    def _choose_attention(self, device: torch.device) -> None:
+        """Set timm's per-block `fused_attn` switch (ViT, DeiT, Swin) from the `attention` option and the device."""
+        fused = self.config.attention == "sdpa" or (self.config.attention == "auto" and device.type != "cpu")
+        if fused == self._fused_attention:
+            return
+        for module in self.model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = fused
+        self._fused_attention = fused
 
     def export(self, directory: str | Path) -> dict[str, Any]:
         """Write the image transform's settings to `directory` (for the record); return the options that rebuild
@@ -61,7 +75,8 @@ class TimmImageEncoder(nn.Module):
         settings = {"model": self.config.model, "input_size": list(self.input_size), "transform": repr(self.transform)}
         (directory / "transform.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return {"model": self.config.model, "pretrained": False, "checkpoint_path": None, "freeze": self.config.freeze,
-                "cls_token": self.config.cls_token, "model_args": self.config.model_args}
+                "cls_token": self.config.cls_token, "model_args": self.config.model_args,
+                "attention": self.config.attention}
 
 
 def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
