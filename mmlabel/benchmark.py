@@ -106,17 +106,17 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
     setting's torch.profiler table of its last round under "profile"."""
     settings = [only] if only else list(SETTINGS)
     if ablate:
-        settings += [f"without-{name}" for name in applicable(mode, freeze_image)]
-        settings += [] if "workers" in applicable(mode, freeze_image) else ["with-workers"]
-    for setting in settings:
-        setting_flags(setting, mode, freeze_image)  # a typo fails here, before minutes of work
+        optimisations = applicable(mode, freeze_image)
+        settings += [f"without-{name}" for name in optimisations]
+        settings += [] if "workers" in optimisations else ["with-workers"]
+    flags = {setting: setting_flags(setting, mode, freeze_image) for setting in settings}  # a typo fails here
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
         make_workload(Path(directory), lengths)
         for round_index in range(rounds):
             order = settings if round_index % 2 == 0 else settings[::-1]
             for setting in order:
-                job = {"mode": mode, "setting": setting, "flags": setting_flags(setting, mode, freeze_image),
+                job = {"mode": mode, "setting": setting, "flags": flags[setting],
                        "text_size": text_size, "image_model": image_model, "batch": batch, "steps": steps,
                        "freeze_image": freeze_image, "workload": directory, "alignment": alignment,
                        "profile": profile}
