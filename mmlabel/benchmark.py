@@ -28,7 +28,7 @@ OPTIMISATIONS = {
     "workers": "image decoding in a DataLoader worker",
     "cache": "cached states of the frozen image encoder (--freeze-image)",
     "fused_adamw": "fused AdamW (training)",
-    "allocator": "freed memory kept in the process (mmlabel/training/allocator.py)",
+    "allocator": "freed memory kept in the process (mmlabel/device.py)",
     "inference": "inference_mode and batches of 32 (prediction)",
 }
 TEXT_SIZES = {
@@ -152,12 +152,12 @@ def _run_worker(job: dict) -> dict:
 def worker(job: dict) -> dict:
     """One setting, in its own process: build the model, warm up, then time `steps` batches."""
     if "allocator" in job["flags"]:
-        from mmlabel.training.allocator import keep_freed_memory
+        from mmlabel.device import keep_freed_memory
 
         keep_freed_memory()
     import torch
 
-    from mmlabel.training.precision import resolve_device
+    from mmlabel.device import resolve_device
 
     torch.manual_seed(0)
     device = resolve_device("auto")
@@ -202,8 +202,8 @@ def _build(job: dict, device):
     from mmlabel.data.schemes import make_scheme
     from mmlabel.recipe import recipe_from_dict
     from mmlabel.model import TaggingModel
-    from mmlabel.training.batches import Collator, TaggingDataset
-    from mmlabel.training.feature_cache import ImageFeatureCache
+    from mmlabel.data.batches import Collator, TaggingDataset
+    from mmlabel.feature_cache import ImageFeatureCache
 
     workload = Path(job["workload"])
     recipe = recipe_from_dict({
@@ -253,7 +253,7 @@ def _batches(dataset, collate, job: dict):
     """An endless stream of batches: length-bucketed or random, images decoded in a worker or in this process."""
     from torch.utils.data import DataLoader
 
-    from mmlabel.training.batches import make_loader
+    from mmlabel.data.batches import make_loader
 
     flags, predict = job["flags"], job["mode"] == "predict"
     batch_size = 32 if predict and "inference" in flags else job["batch"]
@@ -270,7 +270,7 @@ def _batches(dataset, collate, job: dict):
 def _train_step(model, device, flags: list[str]):
     import torch
 
-    from mmlabel.training.precision import autocast
+    from mmlabel.device import autocast
 
     parameters = [p for p in model.parameters() if p.requires_grad]
     # the reference code's AdamW steps parameter by parameter; the optimised setting takes the fused kernel
@@ -291,7 +291,7 @@ def _train_step(model, device, flags: list[str]):
 def _predict_step(model, device, flags: list[str]):
     import torch
 
-    from mmlabel.training.precision import autocast
+    from mmlabel.device import autocast
 
     model.eval()
     grad_off = torch.inference_mode if "inference" in flags else torch.no_grad

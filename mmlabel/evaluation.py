@@ -8,8 +8,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: Path | None = N
     """The run's metric on `split` of its recipe's data, or of `data` read with `format` (a folder or one file)."""
     from mmlabel.registry import get
     from mmlabel.tagger import Tagger
-    from mmlabel.training.experiment import data_root, image_loader, read_splits
-    from mmlabel.training.run import RunDir
+    from mmlabel.data.splits import data_root, image_loader, read_splits
+    from mmlabel.run_dir import RunDir
 
     run = RunDir(run_dir)
     tagger = Tagger.load(run_dir)

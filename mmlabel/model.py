@@ -94,7 +94,7 @@ class TaggingModel(nn.Module):
         """Train mode, except for a frozen image encoder: a fixed feature extractor runs in eval mode (no dropout),
         so its states do not depend on the step and can be cached."""
         super().train(mode)
-        from mmlabel.training.feature_cache import is_frozen
+        from mmlabel.feature_cache import is_frozen
 
         if is_frozen(self.image_encoder):
             self.image_encoder.eval()
@@ -109,7 +109,7 @@ class TaggingModel(nn.Module):
     def _encode(self, batch):
         text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
         image_states = image_mask = None
-        if "image_states" in batch:  # cached states of a frozen image encoder (mmlabel.training.feature_cache)
+        if "image_states" in batch:  # cached states of a frozen image encoder (mmlabel.feature_cache)
             image_states, image_mask = batch["image_states"], batch["image_mask"]
         elif self.image_encoder is not None:
             image_states, image_mask = self.image_encoder(batch["pixel_values"])  # (batch, patches, image_dim)

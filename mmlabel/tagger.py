@@ -3,10 +3,10 @@ from pathlib import Path
 
 import torch
 
+from mmlabel.data.batches import Collator, TaggingDataset, make_loader
 from mmlabel.data.example import Example, Span
-from mmlabel.training.allocator import keep_freed_memory
-from mmlabel.training.batches import Collator, TaggingDataset, make_loader
-from mmlabel.training.precision import autocast
+from mmlabel.device import autocast, resolve_device
+from mmlabel.run_dir import RunDir
 
 
 class Tagger:
@@ -14,7 +14,6 @@ class Tagger:
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
                  precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None):
-        keep_freed_memory()  # every training and prediction process goes through here
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens
@@ -27,10 +26,22 @@ class Tagger:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
-        """The dev-selected model of a finished run, with the tokenizer, image transform and tag scheme saved beside it."""
-        from mmlabel.training.run import RunDir
+        """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
+        (tokenizer, architecture, image transform: no download), with the run's weights."""
+        from mmlabel.data.schemes import make_scheme
+        from mmlabel.model import TaggingModel
 
-        return RunDir(run_dir).load_tagger(device=device, images=images)
+        run = RunDir(run_dir)
+        run.check_complete()
+        recipe = run.recipe()
+        tags = run.tags()
+        scheme = make_scheme(tags["scheme"], tags["labels"])
+        model = TaggingModel.from_recipe(saved_architecture(recipe, run.architecture()), len(scheme.tags),
+                                         scheme.allowed_start(), scheme.allowed_transitions())
+        run.load_model_weights(model)
+        target = resolve_device(device)
+        return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision,
+                   missing_image=recipe.data.missing_image)
 
     @property
     def multimodal(self) -> bool:
@@ -81,6 +92,16 @@ class Tagger:
         tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O
         return self.scheme.decode(tags)
 
+
+def saved_architecture(recipe, architecture: dict):
+    """The recipe with each encoder's options replaced by those its `export` returned into the run: the same
+    architecture, built with no download, ready for the run's weights."""
+    from mmlabel.recipe import ComponentSpec
+
+    rebuilt = recipe.model_copy(deep=True)
+    for key, options in architecture.items():
+        setattr(rebuilt, key, ComponentSpec(name=getattr(recipe, key).name, **options))
+    return rebuilt
 
 
 def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -> list[tuple[int, str]]:

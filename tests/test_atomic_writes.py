@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from conftest import REPO
-from mmlabel.training import atomic
-from mmlabel.training.run import RunDir
+from mmlabel import atomic
+from mmlabel.run_dir import RunDir
 
 # Writes checkpoints and models of ~8 MB holding one number, forever; says "ready" after the first pair.
 WRITER = textwrap.dedent('''
     import sys, torch
-    from mmlabel.training.run import RunDir
+    from mmlabel.run_dir import RunDir
     run, model, value = RunDir(sys.argv[1]), torch.nn.Linear(1000, 1000), 0
     while True:
         value += 1

@@ -102,7 +102,7 @@ def test_cached_frozen_image_states_replace_the_pixels(workload):
 
 
 def _allocator_in_subprocess(env: dict) -> str:
-    code = "from mmlabel.training.allocator import keep_freed_memory; print(keep_freed_memory())"
+    code = "from mmlabel.device import keep_freed_memory; print(keep_freed_memory())"
     environment = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
                           check=True).stdout.strip()

@@ -86,6 +86,6 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_says_how_to_resume(synthetic, 
     command = shlex.split(error.partition("resume with: ")[2])
     assert command[:2] == ["mmlabel", "train"] and command[-1] == "--resume"
     assert command[1:-1] == train_args(synthetic, out)
-    from mmlabel.training.run import RunDir
+    from mmlabel.run_dir import RunDir
 
     assert RunDir(out).load_checkpoint()["state"]["step"] >= 2 and not (out / "metrics.json").exists()

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import REPO, run_cli
-from mmlabel.training.batches import LengthBucketSampler, ShardedBatchSampler
+from mmlabel.data.batches import LengthBucketSampler, ShardedBatchSampler
 
 # 48 training sentences in batches of 4: 12 batches an epoch, 6 rounds of 2 processes
 SETTINGS = ["--set", "train.batch_size=4", "--set", "train.lr=3e-3"]
@@ -83,8 +83,8 @@ def test_the_effective_batch_size_round_trips_and_resume_ignores_it(tmp_path):
 
     from mmlabel.errors import RunError
     from mmlabel.recipe import load_recipe, recipe_from_dict
-    from mmlabel.training.experiment import with_effective_batch_size
-    from mmlabel.training.run import RunDir
+    from mmlabel.training.runner import with_effective_batch_size
+    from mmlabel.run_dir import RunDir
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.toml", ["train.grad_accum=3"])
     two = with_effective_batch_size(recipe, 2)
@@ -101,7 +101,7 @@ def test_the_effective_batch_size_round_trips_and_resume_ignores_it(tmp_path):
 def test_gradient_accumulation_in_one_process(synthetic, tmp_path, capsys):
     """Batches of 4, two per optimiser step: the effective batch of 2 processes x 4, in one process."""
     from mmlabel.recipe import load_recipe
-    from mmlabel.training.experiment import train_once
+    from mmlabel.training.runner import train_once
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.toml", [
         f"data.root={synthetic}", "train.epochs=1", "train.batch_size=4", "train.grad_accum=2",
@@ -167,7 +167,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(synthetic, tmp_path):
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: SIGTERM: stopped after epoch "), stderr
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
-    from mmlabel.training.run import RunDir
+    from mmlabel.run_dir import RunDir
 
     checkpoint = RunDir(out).load_checkpoint()
     assert checkpoint["processes"] == 2 and len(checkpoint["rngs"]) == 2

@@ -144,8 +144,8 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
     """A crash inside training (not a user error) in one cell: its row says why, the other cells still run."""
     from mmlabel.experiments.sweep import Sweep, run_sweep
     from mmlabel.recipe import read_raw
-    from mmlabel.training import experiment
-    from mmlabel.training.run import RunDir
+    from mmlabel.training import runner
+    from mmlabel.run_dir import RunDir
 
     def fake_train_once(recipe, out, resume=False, console=None):
         if recipe.loss.alpha == 0.3:
@@ -156,7 +156,7 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
         run.save_metrics(metrics)
         return metrics
 
-    monkeypatch.setattr(experiment, "train_once", fake_train_once)
+    monkeypatch.setattr(runner, "train_once", fake_train_once)
     axis = parse_grid_option("loss.alpha=0,0.3,0.6")
     plan = Sweep(read_raw(REPO / "recipes" / "quickstart.toml"), "quickstart", expand([[axis]]), [1], tmp_path, ["loss.alpha"])
     rows = run_sweep(plan)
@@ -167,7 +167,7 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
     assert [row["status"] for row in read_csv(tmp_path / "results.csv")] == ["finished", "failed", "finished"]
 
     trained = []
-    monkeypatch.setattr(experiment, "train_once", lambda recipe, out, **k: trained.append(out) or fake_train_once(recipe, out, **k))
+    monkeypatch.setattr(runner, "train_once", lambda recipe, out, **k: trained.append(out) or fake_train_once(recipe, out, **k))
     rows = run_sweep(plan)  # run again: only the failed cell is tried again (and fails again)
     assert trained == [tmp_path / "alpha=0.3" / "seed-1"]
     assert [row["status"] for row in rows] == ["finished", "failed", "finished"]

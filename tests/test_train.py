@@ -52,6 +52,24 @@ def test_predict_jsonl_and_python_api_agree(trained, synthetic, tmp_path):
     assert [{"start": s.start, "end": s.end, "label": s.label} for s in spans] == test_lines[0]["spans"]
 
 
+def test_the_library_changes_no_process_wide_setting(trained, synthetic):
+    """Loading and using a Tagger leaves glibc's malloc and PIL's truncated-image switch as the program had them;
+    the command line opts in for its own processes."""
+    import subprocess
+    import sys
+
+    out, _ = trained
+    image = sorted((synthetic / "images").iterdir())[0]
+    code = (
+        "import sys; from PIL import ImageFile; import mmlabel, mmlabel.device as device\n"
+        "tagger = mmlabel.Tagger.load(sys.argv[1]); tagger.predict('the pizza was great', image=sys.argv[2])\n"
+        "print(device._tuned, ImageFile.LOAD_TRUNCATED_IMAGES)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(out), str(image)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+
+
 def test_predict_one_post_from_the_command_line(trained, synthetic):
     out, _ = trained
     image = sorted((synthetic / "images").iterdir())[0]
@@ -119,7 +137,7 @@ def test_feature_cache_encodes_every_missing_image_once(tmp_path):
     import torch
 
     from mmlabel.data.images import ImageLoader
-    from mmlabel.training.feature_cache import ImageFeatureCache
+    from mmlabel.feature_cache import ImageFeatureCache
 
     class CountingEncoder(torch.nn.Module):
         calls = 0

@@ -13,7 +13,7 @@ from mmlabel.errors import DivergedError, RunInterrupted
 from mmlabel.plugins import get_plugin_manager
 from mmlabel.readers import make_reader
 from mmlabel.recipe import load_recipe
-from mmlabel.training.experiment import train_once
+from mmlabel.training.runner import train_once
 
 BATCHES = 6  # per epoch: 48 training sentences in batches of 4, cut to 6 steps
 

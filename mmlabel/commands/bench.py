@@ -48,7 +48,12 @@ def bench(
                        ablate=ablate, profile=profile)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
-        return
+    else:
+        _print_result(result)
+
+
+def _print_result(result: dict) -> None:
+    """Each setting's profile table (with --profile), then a line of figures per setting and the ratio."""
     rows = {setting: figures for setting, figures in result.items() if setting not in ("ratio", "without")}
     rows.update({f"without-{name}": figures for name, figures in result.get("without", {}).items()})
     width = max(map(len, rows))

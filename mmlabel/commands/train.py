@@ -23,7 +23,7 @@ def train(
     """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once."""
     from mmlabel.recipe import load_recipe
     from mmlabel.training import distributed
-    from mmlabel.training.experiment import default_out, train_once, train_seeds
+    from mmlabel.training.runner import default_out, train_once, train_seeds
 
     from mmlabel.errors import RunInterrupted
 
@@ -58,8 +58,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Score a trained model on a split of its own data or of other data."""
+    from mmlabel.device import keep_freed_memory
     from mmlabel.evaluation import evaluate_run
 
+    keep_freed_memory()  # this process's choice; the library leaves the allocator alone
     figures = evaluate_run(run_dir, split, data, format)
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
@@ -76,10 +78,12 @@ def predict(
     images: Annotated[Optional[Path], typer.Option(help="Image folder for --input (default: beside it).")] = None,
 ) -> None:
     """Label new posts with a trained model: one with --text/--image, many with --input/--output."""
+    from mmlabel.device import keep_freed_memory
     from mmlabel.tagger import Tagger, predict_jsonl
 
     if (text is None) == (input is None):
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
+    keep_freed_memory()  # this process's choice; the library leaves the allocator alone
     tagger = Tagger.load(run_dir)
     if text is not None:
         if tagger.multimodal and image is None:

@@ -6,14 +6,12 @@ Truncated JPEGs load as far as they go; every mode becomes RGB; images over `max
 scale where the format allows it (JPEG) and refused otherwise, before any pixel is read.
 """
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mmlabel.errors import DataError
-
-# Tweet photos are often cut short by the crawl; decoding what is there beats losing the example.
-ImageFile.LOAD_TRUNCATED_IMAGES = True
 
 POLICIES = ("error", "blank")
 MAX_PIXELS = 50_000_000
@@ -80,7 +78,8 @@ class ImageLoader:
             except Image.DecompressionBombError as error:
                 raise ValueError(f"too large: {error}") from None
             self._limit_size(image)
-            image.load()
+            with _truncated_images_allowed():
+                image.load()
         return to_rgb(ImageOps.exif_transpose(image))
 
     def _limit_size(self, image: Image.Image) -> None:
@@ -106,6 +105,19 @@ class ImageLoader:
     def _blank(self) -> Image.Image:
         self.blank += 1
         return Image.new("RGB", self.blank_size)
+
+
+@contextmanager
+def _truncated_images_allowed():
+    """Tweet photos are often cut short by the crawl; decoding what is there beats losing the example. PIL has only
+    a module-wide switch for it, so it is turned on for this decoding alone and restored: a program that imports
+    mmlabel keeps its own setting."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -5,7 +5,7 @@ import io
 import statistics
 from pathlib import Path
 
-from mmlabel.training import atomic
+from mmlabel import atomic
 
 HEADLINE = ("dev.f1", "test.precision", "test.recall", "test.f1")
 LEADING = ("cell",)

@@ -1,6 +1,6 @@
 """Run every cell of a grid with every seed, each into its own run directory, skipping the runs already finished.
 
-    DIR/<cell name>/seed-<n>/    one run directory per cell and seed (see `mmlabel.training.run`)
+    DIR/<cell name>/seed-<n>/    one run directory per cell and seed (see `mmlabel.run_dir`)
     DIR/results.csv              one row per cell and seed: the axes, seed, status, every scalar figure, the run
     DIR/summary.md               mean and standard deviation over the seeds, per cell
     DIR/<figure>.png             the figure
@@ -74,8 +74,8 @@ def report(sweep: Sweep, rows: list[dict], figure: dict, title: str, command: st
 
 def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, console: Console) -> dict:
     """One run: read back where finished, else trained (resumed where started); failures become a row."""
-    from mmlabel.training.experiment import train_once
-    from mmlabel.training.run import RunDir
+    from mmlabel.training.runner import train_once
+    from mmlabel.run_dir import RunDir
 
     seeded = recipe.model_copy(deep=True)
     seeded.train.seed = seed
@@ -113,7 +113,7 @@ def _check_same_recipe(run, recipe: Recipe) -> None:
     wanted = recipe.model_copy(deep=True)
     if wanted.text_encoder.options.get("tokenizer") == "train":
         wanted.text_encoder.tokenizer = stored.text_encoder.options.get("tokenizer")
-    from mmlabel.training.run import comparable
+    from mmlabel.run_dir import comparable
 
     if comparable(stored.to_toml()) != comparable(wanted.to_toml()):
         raise RecipeError(f"{run.path}: holds a finished run of a different recipe (the --set options or the base "

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from mmlabel.training.run import RunDir
+from mmlabel.run_dir import RunDir
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Distributed:
 
     def device(self, name: str) -> torch.device:
         """The recipe's `train.device`, with each process of a GPU run on the GPU of its LOCAL_RANK."""
-        from mmlabel.training.precision import resolve_device
+        from mmlabel.device import resolve_device
 
         device = resolve_device(name)
         if self.enabled and device.type == "cuda":

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mmlabel.errors import DivergedError, RunInterrupted
 from mmlabel.tagger import Tagger
 from mmlabel.training import distributed, interrupts
-from mmlabel.training.batches import Collator, TaggingDataset, make_loader, start_epoch
-from mmlabel.training.precision import autocast
+from mmlabel.data.batches import Collator, TaggingDataset, make_loader, start_epoch
+from mmlabel.device import autocast
 from mmlabel.training.seeds import rng_state, set_rng_state
 
 
@@ -208,7 +208,7 @@ class Trainer:
 
     def _feature_cache(self):
         """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""
-        from mmlabel.training.feature_cache import ImageFeatureCache, is_frozen
+        from mmlabel.feature_cache import ImageFeatureCache, is_frozen
 
         if not (self.train_settings.cache_image_features and self.images is not None
                 and is_frozen(self.model.image_encoder)):

@@ -19,7 +19,7 @@ import torch
 
 from mmlabel import __version__
 from mmlabel.errors import RunError
-from mmlabel.training import atomic
+from mmlabel import atomic
 
 FORMAT_VERSION = 1
 
@@ -62,11 +62,9 @@ class RunDir:
     def save_tags(self, scheme_name: str, labels: list[str], tags: list[str]) -> None:
         atomic.write_json(self.tags_path, {"scheme": scheme_name, "labels": labels, "tags": tags})
 
-    def save_architecture(self, model) -> None:
-        """Each encoder exports what rebuilds its architecture offline; the options that read it back are kept."""
-        architecture = {"text_encoder": model.text_encoder.export(self.path / "text_encoder")}
-        if model.image_encoder is not None:
-            architecture["image_encoder"] = model.image_encoder.export(self.path / "image_encoder")
+    def save_architecture(self, architecture: dict) -> None:
+        """The options that rebuild each encoder from what its `export` wrote into the run (see `export_architecture`
+        in mmlabel.training.runner), with paths inside the run stored relative to it."""
         relative = {key: {k: _relative(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
         atomic.write_json(self.architecture_path, relative)
 
@@ -141,43 +139,19 @@ class RunDir:
 
         return recipe_from_dict(tomllib.loads(self.recipe_path.read_text(encoding="utf-8")), source=str(self.recipe_path))
 
-    def saved_architecture(self, recipe):
-        """The recipe with each encoder's options replaced by those its `export` returned: the same architecture,
-        built with no download, ready for the run's weights."""
-        from mmlabel.recipe import ComponentSpec
-
+    def architecture(self) -> dict:
+        """Each encoder's options as its `export` returned them, with paths inside the run made absolute."""
         architecture = json.loads(self.architecture_path.read_text(encoding="utf-8"))
-        rebuilt = recipe.model_copy(deep=True)
-        for key, options in architecture.items():
-            name = getattr(recipe, key).name
-            setattr(rebuilt, key, ComponentSpec(name=name, **{k: _absolute(self.path, v) for k, v in options.items()}))
-        return rebuilt
+        return {key: {k: _absolute(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
+
+    def tags(self) -> dict:
+        """The saved tag scheme: `scheme`, `labels`, `tags`."""
+        return json.loads(self.tags_path.read_text(encoding="utf-8"))
 
     def metrics(self) -> dict:
         if not self.metrics_path.exists():
             raise RunError(f"{self.path}: the run has not finished: metrics.json is missing")
         return json.loads(self.metrics_path.read_text(encoding="utf-8"))
-
-    def load_tagger(self, device: str = "auto", images=None):
-        """The run's dev-selected model as a `Tagger`, rebuilt from the saved recipe, tags and tokenizer."""
-        from mmlabel.data.schemes import make_scheme
-        from mmlabel.model import TaggingModel
-        from mmlabel.tagger import Tagger
-        from mmlabel.training.precision import resolve_device
-
-        self.check_complete()
-        recipe = self.recipe()
-        tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
-        scheme = make_scheme(tags["scheme"], tags["labels"])
-        model = TaggingModel.from_recipe(
-            self.saved_architecture(recipe), len(scheme.tags),
-            scheme.allowed_start(), scheme.allowed_transitions(),
-        )
-        self.load_model_weights(model)
-        target = resolve_device(device)
-        return Tagger(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision,
-                      missing_image=recipe.data.missing_image)
-
 
 
 def comparable(recipe_toml: str) -> dict:

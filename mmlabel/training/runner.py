@@ -1,71 +1,18 @@
 """One training run from a recipe, start to finish: data, tag scheme, model, trainer, run directory; and several
 seeds of it with the mean and standard deviation of every figure."""
-import shutil
 import statistics
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from mmlabel.errors import DataError
+from mmlabel.data.splits import data_root, image_loader, make_run_scheme, read_splits
 from mmlabel.recipe import Recipe
-
-SPLITS = ("train", "dev", "test")
 
 
 def default_out(recipe_path: str | Path, base: str = "runs") -> Path:
     """`runs/<recipe name>-<date-time>`."""
     return Path(base) / f"{Path(recipe_path).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def data_root(recipe: Recipe, console: Console | None = None) -> Path:
-    """The data directory; the synthetic dataset is generated into the cache on first use where the recipe asks."""
-    if recipe.data.root is None:
-        if not recipe.data.synthetic:
-            raise DataError("data.root is not set: give it in the recipe or with --set data.root=DIR")
-        return cached_synthetic(console)
-    root = recipe.data.root_path()
-    if not root.is_dir():
-        hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
-                                              "the current directory; or give --set data.root=DIR)")
-        raise DataError(f"data.root: no such directory: {root}{hint}")
-    return root
-
-
-def cached_synthetic(console: Console | None = None) -> Path:
-    """The default synthetic dataset, written once into `$MMLABEL_CACHE` (default `~/.cache/mmlabel`)."""
-    import os
-
-    from mmlabel.data.synth import write_synthetic
-
-    cache = Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel"))
-    root = cache / "synthetic-v1"  # 1200/200/200 sentences: enough to learn the image's signal in a few minutes
-    if not (root / "test.txt").exists():
-        (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
-        partial = cache / f".synthetic-v1.{os.getpid()}"
-        write_synthetic(partial, train=1200, dev=200, test=200)  # written aside, then renamed: a killed first run leaves no half dataset
-        shutil.rmtree(root, ignore_errors=True)
-        partial.replace(root)
-    return root
-
-
-def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
-    """The train, dev and test examples of the recipe's reader."""
-    from mmlabel.registry import get
-
-    reader = get("dataset_reader", recipe.data.reader.name).build(recipe.data.reader.options)
-    paths = reader.find_splits(root)
-    missing = [split for split in SPLITS if split not in paths]
-    if missing:
-        raise DataError(f"{root}: no {', '.join(missing)} split found for reader {recipe.data.reader.name!r}")
-    return {split: reader.read(paths[split], on_bad_example=recipe.data.on_bad_example) for split in SPLITS}
-
-
-def make_run_scheme(recipe: Recipe, train: list):
-    from mmlabel.data.schemes import make_scheme
-
-    labels = sorted({span.label for example in train for span in example.spans})
-    return make_scheme(recipe.data.tag_scheme, labels)
 
 
 def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> dict:
@@ -80,6 +27,7 @@ def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console
 def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None) -> dict:
     import torch
 
+    from mmlabel.device import keep_freed_memory
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
     from mmlabel.training import distributed
@@ -87,6 +35,7 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     from mmlabel.training.trainer import Trainer
 
     processes = distributed.start(recipe.train.device)
+    keep_freed_memory()  # the training process's own choice (mmlabel.device): never made by the library
     console = console or Console(stderr=True, quiet=not processes.is_main)
     roots = []
     processes.main_first(lambda: roots.append(data_root(recipe, console)), local=True)  # one writes the synthetic set
@@ -102,7 +51,7 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     if recipe.train.deterministic:
         use_deterministic_kernels()
     model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
-    run.save_architecture(model)
+    run.save_architecture(export_architecture(model, run.path))
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
     device = processes.device(recipe.train.device)
@@ -114,6 +63,15 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
                   f"x {recipe.train.grad_accum} accumulated")
     trainer = Trainer(model, recipe, scheme, metric, run, device, images, console)
     return trainer.fit(splits["train"], splits["dev"], splits["test"], resume=resume)
+
+
+def export_architecture(model, directory: Path) -> dict:
+    """Each encoder exports into the run what rebuilds its architecture offline; returns the options that read it
+    back (`Tagger.load` builds the encoders from them, with no download)."""
+    architecture = {"text_encoder": model.text_encoder.export(Path(directory) / "text_encoder")}
+    if model.image_encoder is not None:
+        architecture["image_encoder"] = model.image_encoder.export(Path(directory) / "image_encoder")
+    return architecture
 
 
 def with_effective_batch_size(recipe: Recipe, processes: int) -> Recipe:
@@ -146,20 +104,11 @@ def _with_tokenizer(recipe: Recipe, out: Path) -> tuple[Recipe, Path | None]:
     return recipe, directory
 
 
-def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
-    """The recipe's image folder with its missing-image policy, checked up front for the splits `names`."""
-    from mmlabel.data.images import ImageLoader
-
-    images = recipe.data.images_path() if recipe.data.root is not None else root / "images"
-    loader = ImageLoader(images, recipe.data.missing_image)
-    loader.check([example.image for split in names for example in splits[split]])
-    return loader
-
-
 def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = False,
                 console: Console | None = None) -> dict:
     """Run each seed into `out/seed-N` and summarise every numeric figure as mean and standard deviation."""
-    from mmlabel.training import atomic, distributed
+    from mmlabel import atomic
+    from mmlabel.training import distributed
 
     runs = {}
     for seed in seeds:

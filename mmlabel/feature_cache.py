@@ -28,7 +28,7 @@ class ImageFeatureCache:
 
     def fill(self, names: list[str | None], batch_size: int = 32) -> None:
         """Encode every image of `names` not cached yet, in batches."""
-        from mmlabel.training.precision import autocast
+        from mmlabel.device import autocast
 
         missing = list(dict.fromkeys(key for key in map(self._key, names) if key not in self.features))
         self.encoder.eval()

@@ -1,0 +1,71 @@
+"""The data a recipe names: where it lies (or the synthetic set, generated on first use), its train/dev/test
+examples read by the recipe's reader, the tag scheme over the training labels and the image folder."""
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from mmlabel.errors import DataError
+from mmlabel.recipe import Recipe
+
+SPLITS = ("train", "dev", "test")
+
+
+def data_root(recipe: Recipe, console: Console | None = None) -> Path:
+    """The data directory; the synthetic dataset is generated into the cache on first use where the recipe asks."""
+    if recipe.data.root is None:
+        if not recipe.data.synthetic:
+            raise DataError("data.root is not set: give it in the recipe or with --set data.root=DIR")
+        return cached_synthetic(console)
+    root = recipe.data.root_path()
+    if not root.is_dir():
+        hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
+                                              "the current directory; or give --set data.root=DIR)")
+        raise DataError(f"data.root: no such directory: {root}{hint}")
+    return root
+
+
+def cached_synthetic(console: Console | None = None) -> Path:
+    """The default synthetic dataset, written once into `$MMLABEL_CACHE` (default `~/.cache/mmlabel`)."""
+    import os
+
+    from mmlabel.data.synth import write_synthetic
+
+    cache = Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel"))
+    root = cache / "synthetic-v1"  # 1200/200/200 sentences: enough to learn the image's signal in a few minutes
+    if not (root / "test.txt").exists():
+        (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
+        partial = cache / f".synthetic-v1.{os.getpid()}"
+        write_synthetic(partial, train=1200, dev=200, test=200)  # written aside, then renamed: a killed first run leaves no half dataset
+        shutil.rmtree(root, ignore_errors=True)
+        partial.replace(root)
+    return root
+
+
+def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
+    """The train, dev and test examples of the recipe's reader."""
+    from mmlabel.registry import get
+
+    reader = get("dataset_reader", recipe.data.reader.name).build(recipe.data.reader.options)
+    paths = reader.find_splits(root)
+    missing = [split for split in SPLITS if split not in paths]
+    if missing:
+        raise DataError(f"{root}: no {', '.join(missing)} split found for reader {recipe.data.reader.name!r}")
+    return {split: reader.read(paths[split], on_bad_example=recipe.data.on_bad_example) for split in SPLITS}
+
+
+def make_run_scheme(recipe: Recipe, train: list):
+    from mmlabel.data.schemes import make_scheme
+
+    labels = sorted({span.label for example in train for span in example.spans})
+    return make_scheme(recipe.data.tag_scheme, labels)
+
+
+def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
+    """The recipe's image folder with its missing-image policy, checked up front for the splits `names`."""
+    from mmlabel.data.images import ImageLoader
+
+    images = recipe.data.images_path() if recipe.data.root is not None else root / "images"
+    loader = ImageLoader(images, recipe.data.missing_image)
+    loader.check([example.image for split in names for example in splits[split]])
+    return loader

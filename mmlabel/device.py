@@ -1,0 +1,58 @@
+"""Where and how a model computes: the device, the numeric precision (autocast to bf16 or fp16 on CPU and GPU, fp32
+as the reference) and, for the processes that opt in, glibc's allocator kept from returning freed memory."""
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import sys
+
+import torch
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for `precision` on `device` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` is CUDA where present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# -- the allocator ------------------------------------------------------------------------------------------
+# Keep freed memory in the process instead of giving it back to the kernel after every step (glibc, CPU).
+#
+# A training step allocates and frees the same large tensors every step: autocast's bf16 copies of the weights and
+# their gradients, activations, the dense gradient of the word embedding. glibc serves each block over 128 KB to
+# 32 MB with a fresh `mmap` and unmaps it on `free`, so every step pays page faults to zero-fill the same memory
+# again: a quarter of a base-size bf16 training step on this project's CPU (docs/performance.md). Serving all
+# blocks from the heap and never trimming it lets the next step reuse the pages, as jemalloc or tcmalloc
+# (Intel's advice for PyTorch on CPU) would. The cost: the process keeps its peak memory until it exits.
+#
+# `MMLABEL_ALLOCATOR=system` leaves glibc's defaults alone.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc once per process; False where it is not glibc or `MMLABEL_ALLOCATOR=system`."""
+    global _tuned
+    if _tuned:
+        return True
+    if os.environ.get("MMLABEL_ALLOCATOR", "keep") == "system" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    # every block from the heap (no mmap); a free heap top is given back only beyond 2 GB (mallopt takes an int)
+    _tuned = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _tuned
