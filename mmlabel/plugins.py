@@ -145,7 +145,8 @@ def _unknown_hooks(plugin: object) -> list[str]:
     for caller in pm.get_hookcallers(plugin) or []:
         if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
             continue
-        close = difflib.get_close_matches(caller.name, [name for name in dir(hookspecs) if name.startswith("register_")], n=1)
+        specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+        close = difflib.get_close_matches(caller.name, specs, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         messages.append(f"unknown hook {caller.name!r}{hint}")
     return messages
@@ -180,7 +181,7 @@ def record_hook_error(plugin_name: str, hook: str, error: BaseException) -> str:
 
 
 def plugin_info(plugin_name: str) -> PluginInfo:
-    """What is known of a registered plugin; one registered by hand (a test fixture) gets its own name as distribution."""
+    """What is known of a registered plugin; one registered by hand (a test fixture) gets its name as distribution."""
     load_plugins()
     if plugin_name not in _plugin_info:
         _plugin_info[plugin_name] = PluginInfo(plugin_name, plugin_name, "?")

@@ -134,7 +134,7 @@ def _registrations(kind: str, implementation) -> list[Component]:
         implementation.function(*[arguments[name] for name in implementation.argnames])
     except Exception as error:  # one plugin's bug must not break every lookup of this kind
         reason = record_hook_error(plugin, KINDS[kind], error)
-        return [replace(component, problem=f"{kind} {component.name!r} is unusable: {reason}") for component in registered]
+        return [replace(each, problem=f"{kind} {each.name!r} is unusable: {reason}") for each in registered]
     plugin_info(plugin).hook_errors.pop(KINDS[kind], None)
     return registered
 
