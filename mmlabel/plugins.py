@@ -1,4 +1,9 @@
-"""The plugin manager: loads the built-in plugins and those of the entry-point group `mmlabel`, once, on first use."""
+"""The plugin manager: loads the built-in plugins and those of the entry-point group `mmlabel`, once, on first use.
+
+A plugin that fails (its import raises, it misspells a hook, its entry-point name is taken, or one of its hooks raises)
+is recorded with its error and reported by one warning line; the other plugins and the built-ins keep working.
+"""
+import difflib
 import importlib
 import importlib.metadata
 import os
@@ -29,20 +34,39 @@ ENV_PLUGINS = "MMLABEL_PLUGINS"
 
 @dataclass
 class PluginInfo:
-    """One loaded plugin: its pluggy name, the distribution that ships it and that distribution's version."""
+    """One plugin: its pluggy name, the distribution that ships it and that distribution's version; `error` says why
+    it was not registered, `hook_errors` which of its hooks raised (hook name -> error)."""
 
     name: str
     distribution: str
     version: str
     builtin: bool = False
     error: str | None = None
-    components: dict[str, list[str]] = field(default_factory=dict)
+    hook_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """`plugin 'name' (distribution version)`, as warnings and errors name it."""
+        version = f" {self.version}" if self.version != "?" else ""
+        return f"plugin {self.name!r} ({self.distribution}{version})"
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the plugin, in one line, or None."""
+        if self.error:
+            return self.error
+        if self.hook_errors:
+            return "; ".join(f"{hook} raised {error}" for hook, error in self.hook_errors.items())
+        return None
 
 
 pm = pluggy.PluginManager("mmlabel")
 pm.add_hookspecs(hookspecs)
-_plugin_info: dict[str, PluginInfo] = {}
+_plugin_info: dict[str, PluginInfo] = {}  # registered plugins, by pluggy name
+_failed: list[PluginInfo] = []  # plugins that were not registered, each with its error
+_warned: set[str] = set()
 _loaded = False
+_loading = False
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -52,18 +76,31 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def load_plugins() -> None:
-    """Register the built-in plugins, then the entry points allowed by MMLABEL_PLUGINS; a broken plugin only warns."""
-    global _loaded
-    if _loaded:
+    """Register the built-in plugins, then the entry points allowed by MMLABEL_PLUGINS; a broken plugin only warns.
+
+    Each plugin is registered whole or not at all. Should loading be cut short all the same (Ctrl-C), what it
+    registered is unregistered again and the next call loads from the start: the manager is never left half-loaded."""
+    global _loaded, _loading
+    if _loaded or _loading:  # _loading: a plugin that looks a component up while it is imported
         return
-    _loaded = True
-    for module_name in DEFAULT_PLUGINS:
-        module = importlib.import_module(module_name)
-        pm.register(module, name=module_name)
-        _plugin_info[module_name] = PluginInfo(module_name, "mmlabel", __version__, builtin=True)
-    for entry_point in _allowed_entry_points():
-        _load_entry_point(entry_point)
-    pm.check_pending()
+    _loading = True
+    before = {name for name, _ in pm.list_name_plugin()}
+    try:
+        for module_name in DEFAULT_PLUGINS:
+            _load(module_name, lambda module_name=module_name: importlib.import_module(module_name),
+                  PluginInfo(module_name, "mmlabel", __version__, builtin=True))
+        for entry_point in _allowed_entry_points():
+            _load_entry_point(entry_point)
+        _loaded = True
+    except BaseException:
+        for name, _ in pm.list_name_plugin():
+            if name not in before:
+                pm.unregister(name=name)
+                _plugin_info.pop(name, None)
+        _failed.clear()
+        raise
+    finally:
+        _loading = False
 
 
 def _allowed_entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -78,21 +115,73 @@ def _allowed_entry_points() -> list[importlib.metadata.EntryPoint]:
 def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> None:
     distribution = entry_point.dist.name if entry_point.dist else entry_point.name
     version = entry_point.dist.version if entry_point.dist else "?"
-    if pm.get_plugin(entry_point.name) is not None:
+    info = PluginInfo(entry_point.name, distribution, version)
+    if pm.has_plugin(entry_point.name):  # a second distribution reusing the name: the first one found keeps it
+        holder = plugin_info(entry_point.name)
+        _fail(info, f"its entry-point name {entry_point.name!r} is taken by {holder.distribution} {holder.version}")
         return
+    _load(entry_point.name, entry_point.load, info)
+
+
+def _load(name: str, load, info: PluginInfo) -> None:
+    """Import the plugin with `load()` and register it under `name`; any failure is recorded and warned about."""
     try:
-        plugin = entry_point.load()
-        pm.register(plugin, name=entry_point.name)
-    except Exception as error:  # a broken plugin must not take the others down
-        message = f"{type(error).__name__}: {error}"
-        print(f"warning: plugin {entry_point.name!r} ({distribution}) failed to load: {message}", file=sys.stderr)
-        _plugin_info[entry_point.name] = PluginInfo(entry_point.name, distribution, version, error=message)
+        plugin = load()
+        pm.register(plugin, name=name)
+    except (Exception, SystemExit) as error:  # a broken plugin must not take the others down
+        _fail(info, f"failed to load: {one_line(error)}")
         return
-    _plugin_info[entry_point.name] = PluginInfo(entry_point.name, distribution, version)
+    unknown = _unknown_hooks(plugin)
+    if unknown:  # what pm.check_pending() would raise for every command: this plugin alone is dropped instead
+        pm.unregister(plugin)
+        _fail(info, "; ".join(unknown))
+        return
+    _plugin_info[name] = info
+
+
+def _unknown_hooks(plugin: object) -> list[str]:
+    """A message per hook implementation of `plugin` that no hookspec declares (a misspelt hook name)."""
+    messages = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+            continue
+        specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+        close = difflib.get_close_matches(caller.name, specs, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        messages.append(f"unknown hook {caller.name!r}{hint}")
+    return messages
+
+
+def _fail(info: PluginInfo, error: str) -> None:
+    info.error = error
+    _failed.append(info)
+    warn_once(info.label, f"{info.label} is skipped: {error}")
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: message` on one line, for warnings and error messages."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def warn_once(key: str, message: str) -> None:
+    """Print `warning: message` on stderr, once per process for each `key`."""
+    if key not in _warned:
+        _warned.add(key)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def record_hook_error(plugin_name: str, hook: str, error: BaseException) -> str:
+    """Record that `plugin_name`'s implementation of `hook` raised, warn once; returns the reason, on one line."""
+    info = plugin_info(plugin_name)
+    info.hook_errors[hook] = one_line(error)
+    reason = f"{info.label} is broken: {hook} raised {info.hook_errors[hook]}"
+    warn_once(f"{plugin_name}:{hook}", reason)
+    return reason
 
 
 def plugin_info(plugin_name: str) -> PluginInfo:
-    """What is known of a registered plugin; one registered by hand (a test fixture) gets its own name as distribution."""
+    """What is known of a registered plugin; one registered by hand (a test fixture) gets its name as distribution."""
     load_plugins()
     if plugin_name not in _plugin_info:
         _plugin_info[plugin_name] = PluginInfo(plugin_name, plugin_name, "?")
@@ -100,16 +189,14 @@ def plugin_info(plugin_name: str) -> PluginInfo:
 
 
 def plugins() -> list[PluginInfo]:
-    """Every plugin that is registered or failed to load, with the components it registered."""
-    from mmlabel.registry import KINDS, components
-
+    """Every registered plugin, then every plugin that was skipped, each with its error."""
     load_plugins()
-    registered = [name for name, _ in pm.list_name_plugin()]
-    infos = {name: plugin_info(name) for name in registered}
-    for info in infos.values():
-        info.components = {}
-    for kind in KINDS:
-        for component in components(kind):
-            infos[component.plugin].components.setdefault(kind, []).append(component.name)
-    failed = [info for name, info in _plugin_info.items() if info.error and name not in infos]
-    return list(infos.values()) + failed
+    return [plugin_info(name) for name, _ in pm.list_name_plugin()] + list(_failed)
+
+
+def broken_plugins(hook: str | None = None) -> list[PluginInfo]:
+    """The plugins that were skipped, and those whose implementation of `hook` raised: a name they would have
+    provided is unknown for that reason."""
+    load_plugins()
+    raised = [info for name, info in _plugin_info.items() if hook in info.hook_errors and pm.has_plugin(name)]
+    return list(_failed) + raised

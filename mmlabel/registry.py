@@ -1,13 +1,13 @@
 """The component registry: built from the plugins' `register_*` hooks, it finds, describes and creates components by name."""
 import difflib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mmlabel.errors import ComponentError
-from mmlabel.plugins import KNOWN_PLUGINS, get_plugin_manager, plugin_info
+from mmlabel.plugins import KNOWN_PLUGINS, broken_plugins, get_plugin_manager, plugin_info, record_hook_error
 
 # Component kind -> the hook that registers it.
 KINDS: dict[str, str] = {
@@ -55,12 +55,14 @@ def lazy(target: str, description: str) -> LazyFactory:
 
 @dataclass(frozen=True)
 class Component:
-    """A registered component: its kind, name, factory and the plugin (and distribution) that provides it."""
+    """A registered component: its kind, name, factory and the plugin (and distribution) that provides it.
+    `problem` says why it cannot be used (its name is registered twice, or its plugin's hook raised); empty if it can."""
 
     kind: str
     name: str
     factory: Callable
     plugin: str
+    problem: str = ""
 
     @property
     def provider(self) -> str:
@@ -105,32 +107,64 @@ def _first_error(error: ValidationError, prefix: str) -> str:
 
 
 def components(kind: str | None = None) -> list[Component]:
-    """Every registered component of `kind` (or of every kind), in registration order."""
+    """Every registered component of `kind` (or of every kind), in registration order. A name registered twice is
+    listed twice, both marked with the conflict: only using that name is an error (see `get`)."""
     if kind is None:
         return [component for each in KINDS for component in components(each)]
     _check_kind(kind)
-    found: dict[str, Component] = {}
+    found: list[Component] = []
     hook = getattr(get_plugin_manager().hook, KINDS[kind])
-    # Called one implementation at a time so that each registration is recorded with the plugin that made it.
+    # Called one implementation at a time so that each registration is recorded with the plugin that made it,
+    # and a plugin whose hook raises spoils only its own registrations.
     for implementation in hook.get_hookimpls():
-        def register(name: str, factory: Callable, _plugin: str = implementation.plugin_name) -> None:
-            if name in found:
-                raise ComponentError(
-                    f"{kind} {name!r} is registered twice: by {found[name].provider} (plugin {found[name].plugin}) "
-                    f"and by {plugin_info(_plugin).distribution} (plugin {_plugin})"
-                )
-            found[name] = Component(kind, name, factory, _plugin)
+        found.extend(_registrations(kind, implementation))
+    return _mark_conflicts(kind, found)
 
-        arguments = {"register": register}
+
+def _registrations(kind: str, implementation) -> list[Component]:
+    """What one plugin's hook implementation registers; if it raises, what it registered so far, marked unusable."""
+    plugin = implementation.plugin_name
+    registered: list[Component] = []
+
+    def register(name: str, factory: Callable) -> None:
+        registered.append(Component(kind, name, factory, plugin))
+
+    arguments = {"register": register}
+    try:
         implementation.function(*[arguments[name] for name in implementation.argnames])
-    return list(found.values())
+    except Exception as error:  # one plugin's bug must not break every lookup of this kind
+        reason = record_hook_error(plugin, KINDS[kind], error)
+        return [replace(each, problem=f"{kind} {each.name!r} is unusable: {reason}") for each in registered]
+    plugin_info(plugin).hook_errors.pop(KINDS[kind], None)
+    return registered
+
+
+def _mark_conflicts(kind: str, found: list[Component]) -> list[Component]:
+    by_name: dict[str, list[Component]] = {}
+    for component in found:
+        by_name.setdefault(component.name, []).append(component)
+    marked = []
+    for component in found:
+        same = by_name[component.name]
+        if len(same) > 1:
+            providers = " and ".join(f"by {each.provider} (plugin {each.plugin})" for each in same)
+            twice = "twice" if len(same) == 2 else f"{len(same)} times"
+            component = replace(component, problem=f"{kind} {component.name!r} is registered {twice}: {providers}")
+        marked.append(component)
+    return marked
 
 
 def get(kind: str, name: str) -> Component:
-    """The component `name` of `kind`; an unknown name lists close matches, every available name and any install hint."""
-    available = {component.name: component for component in components(kind)}
-    if name in available:
-        return available[name]
+    """The component `name` of `kind`; an unknown name lists close matches, every available name, any install hint
+    and the broken plugins that may have provided it. A name registered twice, or by a plugin whose hook raised, is
+    an error naming why."""
+    found = components(kind)
+    for component in found:
+        if component.name == name:
+            if component.problem:
+                raise ComponentError(component.problem)
+            return component
+    available = {component.name: component for component in found}
     message = f"unknown {kind} {name!r}"
     hint = KNOWN_PLUGINS.get((kind, name))
     if hint:
@@ -139,6 +173,9 @@ def get(kind: str, name: str) -> Component:
     if close:
         message += f"; did you mean {', '.join(repr(c) for c in close)}?"
     listing = ", ".join(f"{c.name} ({c.provider})" for c in available.values()) or "none"
+    broken = broken_plugins(KINDS[kind])
+    if broken:
+        message += "; broken plugins, which may provide it: " + "; ".join(f"{b.label}: {b.problem}" for b in broken)
     raise ComponentError(f"{message}; available: {listing}")
 
 

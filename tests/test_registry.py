@@ -69,16 +69,50 @@ class DuplicatePlugin:
         register("echo", object)
 
 
-def test_duplicate_name_is_an_error_naming_both_providers(fake_plugin):
+def test_duplicate_name_is_an_error_only_where_that_name_is_used(fake_plugin):
     pm = get_plugin_manager()
     pm.register(DuplicatePlugin(), name="duplicate-plugin")
     try:
+        echoes = [c for c in components("metric") if c.name == "echo"]
+        assert [c.plugin for c in echoes] == ["fake-plugin", "duplicate-plugin"]
+        problem = ("metric 'echo' is registered twice: by fake-plugin ? (plugin fake-plugin) "
+                   "and by duplicate-plugin ? (plugin duplicate-plugin)")
+        assert [c.problem for c in echoes] == [problem, problem]
+        assert get("metric", "mabsa").problem == ""
         with pytest.raises(ComponentError) as error:
-            components("metric")
-        assert "metric 'echo' is registered twice" in str(error.value)
-        assert "fake-plugin" in str(error.value) and "duplicate-plugin" in str(error.value)
+            get("metric", "echo")
+        assert str(error.value) == problem
     finally:
         pm.unregister(name="duplicate-plugin")
+    assert get("metric", "echo").plugin == "fake-plugin"
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_metrics(self, register):
+        register("before_the_raise", object)
+        raise ValueError("a bug\nover two lines")
+
+
+def test_a_hook_that_raises_spoils_only_its_own_registrations_and_warns_once(capsys):
+    pm = get_plugin_manager()
+    pm.register(RaisingPlugin(), name="raising-plugin")
+    try:
+        assert get("metric", "mabsa").plugin == "mmlabel.metrics"
+        reason = ("plugin 'raising-plugin' (raising-plugin) is broken: register_metrics raised ValueError: a bug "
+                  "over two lines")
+        with pytest.raises(ComponentError, match=r"^metric 'before_the_raise' is unusable: ") as error:
+            get("metric", "before_the_raise")
+        assert str(error.value).endswith(reason)
+        with pytest.raises(ComponentError) as error:
+            get("metric", "after_the_raise")
+        assert "broken plugins, which may provide it: plugin 'raising-plugin' (raising-plugin): " in str(error.value)
+        assert capsys.readouterr().err.splitlines() == [f"warning: {reason}"]
+    finally:
+        pm.unregister(name="raising-plugin")
+    with pytest.raises(ComponentError) as error:
+        get("metric", "after_the_raise")
+    assert "broken plugins" not in str(error.value)
 
 
 class NarrowPlugin:
@@ -126,7 +160,10 @@ def test_a_plugin_that_fails_to_import_only_warns(tmp_path):
     code = "import mmlabel; print(len(mmlabel.components()) >= 0)"
     result = _run(code, PYTHONPATH=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "plugin 'broken' (broken-plugin) failed to load: ModuleNotFoundError" in result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: plugin 'broken' (broken-plugin 1.0) is skipped: failed to load: ModuleNotFoundError: "
+        "No module named 'broken_plugin_module_that_does_not_exist'"
+    ]
 
 
 def test_mmlabel_plugins_env_restricts_external_plugins(tmp_path):
@@ -136,4 +173,4 @@ def test_mmlabel_plugins_env_restricts_external_plugins(tmp_path):
     (dist / "entry_points.txt").write_text("[mmlabel]\nbroken = broken_plugin_module_that_does_not_exist\n")
     result = _run("import mmlabel; mmlabel.components()", PYTHONPATH=str(tmp_path), MMLABEL_PLUGINS="")
     assert result.returncode == 0
-    assert "failed to load" not in result.stderr
+    assert result.stderr == ""

@@ -13,30 +13,39 @@ recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=T
 def list_components(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: text_encoder, image_encoder, ...")] = None,
 ) -> None:
-    """List the registered components: name, kind, provider and what each is for."""
+    """List the registered components: name, kind, provider and what each is for (or why it cannot be used)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from mmlabel.registry import components
 
     table = Table("name", "kind", "provider", "description")
     for component in components(kind):
-        table.add_row(component.name, component.kind, component.provider, component.description)
+        if component.problem:  # a name registered twice, or by a plugin whose hook raised: every row of it marked
+            table.add_row(f"{component.name} (unusable)", component.kind, component.provider,
+                          Text(component.problem, style="red"))
+        else:
+            table.add_row(component.name, component.kind, component.provider, Text(component.description))
     Console().print(table)
 
 
 def list_plugins() -> None:
-    """Print every plugin as JSON: its distribution, version and the components it registered."""
+    """Print every plugin as JSON: its distribution, version, the components it registered and any error."""
     from mmlabel.plugins import plugins
+    from mmlabel.registry import components
 
+    registered: dict[str, dict[str, list[str]]] = {}
+    for component in components():
+        registered.setdefault(component.plugin, {}).setdefault(component.kind, []).append(component.name)
     rows = [
         {
             "name": info.name,
             "distribution": info.distribution,
             "version": info.version,
             "builtin": info.builtin,
-            "components": info.components,
-            **({"error": info.error} if info.error else {}),
+            "components": {} if info.error else registered.get(info.name, {}),
+            **({"error": info.problem} if info.problem else {}),
         }
         for info in plugins()
     ]
