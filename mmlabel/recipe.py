@@ -11,6 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mmlabel.errors import ComponentError, RecipeError
 
 
+# Key path -> component kind of every component section of a recipe.
+COMPONENT_SECTIONS: dict[str, str] = {
+    "data.reader": "dataset_reader",
+    "data.tag_scheme": "tag_scheme",
+    "text_encoder": "text_encoder",
+    "image_encoder": "image_encoder",
+    "fusion_head": "fusion_head",
+    "alignment_loss": "alignment_loss",
+    "metric": "metric",
+}
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -37,7 +49,7 @@ class DataSection(Section):
     images: str = "images"
     missing_image: Literal["error", "blank"] = "error"
     on_bad_example: Literal["error", "skip"] = "error"
-    tag_scheme: str = "collapsed5"
+    tag_scheme: ComponentSpec = ComponentSpec(name="collapsed5")
     max_tokens: int = Field(60, gt=1)
     synthetic: bool = Field(False, description="with no root: generate the synthetic dataset into the cache")
 
@@ -106,17 +118,16 @@ class Recipe(Section):
         name = value.get("name") if isinstance(value, dict) else value
         return None if name in (None, "none", "") else value
 
-    def component_specs(self) -> dict[str, ComponentSpec]:
-        """Key path -> component section, for every component the recipe names."""
-        specs = {
-            "data.reader": ("dataset_reader", self.data.reader),
-            "text_encoder": ("text_encoder", self.text_encoder),
-            "image_encoder": ("image_encoder", self.image_encoder),
-            "fusion_head": ("fusion_head", self.fusion_head),
-            "alignment_loss": ("alignment_loss", self.alignment_loss),
-            "metric": ("metric", self.metric),
-        }
+    def component_specs(self) -> dict[str, tuple[str, ComponentSpec]]:
+        """Key path -> (kind, component section), for every component the recipe names."""
+        specs = {path: (kind, self._section(path)) for path, kind in COMPONENT_SECTIONS.items()}
         return {path: (kind, spec) for path, (kind, spec) in specs.items() if spec is not None}
+
+    def _section(self, path: str) -> ComponentSpec | None:
+        node = self
+        for part in path.split("."):
+            node = getattr(node, part)
+        return node
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
@@ -192,7 +203,7 @@ def set_key(raw: dict, key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-_COMPONENT_KEYS = {"reader", "text_encoder", "image_encoder", "fusion_head", "alignment_loss", "metric"}
+_COMPONENT_KEYS = {path.rpartition(".")[2] for path in COMPONENT_SECTIONS}
 
 
 def resolve_components(recipe: Recipe) -> None:

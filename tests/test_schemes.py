@@ -1,9 +1,19 @@
-"""Tag schemes: spans -> tags -> spans is the identity, lenient decoding, and the transition masks."""
+"""Tag schemes: spans -> tags -> spans is the identity, lenient decoding, and the transition masks; built through the
+registry like every component, so a plugin can add one."""
 import pytest
 from hypothesis import given, strategies as st
 
 from mmlabel.data.example import Span
-from mmlabel.data.schemes import SCHEMES, make_scheme
+from mmlabel.errors import ComponentError
+from mmlabel.hookspecs import hookimpl
+from mmlabel.plugins import get_plugin_manager
+from mmlabel.registry import ComponentConfig, get
+
+SCHEMES = ("collapsed5", "bio", "bioes")
+
+
+def make_scheme(name: str, labels: list[str], **options):
+    return get("tag_scheme", name).build(options, labels=labels)
 
 LABELS = {"collapsed5": ["POS", "NEU", "NEG"], "bio": ["POS", "NEU", "NEG"], "bioes": ["PER", "LOC", "ORG", "MISC"]}
 
@@ -54,7 +64,7 @@ def test_collapsed5_continues_the_open_sentiment():
 
 
 def test_collapsed5_refuses_entity_labels():
-    with pytest.raises(ValueError, match="bio or bioes"):
+    with pytest.raises(ComponentError, match="bio or bioes"):
         make_scheme("collapsed5", ["PER"])
 
 
@@ -91,5 +101,102 @@ def test_encode_refuses_overlaps_and_unknown_labels():
         scheme.encode([Span(0, 2, "PER"), Span(1, 3, "PER")], 4)
     with pytest.raises(ValueError, match="not in the bio scheme"):
         scheme.encode([Span(0, 1, "LOC")], 2)
-    with pytest.raises(ValueError, match="unknown tag scheme"):
+    with pytest.raises(ComponentError, match="unknown tag_scheme 'iob2'"):
         make_scheme("iob2", ["PER"])
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_built_in_schemes_are_components_whose_options_are_checked(name):
+    component = get("tag_scheme", name)
+    assert component.plugin == "mmlabel.tag_schemes" and component.description
+    with pytest.raises(ComponentError, match=r"data\.tag_scheme\.width: Extra inputs are not permitted"):
+        component.validate({"width": 2}, where="data.tag_scheme")
+
+
+def test_bioes_may_not_end_inside_a_span():
+    bioes = make_scheme("bioes", ["PER", "LOC"])
+    ends = dict(zip(bioes.tags, bioes.allowed_end()))
+    assert ends == {"O": True, "B-PER": False, "I-PER": False, "E-PER": True, "S-PER": True,
+                    "B-LOC": False, "I-LOC": False, "E-LOC": True, "S-LOC": True}
+    assert all(make_scheme("bio", ["PER"]).allowed_end()) and all(make_scheme("collapsed5", ["POS"]).allowed_end())
+
+
+class IOScheme:
+    """IO tagging (a fake plugin's scheme): I-<label> inside a span, O outside; adjacent spans of a label merge."""
+
+    class Config(ComponentConfig):
+        outside: str = "O"
+
+    name = "io"
+
+    def __init__(self, config: Config, *, labels: list[str]):
+        self.config, self.labels = config, list(dict.fromkeys(labels))
+        self.tags = [config.outside, *(f"I-{label}" for label in self.labels)]
+
+    def encode(self, spans, n_words):
+        tags = [self.config.outside] * n_words
+        for span in spans:
+            tags[span.start:span.end] = [f"I-{span.label}"] * (span.end - span.start)
+        return tags
+
+    def decode(self, tags):
+        spans = []
+        for index, tag in enumerate(tags):
+            label = tag[2:] if tag.startswith("I-") else None
+            if label and spans and spans[-1].end == index and spans[-1].label == label:
+                spans[-1] = Span(spans[-1].start, index + 1, label)
+            elif label:
+                spans.append(Span(index, index + 1, label))
+        return spans
+
+    def allowed_start(self):
+        return [True] * len(self.tags)
+
+    allowed_end = allowed_start
+
+    def allowed_transitions(self):
+        return [[True] * len(self.tags) for _ in self.tags]
+
+
+class SchemePlugin:
+    __name__ = "fake-scheme-plugin"
+
+    @hookimpl
+    def register_tag_schemes(self, register):
+        register("io", IOScheme)
+
+
+@pytest.fixture
+def scheme_plugin():
+    pm = get_plugin_manager()
+    pm.register(SchemePlugin(), name="fake-scheme-plugin")
+    try:
+        yield
+    finally:
+        pm.unregister(name="fake-scheme-plugin")
+
+
+def test_a_plugin_scheme_is_used_by_a_recipe(scheme_plugin, synthetic):
+    from conftest import REPO
+    from mmlabel.recipe import load_recipe
+    from mmlabel.training.experiment import make_run_scheme, read_splits
+
+    recipe = load_recipe(REPO / "recipes" / "quickstart.toml", ["data.tag_scheme={name = 'io', outside = '-'}"])
+    assert recipe.data.tag_scheme.name == "io" and recipe.data.tag_scheme.options == {"outside": "-"}
+    train = read_splits(recipe, synthetic)["train"]
+    scheme = make_run_scheme(recipe, train)
+    assert isinstance(scheme, IOScheme) and scheme.tags == ["-", "I-NEG", "I-NEU", "I-POS"]
+    example = next(example for example in train if example.spans)
+    assert scheme.decode(scheme.encode(example.spans, len(example.tokens))) == sorted(example.spans)
+
+
+def test_a_misspelt_scheme_fails_recipe_check_with_close_matches(tmp_path, capsys):
+    from mmlabel.cli import main
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data]\ntag_scheme = "bieos"\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["recipe", "check", str(recipe)])
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert f"{recipe}: data.tag_scheme.name: unknown tag_scheme 'bieos'; did you mean 'bioes'" in error

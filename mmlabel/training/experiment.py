@@ -62,10 +62,10 @@ def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
 
 
 def make_run_scheme(recipe: Recipe, train: list):
-    from mmlabel.data.schemes import make_scheme
+    from mmlabel.registry import get
 
     labels = sorted({span.label for example in train for span in example.spans})
-    return make_scheme(recipe.data.tag_scheme, labels)
+    return get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
 
 
 def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> dict:
@@ -97,11 +97,12 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
     processes.main_first(lambda: _start_run(run, recipe, resume, tokenizer_dir, splits["train"]))
     scheme = make_run_scheme(recipe, splits["train"])
-    run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
+    run.save_tags(recipe.data.tag_scheme.name, scheme.labels, scheme.tags, recipe.data.tag_scheme.options)
     set_seed(recipe.train.seed)
     if recipe.train.deterministic:
         use_deterministic_kernels()
-    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
+    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions(),
+                                     scheme.allowed_end())
     run.save_architecture(model)
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)

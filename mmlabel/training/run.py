@@ -1,7 +1,7 @@
 """A run directory: everything a run writes, and everything `Tagger.load` needs to rebuild the model from it.
 
     recipe.toml               the resolved recipe (enough to rebuild the model)
-    tags.json                 the tag scheme: name, labels, tags
+    tags.json                 the tag scheme: name, options, labels, tags (what rebuilds it)
     text_encoder/, image_encoder/   what each encoder's `export` wrote: tokenizer, architecture, transform
     architecture.json         the options that rebuild each encoder from those folders, with no download
     model.safetensors         the dev-selected weights
@@ -59,8 +59,9 @@ class RunDir:
         atomic.write_json(self.info_path, {"mmlabel": __version__, "format": FORMAT_VERSION, "status": status})
 
     # -- writing -------------------------------------------------------------------------------------------
-    def save_tags(self, scheme_name: str, labels: list[str], tags: list[str]) -> None:
-        atomic.write_json(self.tags_path, {"scheme": scheme_name, "labels": labels, "tags": tags})
+    def save_tags(self, scheme_name: str, labels: list[str], tags: list[str], options: dict | None = None) -> None:
+        tags_json = {"scheme": scheme_name, "options": options or {}, "labels": labels, "tags": tags}
+        atomic.write_json(self.tags_path, tags_json)
 
     def save_architecture(self, model) -> None:
         """Each encoder exports what rebuilds its architecture offline; the options that read it back are kept."""
@@ -160,18 +161,22 @@ class RunDir:
 
     def load_tagger(self, device: str = "auto", images=None):
         """The run's dev-selected model as a `Tagger`, rebuilt from the saved recipe, tags and tokenizer."""
-        from mmlabel.data.schemes import make_scheme
         from mmlabel.model import TaggingModel
+        from mmlabel.registry import get
         from mmlabel.tagger import Tagger
         from mmlabel.training.precision import resolve_device
 
         self.check_complete()
         recipe = self.recipe()
         tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
-        scheme = make_scheme(tags["scheme"], tags["labels"])
+        # Runs written before tag schemes took options have no "options": the defaults rebuild them.
+        scheme = get("tag_scheme", tags["scheme"]).build(tags.get("options", {}), labels=tags["labels"])
+        if scheme.tags != tags["tags"]:
+            raise RunError(f"{self.tags_path}: tag scheme {tags['scheme']!r} now gives the tags {scheme.tags}, "
+                           f"not the run's {tags['tags']}")
         model = TaggingModel.from_recipe(
             self.saved_architecture(recipe), len(scheme.tags),
-            scheme.allowed_start(), scheme.allowed_transitions(),
+            scheme.allowed_start(), scheme.allowed_transitions(), scheme.allowed_end(),
         )
         self.load_model_weights(model)
         target = resolve_device(device)
