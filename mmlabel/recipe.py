@@ -1,6 +1,7 @@
 """Recipes: plain TOML read with tomllib into a pydantic `Recipe`, with `--set key.path=value` overrides and
 every component's options checked against its registered `Config`."""
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -150,9 +151,14 @@ def read_raw(path: str | Path) -> dict:
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recipe>", resolve: bool = True) -> Recipe:
-    """Validate a recipe given as a dict (the parsed TOML), after applying `key.path=value` overrides."""
+    """Validate a recipe given as a dict (the parsed TOML), after applying `key.path=value` overrides. An override
+    that swaps a component by name drops the file's options that the new component does not define (with `resolve`;
+    see `drop_swapped_options`)."""
+    from_file = _component_sections(raw)
     for override in overrides:
         apply_override(raw, override)
+    if overrides and resolve:
+        drop_swapped_options(raw, from_file, [override.partition("=")[0].strip() for override in overrides], source)
     if overrides:
         source = f"{source} (with --set {', '.join(overrides)})"
     try:
@@ -167,6 +173,57 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
         except ComponentError as error:
             raise RecipeError(f"{source}: {error}") from None
     return recipe
+
+
+def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], keys: list[str], source: str) -> None:
+    """Swapping a component by name (`--set fusion_head.name=gated`) keeps the file's options that the new
+    component's `Config` defines and drops the others, with a one-line note on stderr. Options given with `--set`
+    are never dropped (a misspelt one still fails), and a section replaced whole (`--set 'fusion_head={...}'`) keeps
+    nothing from the file anyway. `from_file`: path -> (name, option keys) before the overrides; `keys`: the keys
+    the overrides set."""
+    from mmlabel.registry import get
+
+    for path, kind in COMPONENT_SECTIONS.items():
+        if path not in from_file or any(key == path or path.startswith(key + ".") for key in keys):
+            continue  # not in the file, or replaced whole
+        set_here = {key[len(path) + 1:].split(".")[0] for key in keys if key.startswith(path + ".")}
+        section = _component_sections(raw).get(path)
+        file_name, file_options = from_file[path]
+        if "name" not in set_here or section is None or section[0] == file_name:
+            continue
+        try:
+            config_class = get(kind, section[0]).config_class
+        except ComponentError:
+            continue  # resolve_components reports the unknown name
+        if config_class is None:
+            continue
+        dropped = sorted((file_options & section[1]) - set_here - set(config_class.model_fields))
+        node = _lookup(raw, path)
+        for option in dropped:
+            del node[option]
+        if dropped:
+            paths = ", ".join(f"{path}.{option}" for option in dropped)
+            print(f"note: {source}: --set {path}.name={section[0]} drops {paths} from the file "
+                  f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", file=sys.stderr)
+
+
+def _component_sections(raw: dict) -> dict[str, tuple[str, set[str]]]:
+    """Key path -> (name, option keys) of each component section present in a raw recipe."""
+    sections = {}
+    for path in COMPONENT_SECTIONS:
+        node = _lookup(raw, path)
+        if isinstance(node, str):
+            sections[path] = (node, set())
+        elif isinstance(node, dict):
+            sections[path] = (node.get("name"), set(node) - {"name"})
+    return sections
+
+
+def _lookup(raw: dict, path: str) -> Any:
+    node = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def apply_override(raw: dict, override: str) -> None:
