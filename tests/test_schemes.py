@@ -12,7 +12,7 @@ from mmlabel.registry import ComponentConfig, get
 SCHEMES = ("collapsed5", "bio", "bioes")
 
 
-def make_scheme(name: str, labels: list[str], **options):
+def build_scheme(name: str, labels: list[str], **options):
     return get("tag_scheme", name).build(options, labels=labels)
 
 LABELS = {"collapsed5": ["POS", "NEU", "NEG"], "bio": ["POS", "NEU", "NEG"], "bioes": ["PER", "LOC", "ORG", "MISC"]}
@@ -33,7 +33,7 @@ def spans_in_sentence(draw, labels):
 @pytest.mark.parametrize("name", SCHEMES)
 @given(data=st.data())
 def test_spans_to_tags_to_spans_is_identity(name, data):
-    scheme = make_scheme(name, LABELS[name])
+    scheme = build_scheme(name, LABELS[name])
     n_words, spans = data.draw(spans_in_sentence(LABELS[name]))
     tags = scheme.encode(spans, n_words)
     assert len(tags) == n_words and set(tags) <= set(scheme.tags)
@@ -43,7 +43,7 @@ def test_spans_to_tags_to_spans_is_identity(name, data):
 @pytest.mark.parametrize("name", SCHEMES)
 @given(data=st.data())
 def test_encoded_sequences_obey_the_transition_masks(name, data):
-    scheme = make_scheme(name, LABELS[name])
+    scheme = build_scheme(name, LABELS[name])
     n_words, spans = data.draw(spans_in_sentence(LABELS[name]))
     ids = [scheme.tags.index(tag) for tag in scheme.encode(spans, n_words)]
     allowed = scheme.allowed_transitions()
@@ -52,20 +52,20 @@ def test_encoded_sequences_obey_the_transition_masks(name, data):
 
 
 def test_tag_sets():
-    assert make_scheme("collapsed5", ["POS", "NEU", "NEG"]).tags == ["O", "B-POS", "B-NEU", "B-NEG", "I"]
-    assert len(make_scheme("bio", ["POS", "NEU", "NEG"]).tags) == 7
-    assert len(make_scheme("bioes", ["PER", "LOC"]).tags) == 9
+    assert build_scheme("collapsed5", ["POS", "NEU", "NEG"]).tags == ["O", "B-POS", "B-NEU", "B-NEG", "I"]
+    assert len(build_scheme("bio", ["POS", "NEU", "NEG"]).tags) == 7
+    assert len(build_scheme("bioes", ["PER", "LOC"]).tags) == 9
 
 
 def test_collapsed5_continues_the_open_sentiment():
-    scheme = make_scheme("collapsed5", ["POS", "NEU", "NEG"])
+    scheme = build_scheme("collapsed5", ["POS", "NEU", "NEG"])
     assert scheme.encode([Span(1, 3, "NEG")], 4) == ["O", "B-NEG", "I", "O"]
     assert scheme.decode(["B-POS", "I", "B-NEU", "I", "I"]) == [Span(0, 2, "POS"), Span(2, 5, "NEU")]
 
 
 def test_collapsed5_refuses_entity_labels():
     with pytest.raises(ComponentError, match="bio or bioes"):
-        make_scheme("collapsed5", ["PER"])
+        build_scheme("collapsed5", ["PER"])
 
 
 @pytest.mark.parametrize("name, tags, expected", [
@@ -74,35 +74,35 @@ def test_collapsed5_refuses_entity_labels():
     ("bioes", ["E-PER", "B-PER", "I-PER", "O", "S-LOC"], [Span(1, 3, "PER"), Span(4, 5, "LOC")]),  # unclosed B..I
 ])
 def test_invalid_sequences_decode_leniently(name, tags, expected):
-    assert make_scheme(name, LABELS[name]).decode(tags) == expected
+    assert build_scheme(name, LABELS[name]).decode(tags) == expected
 
 
 def test_transition_masks_forbid_continuing_nothing():
-    bio = make_scheme("bio", ["POS", "NEG"])
+    bio = build_scheme("bio", ["POS", "NEG"])
     index = {tag: i for i, tag in enumerate(bio.tags)}
     allowed = bio.allowed_transitions()
     assert not allowed[index["O"]][index["I-POS"]]
     assert not allowed[index["B-NEG"]][index["I-POS"]]
     assert allowed[index["B-POS"]][index["I-POS"]] and allowed[index["I-POS"]][index["I-POS"]]
     assert not bio.allowed_start()[index["I-POS"]] and bio.allowed_start()[index["B-POS"]]
-    collapsed = make_scheme("collapsed5", ["POS", "NEU", "NEG"])
+    collapsed = build_scheme("collapsed5", ["POS", "NEU", "NEG"])
     c = {tag: i for i, tag in enumerate(collapsed.tags)}
     assert not collapsed.allowed_transitions()[c["O"]][c["I"]]
     assert collapsed.allowed_transitions()[c["B-NEU"]][c["I"]] and not collapsed.allowed_start()[c["I"]]
-    bioes = make_scheme("bioes", ["PER"])
+    bioes = build_scheme("bioes", ["PER"])
     e = {tag: i for i, tag in enumerate(bioes.tags)}
     assert not bioes.allowed_transitions()[e["B-PER"]][e["O"]] and bioes.allowed_transitions()[e["B-PER"]][e["E-PER"]]
     assert not bioes.allowed_end()[e["I-PER"]] and bioes.allowed_end()[e["S-PER"]]
 
 
 def test_encode_refuses_overlaps_and_unknown_labels():
-    scheme = make_scheme("bio", ["PER"])
+    scheme = build_scheme("bio", ["PER"])
     with pytest.raises(ValueError, match="overlaps"):
         scheme.encode([Span(0, 2, "PER"), Span(1, 3, "PER")], 4)
     with pytest.raises(ValueError, match="not in the bio scheme"):
         scheme.encode([Span(0, 1, "LOC")], 2)
     with pytest.raises(ComponentError, match="unknown tag_scheme 'iob2'"):
-        make_scheme("iob2", ["PER"])
+        build_scheme("iob2", ["PER"])
 
 
 @pytest.mark.parametrize("name", SCHEMES)
@@ -114,11 +114,11 @@ def test_built_in_schemes_are_components_whose_options_are_checked(name):
 
 
 def test_bioes_may_not_end_inside_a_span():
-    bioes = make_scheme("bioes", ["PER", "LOC"])
+    bioes = build_scheme("bioes", ["PER", "LOC"])
     ends = dict(zip(bioes.tags, bioes.allowed_end()))
     assert ends == {"O": True, "B-PER": False, "I-PER": False, "E-PER": True, "S-PER": True,
                     "B-LOC": False, "I-LOC": False, "E-LOC": True, "S-LOC": True}
-    assert all(make_scheme("bio", ["PER"]).allowed_end()) and all(make_scheme("collapsed5", ["POS"]).allowed_end())
+    assert all(build_scheme("bio", ["PER"]).allowed_end()) and all(build_scheme("collapsed5", ["POS"]).allowed_end())
 
 
 class IOScheme:
