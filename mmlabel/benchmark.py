@@ -199,11 +199,11 @@ def _profiler(device):
 def _build(job: dict, device):
     from mmlabel.data.example import Example
     from mmlabel.data.images import ImageLoader
-    from mmlabel.data.schemes import make_scheme
     from mmlabel.recipe import recipe_from_dict
     from mmlabel.model import TaggingModel
     from mmlabel.data.batches import Collator, TaggingDataset
     from mmlabel.feature_cache import ImageFeatureCache
+    from mmlabel.registry import get
 
     workload = Path(job["workload"])
     recipe = recipe_from_dict({
@@ -214,8 +214,8 @@ def _build(job: dict, device):
                           "freeze": job["freeze_image"], "attention": "auto" if "attention" in job["flags"] else "eager"},
         "fusion_head": {"name": "dtca", "heads": 8}, "alignment_loss": {"name": job["alignment"]},
     })
-    scheme = make_scheme("collapsed5", ["NEG", "NEU", "POS"])
-    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
+    scheme = get("tag_scheme", "collapsed5").build({}, labels=["NEG", "NEU", "POS"])
+    model = TaggingModel.for_scheme(recipe, scheme)
     model.to(device)
     images = ImageLoader(workload, "error")
     sentences = json.loads((workload / "sentences.json").read_text())

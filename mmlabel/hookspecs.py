@@ -37,3 +37,8 @@ def register_dataset_readers(register: Register) -> None:
 @hookspec
 def register_metrics(register: Register) -> None:
     """Register metrics: `factory(config)` returns a metric whose `score(gold, predicted)` returns a dict of figures."""
+
+
+@hookspec
+def register_tag_schemes(register: Register) -> None:
+    """Register tag schemes: `factory(config, labels=[...])` returns a scheme with `tags`, `encode`, `decode` and masks."""

@@ -61,6 +61,7 @@ class TaggingModel(nn.Module):
         num_tags: int,
         allowed_start: list[bool] | None = None,
         allowed_transitions: list[list[bool]] | None = None,
+        allowed_end: list[bool] | None = None,
     ) -> "TaggingModel":
         """The model a recipe describes, every part built through the registry; `allowed_*` come from the tag scheme."""
         from mmlabel.registry import get
@@ -73,11 +74,17 @@ class TaggingModel(nn.Module):
         fusion_head = build(
             "fusion_head", recipe.fusion_head, text_dim=text_encoder.hidden_size,
             image_dim=image_encoder.hidden_size if image_encoder is not None else None, num_tags=num_tags,
-            allowed_start=allowed_start, allowed_transitions=allowed_transitions,
+            allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end,
         )
         alignment_loss = build("alignment_loss", recipe.alignment_loss) if image_encoder is not None else None
         return cls(text_encoder, fusion_head, image_encoder=image_encoder, alignment_loss=alignment_loss,
                    alpha=recipe.loss.alpha, beta=recipe.loss.beta)
+
+    @classmethod
+    def for_scheme(cls, recipe, scheme) -> "TaggingModel":
+        """The recipe's model over a tag scheme's tags, decoding only the sequences the scheme allows."""
+        return cls.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions(),
+                               scheme.allowed_end())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """The joint loss of a batch with `tags` (batch, words); padding tags are ignored through `word_mask`."""

@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "mmlabel.image_encoders",
     "mmlabel.fusion",
     "mmlabel.alignment",
+    "mmlabel.tag_schemes",
 )
 
 # Known plugins that are not part of the core: an unknown name listed here gets an install hint.

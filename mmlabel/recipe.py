@@ -1,6 +1,7 @@
 """Recipes: plain TOML read with tomllib into a pydantic `Recipe`, with `--set key.path=value` overrides and
 every component's options checked against its registered `Config`."""
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -9,6 +10,18 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmlabel.errors import ComponentError, RecipeError
+
+
+# Key path -> component kind of every component section of a recipe.
+COMPONENT_SECTIONS: dict[str, str] = {
+    "data.reader": "dataset_reader",
+    "data.tag_scheme": "tag_scheme",
+    "text_encoder": "text_encoder",
+    "image_encoder": "image_encoder",
+    "fusion_head": "fusion_head",
+    "alignment_loss": "alignment_loss",
+    "metric": "metric",
+}
 
 
 class Section(BaseModel):
@@ -37,7 +50,7 @@ class DataSection(Section):
     images: str = "images"
     missing_image: Literal["error", "blank"] = "error"
     on_bad_example: Literal["error", "skip"] = "error"
-    tag_scheme: str = "collapsed5"
+    tag_scheme: ComponentSpec = ComponentSpec(name="collapsed5")
     max_tokens: int = Field(60, gt=1)
     synthetic: bool = Field(False, description="with no root: generate the synthetic dataset into the cache")
 
@@ -106,17 +119,16 @@ class Recipe(Section):
         name = value.get("name") if isinstance(value, dict) else value
         return None if name in (None, "none", "") else value
 
-    def component_specs(self) -> dict[str, ComponentSpec]:
-        """Key path -> component section, for every component the recipe names."""
-        specs = {
-            "data.reader": ("dataset_reader", self.data.reader),
-            "text_encoder": ("text_encoder", self.text_encoder),
-            "image_encoder": ("image_encoder", self.image_encoder),
-            "fusion_head": ("fusion_head", self.fusion_head),
-            "alignment_loss": ("alignment_loss", self.alignment_loss),
-            "metric": ("metric", self.metric),
-        }
+    def component_specs(self) -> dict[str, tuple[str, ComponentSpec]]:
+        """Key path -> (kind, component section), for every component the recipe names."""
+        specs = {path: (kind, self._section(path)) for path, kind in COMPONENT_SECTIONS.items()}
         return {path: (kind, spec) for path, (kind, spec) in specs.items() if spec is not None}
+
+    def _section(self, path: str) -> ComponentSpec | None:
+        node = self
+        for part in path.split("."):
+            node = getattr(node, part)
+        return node
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
@@ -139,9 +151,14 @@ def read_raw(path: str | Path) -> dict:
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recipe>", resolve: bool = True) -> Recipe:
-    """Validate a recipe given as a dict (the parsed TOML), after applying `key.path=value` overrides."""
+    """Validate a recipe given as a dict (the parsed TOML), after applying `key.path=value` overrides. An override
+    that swaps a component by name drops the file's options that the new component does not define (with `resolve`;
+    see `drop_swapped_options`)."""
+    from_file = _component_sections(raw)
     for override in overrides:
         apply_override(raw, override)
+    if overrides and resolve:
+        drop_swapped_options(raw, from_file, [override.partition("=")[0].strip() for override in overrides], source)
     if overrides:
         source = f"{source} (with --set {', '.join(overrides)})"
     try:
@@ -156,6 +173,57 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
         except ComponentError as error:
             raise RecipeError(f"{source}: {error}") from None
     return recipe
+
+
+def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], keys: list[str], source: str) -> None:
+    """Swapping a component by name (`--set fusion_head.name=gated`) keeps the file's options that the new
+    component's `Config` defines and drops the others, with a one-line note on stderr. Options given with `--set`
+    are never dropped (a misspelt one still fails), and a section replaced whole (`--set 'fusion_head={...}'`) keeps
+    nothing from the file anyway. `from_file`: path -> (name, option keys) before the overrides; `keys`: the keys
+    the overrides set."""
+    from mmlabel.registry import get
+
+    for path, kind in COMPONENT_SECTIONS.items():
+        if path not in from_file or any(key == path or path.startswith(key + ".") for key in keys):
+            continue  # not in the file, or replaced whole
+        set_here = {key[len(path) + 1:].split(".")[0] for key in keys if key.startswith(path + ".")}
+        section = _component_sections(raw).get(path)
+        file_name, file_options = from_file[path]
+        if "name" not in set_here or section is None or section[0] == file_name:
+            continue
+        try:
+            config_class = get(kind, section[0]).config_class
+        except ComponentError:
+            continue  # resolve_components reports the unknown name
+        if config_class is None:
+            continue
+        dropped = sorted((file_options & section[1]) - set_here - set(config_class.model_fields))
+        node = _lookup(raw, path)
+        for option in dropped:
+            del node[option]
+        if dropped:
+            paths = ", ".join(f"{path}.{option}" for option in dropped)
+            print(f"note: {source}: --set {path}.name={section[0]} drops {paths} from the file "
+                  f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", file=sys.stderr)
+
+
+def _component_sections(raw: dict) -> dict[str, tuple[str, set[str]]]:
+    """Key path -> (name, option keys) of each component section present in a raw recipe."""
+    sections = {}
+    for path in COMPONENT_SECTIONS:
+        node = _lookup(raw, path)
+        if isinstance(node, str):
+            sections[path] = (node, set())
+        elif isinstance(node, dict):
+            sections[path] = (node.get("name"), set(node) - {"name"})
+    return sections
+
+
+def _lookup(raw: dict, path: str) -> Any:
+    node = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -192,7 +260,7 @@ def set_key(raw: dict, key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-_COMPONENT_KEYS = {"reader", "text_encoder", "image_encoder", "fusion_head", "alignment_loss", "metric"}
+_COMPONENT_KEYS = {path.rpartition(".")[2] for path in COMPONENT_SECTIONS}
 
 
 def resolve_components(recipe: Recipe) -> None:

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "alignment_loss": "register_alignment_losses",
     "dataset_reader": "register_dataset_readers",
     "metric": "register_metrics",
+    "tag_scheme": "register_tag_schemes",
 }
 
 

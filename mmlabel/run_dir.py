@@ -1,7 +1,7 @@
 """A run directory: everything a run writes, and everything `Tagger.load` needs to rebuild the model from it.
 
     recipe.toml               the resolved recipe (enough to rebuild the model)
-    tags.json                 the tag scheme: name, labels, tags
+    tags.json                 the tag scheme: name, options, labels, tags (what rebuilds it)
     text_encoder/, image_encoder/   what each encoder's `export` wrote: tokenizer, architecture, transform
     architecture.json         the options that rebuild each encoder from those folders, with no download
     model.safetensors         the dev-selected weights
@@ -59,8 +59,9 @@ class RunDir:
         atomic.write_json(self.info_path, {"mmlabel": __version__, "format": FORMAT_VERSION, "status": status})
 
     # -- writing -------------------------------------------------------------------------------------------
-    def save_tags(self, scheme_name: str, labels: list[str], tags: list[str]) -> None:
-        atomic.write_json(self.tags_path, {"scheme": scheme_name, "labels": labels, "tags": tags})
+    def save_tags(self, scheme_name: str, labels: list[str], tags: list[str], options: dict | None = None) -> None:
+        tags_json = {"scheme": scheme_name, "options": options or {}, "labels": labels, "tags": tags}
+        atomic.write_json(self.tags_path, tags_json)
 
     def save_architecture(self, architecture: dict) -> None:
         """The options that rebuild each encoder from what its `export` wrote into the run (see `export_architecture`
@@ -145,7 +146,7 @@ class RunDir:
         return {key: {k: _absolute(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
 
     def tags(self) -> dict:
-        """The saved tag scheme: `scheme`, `labels`, `tags`."""
+        """The saved tag scheme: `scheme` (its registered name), `options`, `labels`, `tags`."""
         return json.loads(self.tags_path.read_text(encoding="utf-8"))
 
     def metrics(self) -> dict:
@@ -156,9 +157,19 @@ class RunDir:
 
 def comparable(recipe_toml: str) -> dict:
     """What `--resume` (and a sweep reusing a finished run) compares: the recipe without `train.effective_batch_size`, which follows the number of
-    processes (a run written by N processes resumes with M)."""
+    processes (a run written by N processes resumes with M), with a component section given by name alone
+    (`tag_scheme = "bio"`, as runs saved before tag schemes were components have it) read as `{name = "bio"}`."""
+    from mmlabel.recipe import COMPONENT_SECTIONS
+
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
+    for path in COMPONENT_SECTIONS:
+        *parents, key = path.split(".")
+        section = recipe
+        for parent in parents:
+            section = section.get(parent, {})
+        if isinstance(section.get(key), str):
+            section[key] = {"name": section[key]}
     return recipe
 
 

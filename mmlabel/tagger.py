@@ -28,16 +28,13 @@ class Tagger:
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
         (tokenizer, architecture, image transform: no download), with the run's weights."""
-        from mmlabel.data.schemes import make_scheme
         from mmlabel.model import TaggingModel
 
         run = RunDir(run_dir)
         run.check_complete()
         recipe = run.recipe()
-        tags = run.tags()
-        scheme = make_scheme(tags["scheme"], tags["labels"])
-        model = TaggingModel.from_recipe(saved_architecture(recipe, run.architecture()), len(scheme.tags),
-                                         scheme.allowed_start(), scheme.allowed_transitions())
+        scheme = saved_scheme(run)
+        model = TaggingModel.for_scheme(saved_architecture(recipe, run.architecture()), scheme)
         run.load_model_weights(model)
         target = resolve_device(device)
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision,
@@ -91,6 +88,19 @@ class Tagger:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
         tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O
         return self.scheme.decode(tags)
+
+
+def saved_scheme(run: RunDir):
+    """The run's tag scheme, rebuilt through the registry; runs written before tag schemes took options have none."""
+    from mmlabel.errors import RunError
+    from mmlabel.registry import get
+
+    tags = run.tags()
+    scheme = get("tag_scheme", tags["scheme"]).build(tags.get("options", {}), labels=tags["labels"])
+    if scheme.tags != tags["tags"]:
+        raise RunError(f"{run.tags_path}: tag scheme {tags['scheme']!r} now gives the tags {scheme.tags}, "
+                       f"not the run's {tags['tags']}")
+    return scheme
 
 
 def saved_architecture(recipe, architecture: dict):

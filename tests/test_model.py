@@ -115,7 +115,8 @@ def test_text_only_baseline_from_a_recipe(tokenizer_dirs):
         "image_encoder": "none",
         "loss": {"alpha": 0.5, "beta": 0.9},
     }, resolve=False)  # readers and metrics live in other modules; from_recipe validates its own components
-    model = TaggingModel.from_recipe(recipe, num_tags=3)
+    model = TaggingModel.from_recipe(recipe, num_tags=3, allowed_end=[True, False, True])
+    assert model.fusion_head.crf.allowed_end.tolist() == [True, False, True]  # the tag scheme's end mask reaches the CRF
     assert model.image_encoder is None and model.alignment_loss is None and model.fusion_head.cross_attention is None
     batch = make_batch(model.text_encoder, SENTENCES)
     output = model(batch)

@@ -1,5 +1,6 @@
 """Recipes: TOML into pydantic, key paths in errors, `--set` overrides, component resolution, round trip."""
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,8 @@ from mmlabel.hookspecs import hookimpl
 from mmlabel.plugins import get_plugin_manager
 from mmlabel.recipe import load_recipe, recipe_from_dict
 from mmlabel.registry import ComponentConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeTextConfig(ComponentConfig):
@@ -191,3 +194,84 @@ def test_data_paths_resolve_against_mmlabel_data(monkeypatch, every_kind, recipe
     assert recipe.data.images_path() == tmp_path / "somewhere" / "images"
     monkeypatch.delenv("MMLABEL_DATA")
     assert str(recipe.data.root_path()) == "somewhere"
+
+
+class GatedHead:
+    """A fake fusion head whose options are not the built-in's: no `heads`."""
+
+    class Config(ComponentConfig):
+        dropout: float = 0.1
+        depth: int = 1
+
+
+class GatedHeadPlugin:
+    @hookimpl
+    def register_fusion_heads(self, register):
+        register("fake", GatedHead)
+
+
+@pytest.fixture
+def gated_head():
+    pm = get_plugin_manager()
+    pm.register(GatedHeadPlugin(), name="gated-head")
+    yield
+    pm.unregister(name="gated-head")
+
+
+def recipe_check(capsys, *args: str) -> tuple[int, str, str]:
+    """`mmlabel recipe check ARGS` in this process (so that the fixture's plugin is seen): exit code, stdout, stderr."""
+    from mmlabel.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["recipe", "check", *args])
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_swapping_a_component_by_name_drops_the_file_options_it_does_not_define(gated_head, capsys):
+    code, out, err = recipe_check(capsys, str(REPO / "recipes" / "quickstart.toml"), "--set", "fusion_head.name=fake")
+    assert code == 0, err
+    assert tomllib.loads(out)["fusion_head"] == {"name": "fake", "dropout": 0.1, "depth": 1}
+    assert err.strip().splitlines() == [
+        f"note: {REPO / 'recipes' / 'quickstart.toml'}: --set fusion_head.name=fake drops fusion_head.heads from the "
+        "file (fusion_head 'fake' does not define it)"]
+
+
+def test_a_swap_keeps_the_file_options_the_new_component_defines(gated_head, tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data.reader]\nname = "conll"\ntag_column = 2\n\n'
+                      '[fusion_head]\nname = "dtca"\nheads = 2\ndropout = 0.3\nmlp_ratio = 2.0\n')
+    code, out, err = recipe_check(capsys, str(recipe), "--set", "fusion_head.name=fake", "--set", "data.reader.name=jml")
+    assert code == 0, err
+    resolved = tomllib.loads(out)
+    assert resolved["fusion_head"] == {"name": "fake", "dropout": 0.3, "depth": 1}
+    assert resolved["data"]["reader"] == {"name": "jml"}
+    notes = err.strip().splitlines()
+    assert len(notes) == 2
+    assert "drops data.reader.tag_column from the file (dataset_reader 'jml' does not define it)" in notes[0]
+    assert "drops fusion_head.heads, fusion_head.mlp_ratio from the file (fusion_head 'fake' does not define them)" in notes[1]
+
+
+def test_an_inline_table_replaces_the_whole_section(gated_head, capsys):
+    code, out, err = recipe_check(capsys, str(REPO / "recipes" / "quickstart.toml"),
+                                  "--set", 'fusion_head={name = "fake", depth = 3}')
+    assert code == 0 and err == ""
+    assert tomllib.loads(out)["fusion_head"] == {"name": "fake", "dropout": 0.1, "depth": 3}
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["fusion_head.name=fake", "fusion_head.hedas=2"], "fusion_head.hedas"),  # a misspelt option given with --set
+    (["fusion_head.heads=2", "fusion_head.name=fake"], "fusion_head.heads"),  # an option the new head lacks, set by hand
+    (['fusion_head={name = "fake", heads = 2}'], "fusion_head.heads"),
+])
+def test_options_given_with_set_stay_strict(gated_head, capsys, overrides, key):
+    code, out, err = recipe_check(capsys, str(REPO / "recipes" / "quickstart.toml"),
+                                  *[arg for override in overrides for arg in ("--set", override)])
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if not line.startswith("note: ")]  # a swap's note may come first
+    assert len(errors) == 1 and errors[0].endswith(f"{key}: Extra inputs are not permitted")
+
+
+def test_setting_the_same_name_drops_nothing(capsys):
+    code, out, err = recipe_check(capsys, str(REPO / "recipes" / "quickstart.toml"), "--set", "fusion_head.name=dtca")
+    assert code == 0 and err == "" and tomllib.loads(out)["fusion_head"]["heads"] == 4

@@ -156,3 +156,28 @@ def test_feature_cache_encodes_every_missing_image_once(tmp_path):
     cache.fill(["a.png", "b.png", None, "here.png", "here.png"])
     assert CountingEncoder.calls == 2  # one blank for every absent image, one real image
     assert cache.get("c.png")[0].shape == (2, 8) and CountingEncoder.calls == 2
+
+
+def test_a_run_written_before_tag_schemes_were_components_still_loads(trained, synthetic, tmp_path):
+    import shutil
+    import tomllib
+
+    import tomli_w
+
+    from mmlabel.errors import RunError
+    from mmlabel.tagger import Tagger
+
+    out, _ = trained
+    tags = json.loads((out / "tags.json").read_text())
+    assert tags["scheme"] == "collapsed5" and tags["options"] == {}  # what rebuilds the scheme
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "tags.json").write_text(json.dumps({"scheme": "collapsed5", "labels": tags["labels"], "tags": tags["tags"]}))
+    recipe = tomllib.loads((old / "recipe.toml").read_text())
+    recipe["data"]["tag_scheme"] = "collapsed5"  # then a plain string
+    (old / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    words, image = ["the", "pizza", "was", "great"], sorted((synthetic / "images").iterdir())[0]
+    assert Tagger.load(old).predict(words, image=image) == Tagger.load(out).predict(words, image=image)
+    (old / "tags.json").write_text(json.dumps({**tags, "scheme": "bio"}))
+    with pytest.raises(RunError, match="tag scheme .bio. now gives the tags"):
+        Tagger.load(old)

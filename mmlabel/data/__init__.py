@@ -1,1 +1,1 @@
-"""Data: examples, images, tag schemes, statistics and the synthetic dataset."""
+"""Data: examples, images, statistics and the synthetic dataset (tag schemes are components: `mmlabel.tag_schemes`)."""

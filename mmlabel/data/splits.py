@@ -55,10 +55,10 @@ def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
 
 
 def make_run_scheme(recipe: Recipe, train: list):
-    from mmlabel.data.schemes import make_scheme
+    from mmlabel.registry import get
 
     labels = sorted({span.label for example in train for span in example.spans})
-    return make_scheme(recipe.data.tag_scheme, labels)
+    return get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
 
 
 def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):

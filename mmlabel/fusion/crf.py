@@ -1,5 +1,6 @@
-"""A linear-chain CRF over word positions (pytorch-crf for the likelihood, a Viterbi decoder that can forbid
-transitions), and the gathering of each word's first sub-word into a contiguous word sequence.
+"""A linear-chain CRF over word positions (pytorch-crf for the likelihood, a Viterbi decoder that can forbid a tag
+scheme's invalid starts, transitions and ends), and the gathering of each word's first sub-word into a contiguous
+word sequence.
 
 pytorch-crf needs a contiguous mask that starts on: the reference DTCA code gave it a token-level mask with holes at
 non-first sub-words. Here the CRF only ever sees words, whose mask is a prefix of each row.
@@ -12,14 +13,23 @@ FORBIDDEN = -1e4
 
 
 class WordCRF(nn.Module):
-    """CRF over (batch, words, tags) emissions: negative log-likelihood per example and Viterbi decoding, optionally
-    restricted to the allowed start tags and [from][to] transitions of the tag scheme."""
+    """CRF over (batch, words, tags) emissions: negative log-likelihood per example and Viterbi decoding.
+
+    A tag scheme's masks (lists of bools over its tags, True where allowed) restrict decoding when `constrained` is
+    True (the default): `allowed_start[tag]` (may a sentence open with this tag), `allowed_transitions[from][to]`
+    (may `to` follow `from`) and `allowed_end[tag]` (may a sentence close with this tag: BIOES forbids ending on B-
+    or I-). A mask left as None allows everything. Viterbi then returns the best sequence among the allowed ones:
+    the start, transition and end scores of forbidden moves are replaced by `FORBIDDEN` before decoding. With
+    `constrained=False` the masks are kept but decoding is free. The likelihood is always over every tag sequence,
+    as in AllenNLP's CRF: the gold sequences obey the masks, so training lowers the scores of forbidden moves anyway,
+    and the masks never change what training computes."""
 
     def __init__(
         self,
         num_tags: int,
         allowed_start: list[bool] | None = None,
         allowed_transitions: list[list[bool]] | None = None,
+        allowed_end: list[bool] | None = None,
         constrained: bool = True,
     ):
         super().__init__()
@@ -28,13 +38,16 @@ class WordCRF(nn.Module):
         self.num_tags = num_tags
         self.crf = CRF(num_tags, batch_first=True)
         self.constrained = constrained
-        start = torch.ones(num_tags, dtype=torch.bool) if allowed_start is None else torch.tensor(allowed_start)
+        start, end = (torch.ones(num_tags, dtype=torch.bool) if mask is None else torch.tensor(mask)
+                      for mask in (allowed_start, allowed_end))
         transitions = (torch.ones(num_tags, num_tags, dtype=torch.bool) if allowed_transitions is None
                        else torch.tensor(allowed_transitions))
-        if start.shape != (num_tags,) or transitions.shape != (num_tags, num_tags):
-            raise ValueError(f"allowed_start must have {num_tags} entries and allowed_transitions {num_tags}x{num_tags}")
+        if start.shape != (num_tags,) or end.shape != (num_tags,) or transitions.shape != (num_tags, num_tags):
+            raise ValueError(f"allowed_start and allowed_end must have {num_tags} entries and allowed_transitions "
+                             f"{num_tags}x{num_tags}")
         self.register_buffer("allowed_start", start, persistent=False)
         self.register_buffer("allowed_transitions", transitions, persistent=False)
+        self.register_buffer("allowed_end", end, persistent=False)
 
     def neg_log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """(batch, words, tags) emissions, (batch, words) gold tags and mask -> (batch,) negative log-likelihood;
@@ -51,6 +64,7 @@ class WordCRF(nn.Module):
         if self.constrained:
             start = start.masked_fill(~self.allowed_start, FORBIDDEN)
             transitions = transitions.masked_fill(~self.allowed_transitions, FORBIDDEN)
+            end = end.masked_fill(~self.allowed_end, FORBIDDEN)
         paths = viterbi(emissions, mask, start.float(), transitions.float(), end.float())
         return [path if keep else [] for path, keep in zip(paths, has_words.tolist())]
 

@@ -24,7 +24,8 @@ class DTCAHead(nn.Module):
         heads: int = Field(8, ge=1, description="attention heads of the text-to-image cross-attention")
         dropout: float = Field(0.1, ge=0, lt=1, description="dropout on attention weights, MLP and fused states")
         mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden size as a multiple of the text hidden size")
-        constrained: bool = Field(True, description="forbid the tag scheme's invalid transitions (O -> I, start -> I) in decoding")
+        constrained: bool = Field(True, description="forbid the tag scheme's invalid starts, transitions and ends "
+                                                    "(start -> I, O -> I, B- -> end in bioes) in decoding")
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class DTCAHead(nn.Module):
         image_dim: int | None = None,
         allowed_start: list[bool] | None = None,
         allowed_transitions: list[list[bool]] | None = None,
+        allowed_end: list[bool] | None = None,
         **options,
     ):
         super().__init__()
@@ -57,7 +59,8 @@ class DTCAHead(nn.Module):
         self.output_norm = nn.LayerNorm(text_dim)
         self.dropout = nn.Dropout(self.config.dropout)
         self.emissions = nn.Linear(text_dim, num_tags)
-        self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, constrained=self.config.constrained)
+        self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, allowed_end,
+                           constrained=self.config.constrained)
 
     def forward(
         self,

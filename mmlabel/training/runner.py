@@ -46,11 +46,11 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
     processes.main_first(lambda: _start_run(run, recipe, resume, tokenizer_dir, splits["train"]))
     scheme = make_run_scheme(recipe, splits["train"])
-    run.save_tags(recipe.data.tag_scheme, scheme.labels, scheme.tags)
+    run.save_tags(recipe.data.tag_scheme.name, scheme.labels, scheme.tags, recipe.data.tag_scheme.options)
     set_seed(recipe.train.seed)
     if recipe.train.deterministic:
         use_deterministic_kernels()
-    model = TaggingModel.from_recipe(recipe, len(scheme.tags), scheme.allowed_start(), scheme.allowed_transitions())
+    model = TaggingModel.for_scheme(recipe, scheme)
     run.save_architecture(export_architecture(model, run.path))
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
