@@ -22,10 +22,73 @@ def clustered(generator, n: int, dim: int, centres: torch.Tensor, shift: torch.T
     return centres[picks] + 0.3 * torch.randn(n, dim, generator=generator) + shift
 
 
-@pytest.mark.parametrize("dim", [2, 3, 8, 32, 128])
-def test_emd_is_within_two_percent_of_the_exact_lp(dim):
+def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: list[int], dtype=torch.float32):
+    """Clustered token and patch states of several lengths, garbage on the padding; the exact distances by ot.emd2."""
+    tokens, patches = max(text_lengths), max(image_lengths)
+    text = torch.randn(len(text_lengths), tokens, dim, generator=generator, dtype=torch.float64) * 5
+    image = torch.randn(len(text_lengths), patches, dim, generator=generator, dtype=torch.float64) * 5
+    expected = []
+    for row, (n, m) in enumerate(zip(text_lengths, image_lengths)):
+        centres = torch.randn(3, dim, generator=generator, dtype=torch.float64)
+        text[row, :n] = clustered(generator, n, dim, centres, 0)
+        image[row, :m] = clustered(generator, m, dim, centres, 0.2 * torch.randn(dim, generator=generator, dtype=torch.float64))
+        expected.append(exact_emd(text[row, :n], image[row, :m]) if n and m else 0.0)
+    text_mask = torch.arange(tokens)[None] < torch.tensor(text_lengths)[:, None]
+    image_mask = torch.arange(patches)[None] < torch.tensor(image_lengths)[:, None]
+    return text.to(dtype), text_mask, image.to(dtype), image_mask, expected
+
+
+@pytest.mark.parametrize("dim", [2, 8, 128, 768])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exact_emd_equals_pots_exact_solver(dim, threads):
     generator = torch.Generator().manual_seed(dim)
+    loss = mmlabel.create("alignment_loss", "emd", threads=threads)
+    text, text_mask, image, image_mask, expected = random_batch(generator, dim, [3, 17, 40, 9, 1], [25, 6, 50, 12, 1],
+                                                                dtype=torch.float64)
+    distances = loss(text, text_mask, image, image_mask)
+    assert distances.shape == (5,) and distances.dtype == torch.float64
+    assert distances.tolist() == pytest.approx(expected, abs=1e-6, rel=1e-6)
+
+
+def test_exact_emd_in_float32_agrees_to_float32_precision():
+    generator = torch.Generator().manual_seed(0)
+    text, text_mask, image, image_mask, expected = random_batch(generator, 64, [5, 30], [49, 197])
+    distances = mmlabel.create("alignment_loss", "emd")(text, text_mask, image, image_mask)
+    assert distances.dtype == torch.float32
+    assert distances.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_exact_emd_gradient_matches_finite_differences():
+    """The envelope theorem's gradient (through the cost, with the plan fixed) is the derivative of the distance."""
+    generator = torch.Generator().manual_seed(5)
+    text, text_mask, image, image_mask, _ = random_batch(generator, 6, [4, 3], [5, 7], dtype=torch.float64)
     loss = mmlabel.create("alignment_loss", "emd")
+    text.requires_grad_(True)
+    image.requires_grad_(True)
+    torch.autograd.gradcheck(lambda t, i: loss(t, text_mask, i, image_mask), (text, image), eps=1e-6, atol=1e-5)
+
+
+def test_exact_emd_puts_no_mass_on_padding_and_gives_empty_examples_zero():
+    from mmlabel.alignment.emd import optimal_plans, unit_mse_cost
+
+    generator = torch.Generator().manual_seed(9)
+    text, text_mask, image, image_mask, _ = random_batch(generator, 16, [4, 0, 6], [7, 5, 0])
+    plans = optimal_plans(unit_mse_cost(text, image), text_mask, image_mask)
+    assert plans[0].sum().item() == pytest.approx(1.0)
+    assert plans[0][~text_mask[0]].abs().sum() == 0 and plans[0][:, ~image_mask[0]].abs().sum() == 0
+    assert plans[0].sum(1)[:4].tolist() == pytest.approx([1 / 4] * 4)  # uniform mass on the real tokens
+    assert plans[1].abs().sum() == 0 and plans[2].abs().sum() == 0
+    text.requires_grad_(True)
+    distances = mmlabel.create("alignment_loss", "emd")(text, text_mask, image, image_mask)
+    assert distances[1] == 0 and distances[2] == 0 and distances[0] > 0
+    distances.sum().backward()
+    assert text.grad[1:].abs().sum() == 0 and text.grad[0, 4:].abs().sum() == 0 and text.grad[0, :4].abs().sum() > 0
+
+
+@pytest.mark.parametrize("dim", [2, 3, 8, 32, 128])
+def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim):
+    generator = torch.Generator().manual_seed(dim)
+    loss = mmlabel.create("alignment_loss", "emd", solver="sinkhorn")
     text_lengths, image_lengths = [3, 17, 40, 9], [25, 6, 50, 12]
     tokens, patches = max(text_lengths), max(image_lengths)
     text = torch.randn(4, tokens, dim, generator=generator) * 5  # padding holds garbage: it must carry no mass

@@ -6,7 +6,7 @@ from mmlabel.registry import lazy
 @hookimpl
 def register_alignment_losses(register):
     register("emd", lazy("mmlabel.alignment.emd:EMDAlignment",
-                         "earth mover's distance between token and patch states (GeomLoss, near-exact settings)"))
-    register("sinkhorn", lazy("mmlabel.alignment.emd:SinkhornAlignment",
+                         "earth mover's distance between token and patch states, solved exactly (POT network simplex)"))
+    register("sinkhorn", lazy("mmlabel.alignment.sinkhorn:SinkhornAlignment",
                               "debiased Sinkhorn divergence between token and patch states, configurable blur"))
-    register("none", lazy("mmlabel.alignment.emd:NoAlignment", "no alignment loss (always zero)"))
+    register("none", lazy("mmlabel.alignment.none:NoAlignment", "no alignment loss (always zero)"))

@@ -16,8 +16,8 @@ def bench(
     freeze_image: Annotated[bool, typer.Option(help="Freeze the image encoder (optimised: cached states).")] = False,
     data: Annotated[Optional[Path], typer.Option(help="Draw sentence lengths from this dataset.")] = None,
     format: Annotated[str, typer.Option("--format", help="Reader for --data.")] = "jml",
-    alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: ~2,000 Sinkhorn "
-                                                "iterations a batch).")] = "sinkhorn",
+    alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: exact, POT's "
+                                                "network simplex).")] = "sinkhorn",
     only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or "
                                                      "with-workers.")] = None,
     ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn "

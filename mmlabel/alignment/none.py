@@ -1,0 +1,19 @@
+"""No alignment loss: the ablation beta = 0 expressed as a component."""
+import torch
+from torch import nn
+
+from mmlabel.registry import ComponentConfig
+
+
+class NoAlignment(nn.Module):
+    """No alignment: a zero loss per example, for the ablation beta = 0 expressed as a component."""
+
+    class Config(ComponentConfig):
+        pass
+
+    def __init__(self, config: Config | None = None, **options):
+        super().__init__()
+        self.config = config or self.Config(**options)
+
+    def forward(self, text_states, text_mask, image_states, image_mask) -> torch.Tensor:
+        return text_states.new_zeros(text_states.shape[0], dtype=torch.float32)
