@@ -38,7 +38,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-c", build, str(folder / "dist")], cwd=source, check=True, capture_output=True)
     sdist = next((folder / "dist").glob("mmlabel-*.tar.gz"))
     with tarfile.open(sdist) as archive:
-        archive.extractall(folder / "unpacked", filter="data")
+        archive.extractall(folder / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     unpacked = next((folder / "unpacked").iterdir())
     subprocess.run([*PIP, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(folder / "wheels"),
                     str(unpacked)], check=True, capture_output=True)
