@@ -135,13 +135,17 @@ class Recipe(Section):
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), resolve: bool = True) -> Recipe:
-    """Read, override and validate a recipe; every error names the file and the key path."""
+    """Read, override and validate a recipe (a path, or a built-in name such as `quickstart`); every error names
+    the file and the key path."""
     return recipe_from_dict(read_raw(path), overrides, source=str(path), resolve=resolve)
 
 
 def read_raw(path: str | Path) -> dict:
-    """The parsed TOML of a recipe (or experiment) file, unvalidated; a missing or malformed file is a RecipeError."""
-    path = Path(path)
+    """The parsed TOML of a recipe (or experiment) file, unvalidated: a path, or a built-in name (see
+    `recipe_files.find_file`); a missing or malformed file is a RecipeError."""
+    from mmlabel.recipe_files import find_file
+
+    path = find_file(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

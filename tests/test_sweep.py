@@ -127,6 +127,78 @@ def test_a_killed_sweep_finishes_only_the_missing_cells(synthetic, tmp_path):
     assert read_csv(out / "results.csv") == rows
 
 
+def start_sweep(args: list[str], folder: Path) -> subprocess.Popen:
+    """`mmlabel sweep ARGS` in a subprocess, its stdout and stderr into files of `folder` (no pipe to fill up)."""
+    stdout, stderr = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
+    return subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, stdout=stdout, stderr=stderr)
+
+
+def signal_once_training_starts(process: subprocess.Popen, run: Path, signals: list[signal.Signals]) -> int:
+    """Send the signals once the run has claimed its directory (it is then building its model, before its first
+    step); returns the exit code."""
+    deadline = time.time() + 120
+    while not (run / "run.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    for number in signals:
+        process.send_signal(number)
+        time.sleep(0.05)
+    return process.wait(timeout=240)
+
+
+def interrupted_sweep_args(synthetic, out: Path) -> list[str]:
+    return ["sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--set", f"data.root={synthetic}",
+            *SHORT]
+
+
+def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes_it(synthetic, tmp_path):
+    """SIGINT during the first of two runs: that run saves a checkpoint and is recorded as interrupted, summary.md
+    says so, the second run never starts, exit 130. The same command again resumes the first run and trains the
+    second; with --json, stdout is the runs as JSON alone."""
+    out = tmp_path / "sweep"
+    first, second = out / "beta=0" / "seed-1", out / "beta=0.6" / "seed-1"
+    process = start_sweep(interrupted_sweep_args(synthetic, out), tmp_path)
+    assert signal_once_training_starts(process, first, [signal.SIGINT]) == 130, (tmp_path / "stderr.txt").read_text()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    rows = read_csv(out / "results.csv")
+    assert [(row["cell"], row["status"]) for row in rows] == [("beta=0", "interrupted"), ("beta=0.6", "pending")]
+    assert rows[0]["error"].startswith("SIGINT: stopped after epoch 0") and "run the same command again" in rows[0]["error"]
+    assert (first / "checkpoint.pt").exists()
+    assert json.loads((first / "run.json").read_text())["status"] == "interrupted"
+    assert not second.exists() and "[2/2]" not in stderr  # no further run started
+    summary = (out / "summary.md").read_text()
+    assert "| 0 | 0/1 |" in summary and "- `beta=0` seed 1: interrupted: SIGINT: stopped after" in summary
+    assert "- `beta=0.6` seed 1: pending" in summary
+    assert "error: SIGINT: the sweep stopped with 2 of 2 runs not done" in stderr and "Traceback" not in stderr
+
+    result = run_cli(*interrupted_sweep_args(synthetic, out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "[1/2] beta=0 seed 1: training into" in result.stderr and "resuming after epoch 0 (step 0)" in result.stderr
+    records = json.loads(result.stdout)
+    assert [(r["cell"], r["labels"], r["seed"], r["status"], r["error"]) for r in records] == [
+        ("beta=0", {"loss.beta": "0"}, 1, "finished", None), ("beta=0.6", {"loss.beta": "0.6"}, 1, "finished", None)]
+    for record, row in zip(records, read_csv(out / "results.csv")):
+        metrics = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
+        assert record["test"]["f1"] == pytest.approx(metrics["test"]["f1"]) == pytest.approx(float(row["test.f1"]))
+        assert record["dev"]["precision"] == pytest.approx(metrics["dev"]["precision"])
+        assert record["best_epoch"] == 1 and Path(record["run_dir"]) == Path(row["run_dir"])
+    assert "Runs not finished" not in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("signals, code, message", [
+    ([signal.SIGTERM], 143, "SIGTERM: stopped after epoch 0 (step 0) and saved"),
+    ([signal.SIGINT, signal.SIGINT], 130, "stopped at once by a second signal; run the same command again"),
+])
+def test_sigterm_or_a_second_ctrl_c_also_ends_the_sweep_as_interrupted(synthetic, tmp_path, signals, code, message):
+    out = tmp_path / "sweep"
+    process = start_sweep(interrupted_sweep_args(synthetic, out), tmp_path)
+    first = out / "beta=0" / "seed-1"
+    assert signal_once_training_starts(process, first, signals) == code, (tmp_path / "stderr.txt").read_text()
+    rows = read_csv(out / "results.csv")
+    assert [row["status"] for row in rows] == ["interrupted", "pending"] and message in rows[0]["error"]
+    assert not (out / "beta=0.6").exists() and "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert "interrupted" in (out / "summary.md").read_text()
+
+
 def test_failed_cells_are_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "sweep"
     result = run_cli("sweep", "recipes/quickstart.toml", "--out", str(out),
@@ -176,6 +248,34 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
     assert rows[0]["status"] == "failed" and "holds a finished run of a different recipe" in rows[0]["error"]
 
 
+def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp_path, monkeypatch):
+    """SIGTERM arriving after a run's last step (here: as its training returns): the run is kept as finished and the
+    next never starts; its row and the rest stay pending."""
+    import os
+
+    from mmlabel.experiments.sweep import Sweep, run_sweep
+    from mmlabel.recipe import read_raw
+    from mmlabel.training import experiment
+    from mmlabel.run_dir import RunDir
+
+    def train_then_signal(recipe, out, resume=False, console=None):
+        run = RunDir(out)
+        run.start(recipe.to_toml(), resume)
+        metrics = {"dev": {"f1": 50.0}, "test": {"f1": 40.0}, "best_epoch": 1}
+        run.save_metrics(metrics)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the sweep: without it, this process would end here
+        return metrics
+
+    monkeypatch.setattr(experiment, "train_once", train_then_signal)
+    plan = Sweep(read_raw("quickstart"), "quickstart", expand([[parse_grid_option("loss.alpha=0,0.3,0.6")]]), [1],
+                 tmp_path, ["loss.alpha"])
+    rows = run_sweep(plan)
+    assert [row["status"] for row in rows] == ["finished", "pending", "pending"]
+    assert [row["status"] for row in read_csv(tmp_path / "results.csv")] == ["finished", "pending", "pending"]
+    assert not (tmp_path / "alpha=0.3").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the sweep's handlers are gone once it returns
+
+
 # -- the paper's experiments ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, cells, tiny_cells", [("encoder-swap", 12, 12), ("ablation", 8, 4), ("alpha-beta", 9, 9)])
 def test_experiment_files_expand_to_the_papers_cells(name, cells, tiny_cells, tmp_path):
@@ -216,7 +316,10 @@ def test_the_real_experiments_need_a_data_root():
     assert result.returncode == 2
     assert "give --data-root" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("reproduce", "encoder-swapp", "--tiny")
-    assert result.returncode == 2 and "no experiment 'encoder-swapp'" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: no experiment 'encoder-swapp': not a file, nor a built-in experiment; "
+                                    "did you mean 'encoder-swap'? built-in experiments: ablation, alpha-beta, "
+                                    "encoder-swap")
 
 
 def test_each_experiments_figure_is_drawn_from_results(tmp_path):

@@ -1,5 +1,7 @@
 """`mmlabel sweep` (every cell of a grid of recipe changes, with several seeds) and `mmlabel reproduce` (the paper's
-experiments, kept as files under recipes/experiments/, run through the same sweep)."""
+experiments, kept as files under recipes/experiments/ and shipped with the package, run through the same sweep).
+Ctrl-C or SIGTERM ends either after the run in progress (exit 130 / 143); the same command run again resumes."""
+import json
 import shlex
 import sys
 import time
@@ -15,16 +17,19 @@ OnlyOption = Annotated[
     Optional[list[str]],
     typer.Option("--only", help="Run only these values of an axis: --only dataset=twitter2017 (repeatable)."),
 ]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the results as JSON, one object per run (notes and progress go to stderr).")]
 
 
 def sweep(
-    recipe: Annotated[Path, typer.Argument(help="The base recipe TOML file.")],
+    recipe: Annotated[Path, typer.Argument(help="The base recipe: a TOML file or a built-in name (quickstart).")],
     out: Annotated[Path, typer.Option(help="The sweep folder: a run directory per cell and seed, results.csv, "
                                            "summary.md, figure.png. Run the same command again to continue.")],
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", help="An axis: key.path=v1,v2,... (repeatable; the cells are the cartesian product).")] = None,
     set_: SetOption = None,
     seeds: Annotated[str, typer.Option(help="Seeds run in every cell, e.g. 1,2,3.")] = "1",
+    as_json: JsonOption = False,
 ) -> None:
     """Train every cell of a grid of recipe changes with every seed; finished runs are skipped, failed ones recorded."""
     from mmlabel.experiments.figures import default_figure
@@ -41,12 +46,12 @@ def sweep(
     for override in set_ or []:
         apply_override(base, override)
     plan = Sweep(base, str(recipe), expand([axes]), _seeds(seeds), out, names)
-    _execute(plan, default_figure(names), f"Sweep of {recipe.name}")
+    _execute(plan, default_figure(names), f"Sweep of {recipe.name}", as_json)
 
 
 def reproduce(
-    experiment: Annotated[str, typer.Argument(help="encoder-swap, ablation or alpha-beta (recipes/experiments/), "
-                                                   "or the path of an experiment file.")],
+    experiment: Annotated[str, typer.Argument(help="encoder-swap, ablation or alpha-beta (built in: "
+                                                   "recipes/experiments/), or the path of an experiment file.")],
     data_root: Annotated[Optional[Path], typer.Option(help="A folder holding twitter2015/ and twitter2017/, each "
                                                            "with train/dev/test.txt and images/.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="The sweep folder (default: runs/reproduce-<experiment>[-tiny]).")] = None,
@@ -54,6 +59,7 @@ def reproduce(
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 1,2,3 (default: the experiment file's).")] = None,
     only: OnlyOption = None,
     set_: SetOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Reproduce one of the paper's experiments: its sweep, summary.md and figure. Run again to continue."""
     from mmlabel.experiments.experiment_file import load_experiment
@@ -71,24 +77,42 @@ def reproduce(
     plan = Sweep(base, str(loaded.recipe), expand(loaded.grids, restrict), _seeds(seeds) if seeds else loaded.seeds,
                  out, axes)
     title = f"{loaded.figure.get('title', loaded.name)}{' (tiny, synthetic data)' if tiny else ''}"
-    _execute(plan, {**loaded.figure, "title": title}, title)
+    _execute(plan, {**loaded.figure, "title": title}, title, as_json)
 
 
-def _execute(plan, figure: dict, title: str) -> None:
-    """Run the sweep, write the summary and the figure, print where they are; exit 1 if a run failed."""
-    from mmlabel.experiments.results import aggregate, cell_table
+def _execute(plan, figure: dict, title: str, as_json: bool) -> None:
+    """Run the sweep, write the summary and the figure, print where they are (and the runs as JSON with --json);
+    exit 130 / 143 if a SIGINT / SIGTERM ended it, else 1 if a run failed."""
+    from mmlabel.experiments.results import aggregate, cell_table, run_records
     from mmlabel.experiments.sweep import report, run_sweep
+    from mmlabel.training import interrupts
 
     started = time.perf_counter()
     recipes = plan.recipes()  # every cell's recipe is checked before the first trains: a typo fails at once
     typer.echo(f"sweep: {len(plan.cells)} cells x {len(plan.seeds)} seeds into {plan.out}", err=True)
-    rows = run_sweep(plan, recipes=recipes)
-    summary, figure_path = report(plan, rows, figure, title, "mmlabel " + shlex.join(sys.argv[1:]))
-    typer.echo(cell_table(aggregate(rows, plan.axes), plan.axes))
-    typer.echo(f"results: {plan.out / 'results.csv'}\nsummary: {summary}")
+    with interrupts.stop_requests():  # outermost: a signal during the report is acted on too, once it is written
+        rows = run_sweep(plan, recipes=recipes)
+        summary, figure_path = report(plan, rows, figure, title, "mmlabel " + shlex.join(sys.argv[1:]))
+        stopped_by = interrupts.requested()
+    typer.echo(cell_table(aggregate(rows, plan.axes), plan.axes), err=as_json)
+    typer.echo(f"results: {plan.out / 'results.csv'}\nsummary: {summary}", err=as_json)
     if figure_path is not None:
-        typer.echo(f"figure: {figure_path}")
+        typer.echo(f"figure: {figure_path}", err=as_json)
+    if as_json:
+        typer.echo(json.dumps(run_records(rows, plan.axes), indent=2))
     typer.echo(f"time: {time.perf_counter() - started:.0f} s", err=True)
+    _exit(plan, rows, stopped_by)
+
+
+def _exit(plan, rows: list[dict], stopped_by: int | None) -> None:
+    """128 + the signal's number when a stop signal ended the sweep, as a shell reports it; 1 if a run failed."""
+    import signal
+
+    if stopped_by:
+        left = sum(row["status"] in ("pending", "interrupted") for row in rows)
+        typer.echo(f"error: {signal.Signals(stopped_by).name}: the sweep stopped with {left} of {len(rows)} runs "
+                   "not done; run the same command again to continue", err=True)
+        raise typer.Exit(128 + stopped_by)
     failed = [row for row in rows if row["status"] != "finished"]
     if failed:
         typer.echo(f"error: {len(failed)} of {len(rows)} runs failed (see {plan.out / 'results.csv'}); "

@@ -1,8 +1,9 @@
-"""Experiment files (`recipes/experiments/*.toml`): a saved sweep, the base recipe, its grid, seeds and figure, with
-a `[tiny]` table that reruns the same experiment with tiny random encoders on the synthetic data.
+"""Experiment files (`recipes/experiments/*.toml`, shipped as package data: see `mmlabel.recipe_files`): a saved
+sweep, the base recipe, its grid, seeds and figure, with a `[tiny]` table that reruns the same experiment with tiny
+random encoders on the synthetic data.
 
     description = "..."               what the experiment reproduces
-    recipe = "../dtca.toml"           the base recipe, relative to this file
+    recipe = "../dtca.toml"           the base recipe: a path relative to this file, or a built-in name ("dtca")
     seeds = [1, 2, 3]
     set = ["train.epochs=20"]         --set overrides of the base recipe (optional)
     only = {dataset = ["twitter2015"]}   the values run by default on some axes (--only replaces it)
@@ -22,8 +23,8 @@ from pathlib import Path
 from mmlabel.errors import RecipeError
 from mmlabel.experiments.grid import Axis, axes_from_table
 from mmlabel.recipe import read_raw
+from mmlabel.recipe_files import EXPERIMENTS, find_file
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "recipes" / "experiments"
 FIELDS = {"description", "recipe", "seeds", "set", "only", "grid", "grids", "figure", "tiny"}
 TINY_FIELDS = {"recipe", "seeds", "set", "only", "axes"}
 
@@ -43,15 +44,8 @@ class Experiment:
 
 
 def find_experiment(name: str) -> Path:
-    """A name of `recipes/experiments/` (encoder-swap, ablation, alpha-beta) or a path to an experiment file."""
-    path = Path(name)
-    if path.suffix == ".toml" or path.exists():
-        return path
-    candidate = EXPERIMENTS / f"{name}.toml"
-    if not candidate.exists():
-        known = sorted(p.stem for p in EXPERIMENTS.glob("*.toml"))
-        raise RecipeError(f"no experiment {name!r}; experiments: {', '.join(known)} (or the path of a .toml file)")
-    return candidate
+    """A built-in experiment's name (encoder-swap, ablation, alpha-beta) or the path of an experiment file."""
+    return find_file(name, EXPERIMENTS, what="experiment")
 
 
 def load_experiment(name: str, tiny: bool = False, data_root: Path | None = None) -> Experiment:
@@ -64,7 +58,8 @@ def load_experiment(name: str, tiny: bool = False, data_root: Path | None = None
     raw = _fill_data_root(raw, data_root, str(path))
     grids = _grids(raw, str(path))
     return Experiment(
-        name=path.stem, description=raw.get("description", ""), recipe=(path.parent / raw["recipe"]).resolve(),
+        name=path.stem, description=raw.get("description", ""),
+        recipe=find_file(raw["recipe"], base=path.parent).resolve(),
         seeds=[int(seed) for seed in raw.get("seeds", [1])], sets=list(raw.get("set", [])),
         only={axis: [str(v) for v in values] for axis, values in raw.get("only", {}).items()},
         grids=grids, figure=raw.get("figure", {"kind": "bars"}),

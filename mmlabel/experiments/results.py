@@ -35,6 +35,23 @@ def read_results(path: Path) -> list[dict]:
                 for row in csv.DictReader(handle)]
 
 
+def run_records(rows: list[dict], axes: list[str]) -> list[dict]:
+    """The rows as `--json` prints them, one object per run: cell, its axis labels, seed, status, the dev and test
+    figures as `{"dev": {"f1": ...}, "test": {...}}`, the run's other scalars, run_dir and error (null if none)."""
+    records = []
+    for row in rows:
+        record = {"cell": row["cell"], "labels": {axis: row.get(axis, "") for axis in axes}, "seed": int(row["seed"]),
+                  "status": row["status"], "dev": {}, "test": {}}
+        for key, value in row.items():
+            split, dot, name = key.partition(".")
+            if dot and split in ("dev", "test"):
+                record[split][name] = value
+            elif key not in (*LEADING, *axes, "seed", "status", *TRAILING):
+                record[key] = value
+        records.append({**record, "run_dir": row["run_dir"], "error": row.get("error") or None})
+    return records
+
+
 def aggregate(rows: list[dict], axes: list[str], metrics: tuple[str, ...] | None = None) -> list[dict]:
     """Per cell, in grid order: its axis labels, `runs` (finished/all) and `{metric: (mean, std, n)}` over the
     finished seeds."""

@@ -9,6 +9,9 @@
 An interrupted sweep continues where it stopped when the same command runs again: a finished run (status
 "finished" in its run.json) is read back, not retrained; a half-finished run resumes from its last checkpoint;
 a run that failed is tried again. A run that fails is recorded with its error and the sweep goes on.
+
+Ctrl-C (SIGINT) or SIGTERM ends the sweep: the run in progress saves a resumable checkpoint and is recorded as
+"interrupted", no further run starts, and the same command run again resumes that run and finishes the rest.
 """
 import copy
 import json
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mmlabel.errors import RecipeError
+from mmlabel.errors import RecipeError, RunInterrupted
 from mmlabel.experiments.grid import Cell
 from mmlabel.experiments.results import write_results, write_summary
 from mmlabel.recipe import Recipe, recipe_from_dict, set_key
@@ -50,17 +53,41 @@ class Sweep:
 
 
 def run_sweep(sweep: Sweep, console: Console | None = None, recipes: dict[str, Recipe] | None = None) -> list[dict]:
-    """Train every cell and seed not finished yet; returns the rows of results.csv (rewritten after every run)."""
+    """Train every cell and seed not finished yet; returns the rows of results.csv (rewritten after every run).
+    A stop signal (see `interrupts`) ends it after the run in progress, recorded as "interrupted"; the rows not
+    reached stay "pending"."""
+    from mmlabel.training import interrupts
+
     console = console or Console(stderr=True, soft_wrap=True)
     recipes = recipes or sweep.recipes()
     rows = [_pending_row(sweep, cell, seed) for cell in sweep.cells for seed in sweep.seeds]
     write_results(sweep.out, rows, sweep.axes)
-    for index, row in enumerate(rows):
-        cell = sweep.cells[index // len(sweep.seeds)]
-        where = f"[{index + 1}/{len(rows)}] {cell.name} seed {row['seed']}"
-        rows[index] = {**row, **_run_one(recipes[cell.name], sweep, cell, row["seed"], where, console)}
-        write_results(sweep.out, rows, sweep.axes)
+    with interrupts.stop_requests():
+        for index, row in enumerate(rows):
+            if interrupts.requested():
+                break  # the signal came between two runs: start no further one
+            cell = sweep.cells[index // len(sweep.seeds)]
+            where = f"[{index + 1}/{len(rows)}] {cell.name} seed {row['seed']}"
+            rows[index] = {**row, **_run_or_stop(recipes[cell.name], sweep, cell, row["seed"], where, console)}
+            write_results(sweep.out, rows, sweep.axes)
+            if rows[index]["status"] == "interrupted":
+                break
     return rows
+
+
+def _run_or_stop(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, console: Console) -> dict:
+    """One run's row; a stop signal during it makes the row "interrupted" (its checkpoint saved, unless a second
+    signal stopped it at once: then it resumes from its last checkpoint)."""
+    resume = "run the same command again to resume it"
+    try:
+        return _run_one(recipe, sweep, cell, seed, where, console)
+    except RunInterrupted as error:
+        message = str(error).replace("continue with --resume", resume)
+    except KeyboardInterrupt:  # a second signal: stopped at once, without a checkpoint
+        message = f"stopped at once by a second signal; {resume} from its last checkpoint"
+    (sweep.out / "errors" / f"{cell.name}.seed-{seed}.txt").unlink(missing_ok=True)  # an older attempt's
+    console.print(f"[yellow]{where}: interrupted: {message}[/yellow]")
+    return {"status": "interrupted", "error": message}
 
 
 def report(sweep: Sweep, rows: list[dict], figure: dict, title: str, command: str) -> tuple[Path, Path | None]:
@@ -73,7 +100,8 @@ def report(sweep: Sweep, rows: list[dict], figure: dict, title: str, command: st
 
 
 def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, console: Console) -> dict:
-    """One run: read back where finished, else trained (resumed where started); failures become a row."""
+    """One run: read back where finished, else trained (resumed where started); failures become a row, a stop
+    signal raises `RunInterrupted`."""
     from mmlabel.training.runner import train_once
     from mmlabel.run_dir import RunDir
 
@@ -88,6 +116,8 @@ def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, co
             return _finished_row(run, run.metrics())
         console.print(f"{where}: training into {run.path}")
         metrics = train_once(seeded, run.path, resume=run.recipe_path.exists(), console=console)
+    except RunInterrupted:
+        raise
     except Exception as error:  # noqa: BLE001 - one broken cell must not end an overnight sweep
         message = " ".join(f"{type(error).__name__}: {error}".split())
         error_file.parent.mkdir(parents=True, exist_ok=True)
