@@ -84,17 +84,26 @@ class Component:
         return getattr(self.factory, "Config", None)
 
     def validate(self, options: dict[str, Any], where: str = "") -> BaseModel:
-        """Options checked against the component's `Config`; errors name the key path under `where`."""
+        """Options checked against the component's `Config`; errors name the key path under `where`. A factory
+        class that lacks a method of its kind's contract is an error here already."""
+        from mmlabel import contracts
+
         config_class = self.config_class
         if not (isinstance(config_class, type) and issubclass(config_class, ComponentConfig)):
             raise ComponentError(
                 f"{self.kind} {self.name!r} ({self.origin}): its factory {_factory_name(self.factory)} has no nested "
                 f"`Config` subclass of mmlabel.ComponentConfig; every component declares its options in one"
             )
+        self._check_contract(contracts.class_problems(self.kind, _loaded(self.factory)))
         try:
             return config_class(**options)
         except ValidationError as error:
             raise ComponentError(_first_error(error, where or self.kind)) from None
+
+    def _check_contract(self, problems: list[str]) -> None:
+        if problems:
+            raise ComponentError(f"{self.kind} {self.name!r} ({self.origin}) breaks the {self.kind} contract: "
+                                 f"{'; '.join(problems)}")
 
     def create(self, **options):
         """The component built from its options alone."""
@@ -106,12 +115,13 @@ class Component:
         from mmlabel import contracts
 
         built = self.factory(self.validate(options), **runtime)
-        found = contracts.problems(self.kind, built)
-        if found:
-            raise ComponentError(f"{self.kind} {self.name!r} ({self.origin}) breaks the {self.kind} contract: "
-                                 f"{'; '.join(found)}")
+        self._check_contract(contracts.problems(self.kind, built))
         contracts.remember(built, f"{self.kind} {self.name!r} ({self.origin})")
         return built
+
+
+def _loaded(factory: Callable) -> Callable:
+    return factory.load() if isinstance(factory, LazyFactory) else factory
 
 
 def _factory_name(factory: Callable) -> str:
