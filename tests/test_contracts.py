@@ -320,3 +320,13 @@ def test_plugins_check_of_the_builtin_metrics_passes_and_an_unknown_name_exits_2
     unknown = run_cli("plugins", "check", "mmlabel-nothing")
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: no plugin, distribution or component named 'mmlabel-nothing'")
+
+
+LATE_CHECKS = component_checks("metric", "no_main_key")  # made at collection, before the fixture registers it
+
+
+def test_checks_made_before_the_plugin_is_registered_run_once_it_is(wrong_parts):
+    assert str(LATE_CHECKS[0]) == "metric:no_main_key:build"
+    with pytest.raises(ContractViolation, match=r"^metric 'no_main_key' \(plugin wrong-parts, wrong-parts \?\): "
+                                                r"build: ComponentError: .*`main_key` is missing$"):
+        LATE_CHECKS[0]()

@@ -56,7 +56,11 @@ class Check:
             raise ContractViolation(f"{self._who()}: {self.check}: {type(error).__name__}: {message}") from error
 
     def _who(self) -> str:
-        return f"{self.subject.kind} {self.subject.name!r} ({self.subject.component.origin})"
+        try:
+            origin = self.subject.component.origin
+        except Exception:  # not registered: the check's own error says so
+            return f"{self.subject.kind} {self.subject.name!r}"
+        return f"{self.subject.kind} {self.subject.name!r} ({origin})"
 
     def __str__(self) -> str:
         return f"{self.subject.kind}:{self.subject.name}:{self.check}"
@@ -68,9 +72,10 @@ def _checks(subject: Subject) -> list[Check]:
 
 def component_checks(kind: str, name: str, **tiny_options: Any) -> list[Check]:
     """The checks of the registered component `name` of `kind`, one callable each (for `pytest.mark.parametrize`).
-    Without options: the factory's `tiny_options` (a dict, or a function of a scratch directory returning one),
+    The component is looked up when a check first runs (after a fixture has registered it). Without options: the
+    factory's `tiny_options` (a dict, or a function of a scratch directory returning one),
     else the kit's own table for a built-in (`TINY_OPTIONS`), else the `Config`'s defaults."""
-    return _checks(Subject.registered(kind, name, tiny_options or None))
+    return _checks(Subject(kind, name, tiny_options or None))
 
 
 def check_component(kind: str, name: str, **tiny_options: Any) -> None:
@@ -84,7 +89,7 @@ def check_factory(kind: str, factory: Callable, name: str | None = None, **tiny_
     """Run every check on a factory that is not registered (a class with a nested `Config`), built as the registry
     would build it: `check_factory("fusion_head", MyHead, hidden=8)`."""
     component = Component(kind, name or getattr(factory, "__name__", "factory"), factory, plugin="")
-    for check in _checks(Subject(component, tiny_options or None)):
+    for check in _checks(Subject(kind, component.name, tiny_options or None, component)):
         check()
 
 
@@ -104,7 +109,7 @@ def check_installed(selection: str | None = None) -> list[tuple[Component, str |
     results = []
     for component in chosen:
         try:
-            for check in _checks(Subject(component)):
+            for check in _checks(Subject(component.kind, component.name, component=component)):
                 check()
         except ContractViolation as error:
             results.append((component, str(error).removeprefix(f"{component.kind} {component.name!r} "

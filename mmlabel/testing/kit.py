@@ -50,16 +50,20 @@ class Subject:
     """The component under test: registered (or given as a factory), with its tiny options and a scratch
     directory that lives as long as this object."""
 
-    def __init__(self, component: Component, options: dict[str, Any] | None = None):
-        self.component = component
-        self.kind, self.name = component.kind, component.name
+    def __init__(self, kind: str, name: str, options: dict[str, Any] | None = None,
+                 component: Component | None = None):
+        self.kind, self.name = kind, name
         self.given_options = options
+        if component is not None:
+            self.component = component
         self.workdir = Path(tempfile.mkdtemp(prefix="mmlabel-check-"))
         weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
 
-    @classmethod
-    def registered(cls, kind: str, name: str, options: dict[str, Any] | None = None) -> "Subject":
-        return cls(get(kind, name), options)
+    @cached_property
+    def component(self) -> Component:
+        """Looked up when a check first runs, not before: a test collects its checks before a fixture registers
+        the plugin."""
+        return get(self.kind, self.name)
 
     @cached_property
     def options(self) -> dict[str, Any]:
