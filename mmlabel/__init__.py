@@ -4,7 +4,7 @@ from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = [
-    "ComponentConfig", "ComponentError", "Tagger", "WordCRF", "components", "create", "gather_words",
+    "ComponentConfig", "ComponentError", "Tagger", "WordCRF", "components", "create", "gather_words", "get",
     "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
 ]
 
@@ -13,6 +13,7 @@ _LAZY = {
     "ComponentError": "mmlabel.errors",
     "components": "mmlabel.registry",
     "create": "mmlabel.registry",
+    "get": "mmlabel.registry",
     "lazy": "mmlabel.registry",
     "get_plugin_manager": "mmlabel.plugins",
     "WordCRF": "mmlabel.fusion.crf",

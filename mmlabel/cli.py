@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("list")(components.list_components)
-app.command("plugins")(components.list_plugins)
+app.add_typer(components.plugins_app, name="plugins")
 app.add_typer(components.recipe_app, name="recipe")
 app.add_typer(data_app, name="data")
 app.command("score")(score)

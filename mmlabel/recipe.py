@@ -277,6 +277,6 @@ def resolve_components(recipe: Recipe) -> None:
         except ComponentError as error:
             raise ComponentError(f"{path}.name: {error}") from None
         config = component.validate(spec.options, where=path)
-        options = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+        options = config.model_dump(mode="json")
         for key, value in options.items():
             setattr(spec, key, value)

@@ -76,29 +76,61 @@ class Component:
         return text.strip().splitlines()[0] if text.strip() else ""
 
     @property
+    def origin(self) -> str:
+        """`plugin mmlabel.fusion, mmlabel 0.1.0`: who provides the component, for messages."""
+        if not self.plugin:
+            return "not registered"
+        return f"plugin {self.plugin}, {self.provider}"
+
+    @property
     def config_class(self) -> type[BaseModel] | None:
         return getattr(self.factory, "Config", None)
 
-    def validate(self, options: dict[str, Any], where: str = "") -> BaseModel | dict[str, Any]:
-        """Options checked against the component's `Config`; errors name the key path under `where`."""
+    def validate(self, options: dict[str, Any], where: str = "") -> BaseModel:
+        """Options checked against the component's `Config`; errors name the key path under `where`. A factory
+        class that lacks a method of its kind's contract is an error here already."""
+        from mmlabel import contracts
+
         config_class = self.config_class
-        if config_class is None:
-            return dict(options)
+        if not (isinstance(config_class, type) and issubclass(config_class, ComponentConfig)):
+            raise ComponentError(
+                f"{self.kind} {self.name!r} ({self.origin}): its factory {_factory_name(self.factory)} has no nested "
+                f"`Config` subclass of mmlabel.ComponentConfig; every component declares its options in one"
+            )
+        self._check_contract(contracts.class_problems(self.kind, _loaded(self.factory)))
         try:
             return config_class(**options)
         except ValidationError as error:
             raise ComponentError(_first_error(error, where or self.kind)) from None
+
+    def _check_contract(self, problems: list[str]) -> None:
+        if problems:
+            raise ComponentError(f"{self.kind} {self.name!r} ({self.origin}) breaks the {self.kind} contract: "
+                                 f"{'; '.join(problems)}")
 
     def create(self, **options):
         """The component built from its options alone."""
         return self.build(options)
 
     def build(self, options: dict[str, Any], **runtime):
-        """The component built from its options plus what only the model knows (`num_tags`, `text_dim`, ...)."""
-        config = self.validate(options)
-        if isinstance(config, BaseModel):
-            return self.factory(config, **runtime)
-        return self.factory(**config, **runtime)
+        """The component built from its options plus what only the model knows (`num_tags`, `text_dim`, ...),
+        checked against its kind's contract (`mmlabel.contracts`): a missing or wrong member is a `ComponentError`."""
+        from mmlabel import contracts
+
+        built = self.factory(self.validate(options), **runtime)
+        self._check_contract(contracts.problems(self.kind, built))
+        contracts.remember(built, f"{self.kind} {self.name!r} ({self.origin})")
+        return built
+
+
+def _loaded(factory: Callable) -> Callable:
+    return factory.load() if isinstance(factory, LazyFactory) else factory
+
+
+def _factory_name(factory: Callable) -> str:
+    if isinstance(factory, LazyFactory):
+        return factory.target
+    return getattr(factory, "__qualname__", None) or repr(factory)
 
 
 def _first_error(error: ValidationError, prefix: str) -> str:

@@ -2,12 +2,14 @@
 sent to the training process itself. Tests set `FAULTS` and register `FaultPlugin` for one test."""
 import os
 
+import torch
 from torch import nn
 
 from mmlabel.hookspecs import hookimpl
 from mmlabel.registry import ComponentConfig
 
-# Forward calls (counted from 1 in each model) at which to inject a fault; a signal is sent once, then forgotten.
+# Training forward calls (counted from 1 in each model; the trainer's no-grad probe of the components before the
+# first step is not counted) at which to inject a fault; a signal is sent once, then forgotten.
 FAULTS: dict = {"nan_at": set(), "signal_at": None, "signal": None}
 
 
@@ -22,7 +24,7 @@ class FaultyAlignment(nn.Module):
         self.calls = 0
 
     def forward(self, text_states, text_mask, image_states, image_mask):
-        self.calls += 1
+        self.calls += torch.is_grad_enabled()
         mask = text_mask.unsqueeze(-1).to(text_states.dtype)
         text_mean = (text_states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (batch, hidden)
         loss = (text_mean - image_states.mean(1)).pow(2).mean(-1)  # (batch,)

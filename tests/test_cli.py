@@ -23,6 +23,10 @@ PLUGIN = textwrap.dedent(
         def __init__(self, config):
             self.config = config
 
+        def tokenize(self, words, max_tokens): ...
+        def forward(self, input_ids, attention_mask): ...
+        def export(self, directory): ...
+
 
     @hookimpl
     def register_text_encoders(register):

@@ -46,24 +46,25 @@ def installed(package, tmp_path_factory):
 def test_the_guide_holds_a_whole_plugin():
     assert set(guide_files()) == {"pyproject.toml", "mmlabel_pixel_patches/__init__.py",
                                   "mmlabel_pixel_patches/encoder.py", "mmlabel_pixel_patches/loss.py",
-                                  "tests/test_pixel_patches.py"}
+                                  "mmlabel_pixel_patches/head.py", "tests/test_pixel_patches.py"}
 
 
 def test_the_public_names_the_guide_lists_are_public():
     table = GUIDE.read_text(encoding="utf-8").split("## The public interface")[1].split("\n## ")[0]
     first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     listed = {name for cell in first_cells for name in re.findall(r"`(\w+)", cell)}
-    assert listed >= {"hookimpl", "lazy", "ComponentConfig", "ComponentError", "get_plugin_manager", "WordCRF"}
+    assert listed >= {"hookimpl", "lazy", "ComponentConfig", "ComponentError", "get_plugin_manager", "WordCRF", "get"}
     for name in listed:
         assert name in mmlabel.__all__ and getattr(mmlabel, name) is not None, name
 
 
 def test_the_guides_own_tests_pass_with_the_plugin_registered_in_a_fixture(package):
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package), str(REPO)]), "MMLABEL_PLUGINS": ""}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests"],
                             cwd=package, env=environment, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "6 passed" in result.stdout  # the kit on each of the three components, the fusion head built by hand, ...
+    assert "test_fusion_head_built_as_the_model_builds_it PASSED" in result.stdout
 
 
 def test_the_installed_plugin_trains_the_quickstart(installed, tmp_path):
@@ -73,10 +74,11 @@ def test_the_installed_plugin_trains_the_quickstart(installed, tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={tmp_path / 'data'}",
                      "--set", 'image_encoder={name = "pixel_patches", image_size = 64, patch_size = 8}',
-                     "--set", "alignment_loss.name=mean_cosine", *SHORT, env=installed)
+                     "--set", "alignment_loss.name=mean_cosine", "--set", 'fusion_head={name = "mean_image"}', *SHORT,
+                     env=installed)
     assert result.returncode == 0, result.stderr
     recipe = (out / "recipe.toml").read_text()
-    assert 'name = "pixel_patches"' in recipe and 'name = "mean_cosine"' in recipe
+    assert 'name = "pixel_patches"' in recipe and 'name = "mean_cosine"' in recipe and 'name = "mean_image"' in recipe
     assert json.loads((out / "architecture.json").read_text())["image_encoder"] == {
         "image_size": 64, "patch_size": 8, "hidden_size": 32}
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 1

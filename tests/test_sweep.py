@@ -194,7 +194,10 @@ def test_sigterm_or_a_second_ctrl_c_also_ends_the_sweep_as_interrupted(synthetic
     first = out / "beta=0" / "seed-1"
     assert signal_once_training_starts(process, first, signals) == code, (tmp_path / "stderr.txt").read_text()
     rows = read_csv(out / "results.csv")
-    assert [row["status"] for row in rows] == ["interrupted", "pending"] and message in rows[0]["error"]
+    assert [row["status"] for row in rows] == ["interrupted", "pending"]
+    # A tiny run may already have checkpointed and stopped on the first signal when the second arrives: then the
+    # row says so instead; either way the run is interrupted and nothing further starts.
+    assert message in rows[0]["error"] or rows[0]["error"].startswith("SIGINT: stopped after epoch 0 (step 0) and saved")
     assert not (out / "beta=0.6").exists() and "Traceback" not in (tmp_path / "stderr.txt").read_text()
     assert "interrupted" in (out / "summary.md").read_text()
 

@@ -8,6 +8,8 @@ import typer
 from mmlabel.commands.train import SetOption
 
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
+plugins_app = typer.Typer(help="The installed plugins: listed as JSON, or checked against the component contracts.",
+                          invoke_without_command=True)
 
 
 def list_components(
@@ -30,6 +32,13 @@ def list_components(
     Console().print(table)
 
 
+@plugins_app.callback()
+def plugins_command(context: typer.Context) -> None:
+    """Print every plugin as JSON (its distribution, version and components); `check` runs the conformance kit."""
+    if context.invoked_subcommand is None:
+        list_plugins()
+
+
 def list_plugins() -> None:
     """Print every plugin as JSON: its distribution, version, the components it registered and any error."""
     from mmlabel.plugins import plugins
@@ -50,6 +59,24 @@ def list_plugins() -> None:
         for info in plugins()
     ]
     typer.echo(json.dumps(rows, indent=2))
+
+
+@plugins_app.command("check")
+def check_plugins(
+    name: Annotated[Optional[str], typer.Argument(
+        help="A plugin, distribution or component name; default: every registered component.")] = None,
+) -> None:
+    """Build each component small and run the conformance kit on it (`mmlabel.testing`): one line per component,
+    exit code 1 if any fails."""
+    from mmlabel.testing import check_installed
+
+    results = check_installed(name)
+    for component, failure in results:
+        status = "ok  " if failure is None else "FAIL"
+        line = f"{status} {component.kind} {component.name} ({component.origin})"
+        typer.echo(line if failure is None else f"{line}: {failure}")
+    if any(failure is not None for _, failure in results):
+        raise typer.Exit(1)
 
 
 @recipe_app.command("check")

@@ -80,6 +80,7 @@ class Trainer:
             self.console.print("the image encoder is frozen: computing each image's patch states once")
             self.features.fill([example.image for example in train + dev + test])
         loader = self._train_loader(train)
+        self._probe(loader)
         self.train_examples = train
         self.batches_per_epoch = loader.batch_sampler.total  # over all processes
         world_size = self.processes.world_size
@@ -205,6 +206,15 @@ class Trainer:
         return make_loader(dataset, collate, self.train_settings.batch_size, shuffle=True,
                            seed=self.train_settings.seed, workers=self.train_settings.workers,
                            rank=self.processes.rank, world_size=self.processes.world_size)
+
+    def _probe(self, loader) -> None:
+        """Check what each component returns on the first training examples, before any step (`contracts`)."""
+        from mmlabel.contracts import check_model_outputs
+
+        items = [loader.dataset[index] for index in range(min(len(loader.dataset), 4))]
+        if items:
+            with autocast(self.device, self.train_settings.precision):
+                check_model_outputs(self.model, self._to_device(loader.collate_fn(items)))
 
     def _feature_cache(self):
         """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""

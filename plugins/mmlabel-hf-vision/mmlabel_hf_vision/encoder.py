@@ -47,6 +47,12 @@ class HFVisionEncoder(nn.Module):
         freeze: bool = Field(False, description="keep the encoder's weights fixed")
         cls_token: bool = Field(True, description="keep the class (and register) tokens before the patch tokens")
 
+    # What mmlabel's conformance kit builds (`mmlabel.testing.check_component`, `mmlabel plugins check`): a random
+    # one-layer CLIP vision tower on 32-pixel images.
+    tiny_options = {"model": "clip_vision_model", "pretrained": False,
+                    "model_args": {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1,
+                                   "num_attention_heads": 2, "intermediate_size": 64}}
+
     def __init__(self, config: Config | None = None, **options):
         super().__init__()
         self.config = config or self.Config(**options)

@@ -1,0 +1,450 @@
+"""The component contracts: one `typing.Protocol` per component kind, naming every member the core uses, with the
+shapes and dtypes it relies on. The registry checks each built object against its kind's protocol
+(`Component.build`), and the trainer runs the model once on the first batch to check what the components return
+(`check_model_outputs`). `mmlabel.testing` checks the whole behaviour on tiny inputs.
+
+Positional parameters of a protocol method are passed positionally by the core, keyword-only ones by keyword: a
+method that cannot be called that way breaks the contract.
+"""
+import inspect
+import math
+import numbers
+import sys
+import weakref
+from collections.abc import Callable as AbstractCallable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, get_args, get_origin, get_type_hints, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmlabel.data.example import Example, Span
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """A `torch.nn.Module` from pre-split words to token states (`[text_encoder]`; factory `factory(config)`)."""
+
+    hidden_size: int
+    """Size of a token state: the last dimension of `forward`'s output."""
+
+    def tokenize(self, words: list[list[str]], max_tokens: int) -> dict[str, "torch.Tensor"]:
+        """A batch of pre-split sentences as tensors, padded to the batch's longest: `input_ids` and
+        `attention_mask` (batch, tokens), long; `first_subword_index` (batch, words), long, the token position of each
+        word's first sub-word; `word_mask` (batch, words), bool, True on real words, False on padding words and on
+        words cut off by `max_tokens` (real words first, then padding: a prefix of each row)."""
+
+    def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
+        """(batch, tokens) ids and mask -> (batch, tokens, hidden_size) floating-point states."""
+
+    def export(self, directory: str | Path) -> dict[str, Any]:
+        """Write what rebuilds the architecture offline (config, tokenizer; not the weights) into `directory` and
+        return the options that rebuild this encoder from there with no download."""
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """A `torch.nn.Module` from pixels to patch states (`[image_encoder]`; factory `factory(config)`)."""
+
+    hidden_size: int
+    """Size of a patch state: the last dimension of `forward`'s states."""
+
+    input_size: tuple[int, int, int]
+    """(3, height, width): the pixel size `forward` expects and `transform` returns."""
+
+    transform: Callable
+    """PIL RGB image -> (3, height, width) float32 tensor, the model's own preprocessing; picklable (it runs in
+    data-loader workers): a module-level class, not a lambda."""
+
+    def forward(self, pixel_values: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(batch, 3, height, width) float pixels -> states (batch, patches, hidden_size), floating point, and mask
+        (batch, patches), bool, True on every real patch."""
+
+    def export(self, directory: str | Path) -> dict[str, Any]:
+        """Write what rebuilds the architecture offline into `directory` and return the options that rebuild this
+        encoder from there with no download."""
+
+
+@runtime_checkable
+class FusionHead(Protocol):
+    """A `torch.nn.Module` that tags words from text and image states (`[fusion_head]`; factory
+    `factory(config, text_dim=, image_dim=, num_tags=, allowed_start=, allowed_transitions=, allowed_end=)`:
+    `image_dim` is None for a text-only model, `allowed_start` and `allowed_end` (num_tags,) and `allowed_transitions`
+    [from][to] are the tag scheme's)."""
+
+    num_tags: int
+    """The number of tags: the last dimension of the emissions."""
+
+    def forward(self, text_states: "torch.Tensor", first_subword_index: "torch.Tensor",
+                image_states: "torch.Tensor | None", image_mask: "torch.Tensor | None") -> "torch.Tensor":
+        """Text states (batch, tokens, text_dim), first sub-word positions (batch, words) long, image states
+        (batch, patches, image_dim) and mask (batch, patches) bool, or None and None -> emissions
+        (batch, words, num_tags), floating point."""
+
+    def loss(self, emissions: "torch.Tensor", tags: "torch.Tensor", word_mask: "torch.Tensor") -> "torch.Tensor":
+        """Emissions (batch, words, num_tags), gold tag ids (batch, words) long and word mask (batch, words) bool ->
+        (batch,) finite loss per example; padding words (mask False) carry no loss."""
+
+    def decode(self, emissions: "torch.Tensor", word_mask: "torch.Tensor") -> list[list[int]]:
+        """The predicted tag ids of each example, one per real word (as many as its True mask entries)."""
+
+
+@runtime_checkable
+class AlignmentLoss(Protocol):
+    """A `torch.nn.Module` giving one token-patch distance per example (`[alignment_loss]`; factory
+    `factory(config)`)."""
+
+    def forward(self, text_states: "torch.Tensor", text_mask: "torch.Tensor", image_states: "torch.Tensor",
+                image_mask: "torch.Tensor") -> "torch.Tensor":
+        """Text states (batch, tokens, dim) and mask (batch, tokens) bool, image states (batch, patches, dim)
+        (projected to the text size) and mask (batch, patches) bool -> (batch,) finite distance per example;
+        padding carries no mass, and an example without a real token or patch gets 0."""
+
+
+@runtime_checkable
+class DatasetReader(Protocol):
+    """Reads and writes one data format (`[data] reader`; factory `factory(config)`)."""
+
+    suffix: str
+    """The file extension of the split files, with its dot (`.txt`): `find_splits` looks for `train<suffix>`, and
+    `mmlabel data convert` writes them."""
+
+    skipped: list
+    """After `read`: the records skipped under `on_bad_example="skip"`, each printable as `path:line: reason`."""
+
+    duplicates: int
+    """After `read`: how many exact duplicate records were merged away (0 where the format has none)."""
+
+    def find_splits(self, root: Path) -> dict[str, Path]:
+        """The split files under `root` (or `root` itself when it is a file): {"train"|"dev"|"test": path}, only
+        those present; a `DataError` when there are none."""
+
+    def read(self, path: Path, *, on_bad_example: str = "error") -> list["Example"]:
+        """The examples of one file. `on_bad_example`: "error" raises a `DataError` naming the file and line at the
+        first bad record; "skip" leaves it out and lists it in `skipped`."""
+
+    def write(self, examples: list["Example"], path: Path) -> None:
+        """Write `examples` to `path` in this format (predictions are written by the `jsonl` reader)."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores predicted spans against gold spans (`[metric]`; factory `factory(config)`)."""
+
+    main_key: str
+    """The key of `score`'s result that model selection maximises (the built-ins: "f1")."""
+
+    def score(self, gold: list[list["Span"]], predicted: list[list["Span"]]) -> dict[str, Any]:
+        """Figures over aligned sentences: a dict with `precision`, `recall`, `f1` (numbers, in percent) and
+        `main_key` at the top level; anything else (per-label tables, counts) may follow."""
+
+
+@runtime_checkable
+class TagScheme(Protocol):
+    """Spans <-> one tag per word (`[data] tag_scheme`; factory `factory(config, labels=)` with the span labels of
+    the training data)."""
+
+    name: str
+    """The scheme's name, saved with the run (`tags.json`)."""
+
+    labels: list[str]
+    """The span labels the scheme encodes."""
+
+    tags: list[str]
+    """Every tag; a tag id is an index into this list. "O" (outside) is one of them, and tag id 0 pads."""
+
+    def encode(self, spans: list["Span"], n_words: int) -> list[str]:
+        """One tag per word for non-overlapping `spans` over `n_words` words."""
+
+    def decode(self, tags: list[str]) -> list["Span"]:
+        """The spans a tag sequence describes (lenient: an invalid sequence still decodes)."""
+
+    def allowed_start(self) -> list[bool]:
+        """(num_tags,): whether each tag may open a sentence."""
+
+    def allowed_end(self) -> list[bool]:
+        """(num_tags,): whether each tag may close a sentence."""
+
+    def allowed_transitions(self) -> list[list[bool]]:
+        """(num_tags, num_tags): `allowed[from][to]`."""
+
+
+# Component kind -> its protocol.
+PROTOCOLS: dict[str, type] = {
+    "text_encoder": TextEncoder,
+    "image_encoder": ImageEncoder,
+    "fusion_head": FusionHead,
+    "alignment_loss": AlignmentLoss,
+    "dataset_reader": DatasetReader,
+    "metric": Metric,
+    "tag_scheme": TagScheme,
+}
+# Kinds the model composes: they must be torch.nn.Modules, so that their parameters are trained, moved and saved.
+MODULE_KINDS = ("text_encoder", "image_encoder", "fusion_head", "alignment_loss")
+# The figures every metric reports at the top level of its result.
+METRIC_KEYS = ("precision", "recall", "f1")
+
+
+def members(kind: str) -> dict[str, Any]:
+    """The protocol's members: attribute name -> annotation, method name -> the protocol's function."""
+    protocol = PROTOCOLS[kind]
+    found: dict[str, Any] = dict(get_type_hints(protocol))
+    found.update({name: value for name, value in vars(protocol).items()
+                  if inspect.isfunction(value) and not name.startswith("_")})
+    return found
+
+
+def problems(kind: str, built: Any) -> list[str]:
+    """What a built component of `kind` lacks or gets wrong, one short phrase each; [] when it meets the contract.
+    Cheap: no forward pass (a metric scores one hand-made sentence)."""
+    if kind not in PROTOCOLS:
+        return []
+    found = _module_problems(kind, built) if kind in MODULE_KINDS else []
+    for name, spec in members(kind).items():
+        if name == "forward" and kind in MODULE_KINDS:
+            continue  # checked with the module
+        found += _member_problems(built, name, spec)
+    if kind == "metric" and not found:
+        found += _metric_problems(built)
+    return found
+
+
+def class_problems(kind: str, factory: Any) -> list[str]:
+    """What a factory class visibly lacks before it is built: the protocol's methods (attributes are often set in
+    `__init__`, so they wait for `problems`). Checked when options are validated, so `mmlabel recipe check` finds a
+    missing method without building anything; [] for a factory that is a function."""
+    if kind not in PROTOCOLS or not isinstance(factory, type):
+        return []
+    found = []
+    torch = sys.modules.get("torch")  # a module class has imported it already; no import here
+    for name, spec in members(kind).items():
+        if not inspect.isfunction(spec):
+            continue
+        if name == "forward" and torch is not None and issubclass(factory, torch.nn.Module):
+            missing = factory.forward is torch.nn.Module.forward
+        else:
+            missing = not callable(getattr(factory, name, None))
+        if missing:
+            found.append(f"`{name}` is missing")
+        elif inspect.isfunction(inspect.getattr_static(factory, name)):
+            found += _signature_problems(getattr(factory, name), name, spec, bound=False)
+    return found
+
+
+def _module_problems(kind: str, built: Any) -> list[str]:
+    from torch import nn
+
+    if not isinstance(built, nn.Module):
+        return [f"it is a {type(built).__name__}, not a torch.nn.Module"]
+    if type(built).forward is nn.Module.forward:
+        return ["`forward` is missing"]
+    return _signature_problems(built.forward, "forward", members(kind)["forward"])
+
+
+def _member_problems(built: Any, name: str, spec: Any) -> list[str]:
+    try:
+        value = getattr(built, name)
+    except AttributeError:
+        return [f"`{name}` is missing"]
+    except Exception as error:  # a property that fails
+        return [f"reading `{name}` raised {type(error).__name__}: {error}"]
+    if inspect.isfunction(spec):
+        if not callable(value):
+            return [f"`{name}` is not callable"]
+        return _signature_problems(value, name, spec)
+    if not _fits(value, spec):
+        return [f"`{name}` is {_short(value)}, not {_type_name(spec)}"]
+    return []
+
+
+def _signature_problems(method: Callable, name: str, spec: Callable, bound: bool = True) -> list[str]:
+    """The method must accept the call the core makes: the protocol's positional parameters positionally, its
+    keyword-only ones by keyword."""
+    expected = [p for p in inspect.signature(spec).parameters.values() if p.name != "self"]
+    positional = [p.name for p in expected if p.kind is not p.KEYWORD_ONLY]
+    keywords = [p.name for p in expected if p.kind is p.KEYWORD_ONLY]
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):  # a builtin without a signature: cannot tell
+        return []
+    try:
+        signature.bind(*([] if bound else ["self"]), *positional, **{keyword: None for keyword in keywords})
+    except TypeError:
+        call = ", ".join([*positional, *(f"{keyword}=..." for keyword in keywords)])
+        if not bound:
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        return [f"`{name}{signature}` cannot be called as `{name}({call})`"]
+    return []
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    origin = get_origin(annotation) or annotation
+    if origin is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if origin is tuple:
+        arguments = get_args(annotation)
+        return (isinstance(value, tuple) and len(value) == len(arguments)
+                and all(_fits(item, argument) for item, argument in zip(value, arguments)))
+    if origin is list:
+        (item_type,) = get_args(annotation) or (Any,)
+        return isinstance(value, list) and (item_type is Any or all(_fits(item, item_type) for item in value))
+    if origin is AbstractCallable:
+        return callable(value)
+    if isinstance(origin, type):
+        return isinstance(value, origin)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation) or annotation
+    if origin is AbstractCallable:
+        return "callable"
+    if origin is tuple:
+        return f"a tuple of {len(get_args(annotation))} ints"
+    return f"a {getattr(origin, '__name__', annotation)}" if origin is not int else "an int"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"
+
+
+def _metric_problems(metric: Any) -> list[str]:
+    """Score one hand-made sentence: the result must hold `main_key` and precision, recall and f1 as numbers."""
+    from mmlabel.data.example import Span
+
+    gold = [[Span(0, 1, "POS"), Span(2, 4, "NEG")]]
+    predicted = [[Span(0, 1, "POS")]]
+    try:
+        figures = metric.score(gold, predicted)
+    except Exception as error:
+        return [f"`score` on one sentence raised {type(error).__name__}: {error}"]
+    if not isinstance(figures, dict):
+        return [f"`score` returned {_short(figures)}, not a dict"]
+    wanted = list(dict.fromkeys([*METRIC_KEYS, metric.main_key]))
+    missing = [key for key in wanted if key not in figures]
+    if missing:
+        return [f"`score`'s result has no {', '.join(repr(key) for key in missing)} "
+                f"(keys: {', '.join(map(str, figures)) or 'none'})"]
+    not_numbers = [key for key in wanted if not _is_number(figures[key])]
+    if not_numbers:
+        return [f"`score`'s {', '.join(repr(key) for key in not_numbers)} is not a number"]
+    return []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# -- where a built object came from, for messages about it --------------------------------------------------------
+_ORIGINS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def remember(built: Any, description: str) -> None:
+    """Record which registered component built `built` (its kind, name, plugin and distribution)."""
+    try:
+        _ORIGINS[built] = description
+    except TypeError:  # not weak-referenceable: messages fall back to its class name
+        pass
+
+
+def describe(kind: str, built: Any) -> str:
+    """`fusion_head 'dtca' (plugin mmlabel.fusion, mmlabel 0.1.0)`, or the class for an object built by hand."""
+    try:
+        return _ORIGINS[built]
+    except (KeyError, TypeError):
+        return f"{kind} {type(built).__name__}"
+
+
+# -- the probe: what the components return on the first real batch -----------------------------------------------
+class ProbeError(Exception):
+    """A component returned the wrong thing on the probe batch (turned into a `ComponentError` naming it)."""
+
+
+def check_model_outputs(model, batch: dict) -> None:
+    """Run `model`'s components once on `batch` (a collated training batch) without gradients and check each
+    return value's type, shape, dtype and finiteness; raise a `ComponentError` naming the component that is wrong.
+    Called by the trainer before the first step, so a wrong shape fails before any training."""
+    import torch
+
+    from mmlabel.errors import ComponentError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            _probe(model, batch)
+    except ProbeError as error:
+        raise ComponentError(str(error)) from None
+    finally:
+        model.train(was_training)
+
+
+def _probe(model, batch: dict) -> None:
+    rows, words = batch["word_mask"].shape
+    text_encoder, head = model.text_encoder, model.fusion_head
+    text_states = text_encoder(batch["input_ids"], batch["attention_mask"])
+    _expect_states(text_states, "text_encoder", text_encoder, "text states",
+                   (rows, batch["input_ids"].shape[1], text_encoder.hidden_size), "(batch, tokens, hidden_size)")
+    image_states = image_mask = None
+    if "image_states" in batch:
+        image_states, image_mask = batch["image_states"], batch["image_mask"]
+    elif model.image_encoder is not None:
+        image_states, image_mask = _probe_image(model.image_encoder, batch["pixel_values"], rows)
+    emissions = head(text_states, batch["first_subword_index"], image_states, image_mask)
+    _expect_states(emissions, "fusion_head", head, "emissions", (rows, words, head.num_tags),
+                   "(batch, words, num_tags)")
+    word_mask = batch["word_mask"].bool()
+    _expect_per_example(head.loss(emissions, batch["tags"], word_mask), "fusion_head", head, "`loss`", rows)
+    decoded = head.decode(emissions, word_mask)
+    lengths = word_mask.sum(1).tolist()
+    if not isinstance(decoded, list) or [len(path) for path in decoded] != lengths:
+        got = [len(path) for path in decoded] if isinstance(decoded, list) else _short(decoded)
+        raise ProbeError(f"{describe('fusion_head', head)}: `decode` returned paths of lengths {got}, not one tag "
+                         f"per real word {lengths}")
+    if image_states is not None and model.alignment_loss is not None:
+        distance = model.alignment_loss(text_states, batch["attention_mask"].bool(),
+                                        model.image_projection(image_states), image_mask)
+        _expect_per_example(distance, "alignment_loss", model.alignment_loss, "the loss", rows)
+
+
+def _probe_image(encoder, pixel_values, rows: int):
+    output = encoder(pixel_values)
+    if not isinstance(output, tuple) or len(output) != 2:
+        raise ProbeError(f"{describe('image_encoder', encoder)}: `forward` returned {_short(output)}, not a tuple "
+                         f"(states, mask)")
+    states, mask = output
+    _expect_states(states, "image_encoder", encoder, "states", (rows, _dim(states, 1), encoder.hidden_size),
+                   "(batch, patches, hidden_size)")
+    expected = (rows, states.shape[1])
+    if getattr(mask, "shape", None) != expected or str(getattr(mask, "dtype", "")) != "torch.bool":
+        raise ProbeError(f"{describe('image_encoder', encoder)}: the mask is {_tensor(mask)}; the contract is a bool "
+                         f"tensor (batch, patches) = {expected}")
+    return states, mask
+
+
+def _expect_states(value, kind: str, component, what: str, expected: tuple, contract: str) -> None:
+    if getattr(value, "shape", None) != expected or not getattr(value, "is_floating_point", lambda: False)():
+        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch are {_tensor(value)}; the contract is "
+                         f"a floating-point tensor {contract} = {expected}")
+
+
+def _expect_per_example(value, kind: str, component, what: str, rows: int) -> None:
+    import torch
+
+    if getattr(value, "shape", None) != (rows,):
+        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch is {_tensor(value)}; the contract "
+                         f"is one value per example, (batch,) = ({rows},)")
+    if not bool(torch.isfinite(value.float()).all()):
+        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch is not finite: {value.tolist()}")
+
+
+def _dim(value, index: int):
+    shape = getattr(value, "shape", ())
+    return shape[index] if len(shape) > index else None
+
+
+def _tensor(value) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    return _short(value)

@@ -1,0 +1,278 @@
+"""Conformance checks of the model's components (text encoder, image encoder, fusion head, alignment loss), each a
+function of the `Subject`, run on tiny inputs in eval mode."""
+import pickle
+
+import torch
+
+from mmlabel.testing.kit import SENTENCES, Subject, close, expect, shape
+
+MAX_TOKENS = 40
+
+
+# -- text encoder ---------------------------------------------------------------------------------------------
+def text_tokenize(subject: Subject) -> None:
+    batch = subject.built.tokenize(SENTENCES, MAX_TOKENS)
+    keys = {"input_ids", "attention_mask", "first_subword_index", "word_mask"}
+    expect(isinstance(batch, dict) and keys <= set(batch), f"tokenize returned {shape(batch)}, not a dict with {keys}")
+    rows, tokens = batch["input_ids"].shape
+    words = max(len(sentence) for sentence in SENTENCES)
+    expect(rows == len(SENTENCES) and batch["attention_mask"].shape == (rows, tokens),
+           f"input_ids {shape(batch['input_ids'])} and attention_mask {shape(batch['attention_mask'])} are not both "
+           f"(batch, tokens) with batch = {len(SENTENCES)}")
+    for key, dtype in (("first_subword_index", torch.long), ("word_mask", torch.bool)):
+        expect(batch[key].shape == (rows, words) and batch[key].dtype == dtype,
+               f"{key} is {shape(batch[key])}, not ({rows}, {words}) {str(dtype).removeprefix('torch.')}")
+    expect(batch["word_mask"].sum(1).tolist() == [len(sentence) for sentence in SENTENCES],
+           f"word_mask counts {batch['word_mask'].sum(1).tolist()} real words, not one per word of each sentence")
+    for row in range(rows):
+        positions = batch["first_subword_index"][row][batch["word_mask"][row]]
+        expect(bool((positions[1:] > positions[:-1]).all()) and bool((positions < tokens).all())
+               and bool(batch["attention_mask"][row, positions].all()),
+               f"first_subword_index of sentence {row} ({positions.tolist()}) does not point at increasing real tokens")
+
+
+def text_max_tokens(subject: Subject) -> None:
+    batch = subject.built.tokenize(SENTENCES, 4)
+    mask = batch["word_mask"]
+    expect(batch["input_ids"].shape[1] <= 4, f"tokenize(..., max_tokens=4) gave {batch['input_ids'].shape[1]} tokens")
+    expect(bool((mask[:, 1:] <= mask[:, :-1]).all()), "word_mask is not a prefix of each row when words are cut off")
+    positions = batch["first_subword_index"][mask]
+    expect(bool((positions < batch["input_ids"].shape[1]).all()), "a kept word points past the last token")
+
+
+def text_forward(subject: Subject) -> None:
+    encoder = subject.built
+    batch = encoder.tokenize(SENTENCES, MAX_TOKENS)
+    states = encoder(batch["input_ids"], batch["attention_mask"])
+    expected = (*batch["input_ids"].shape, encoder.hidden_size)
+    expect(getattr(states, "shape", None) == expected and states.is_floating_point(),
+           f"forward returned {shape(states)}, not floating (batch, tokens, hidden_size) = {expected}")
+
+
+def text_padding(subject: Subject) -> None:
+    """A sentence's states do not depend on the padding its batch adds (the attention mask is respected)."""
+    encoder = subject.built
+    batch = encoder.tokenize(SENTENCES, MAX_TOKENS)
+    alone = encoder.tokenize(SENTENCES[-1:], MAX_TOKENS)
+    padded = encoder(batch["input_ids"], batch["attention_mask"])[-1, : alone["input_ids"].shape[1]]
+    single = encoder(alone["input_ids"], alone["attention_mask"])[0]
+    expect(close(padded, single), "the shortest sentence's token states change when its batch is padded")
+
+
+def text_export(subject: Subject) -> None:
+    encoder = subject.built
+    rebuilt = _reloaded(subject, encoder)
+    batch = encoder.tokenize(SENTENCES, MAX_TOKENS)
+    again = rebuilt.tokenize(SENTENCES, MAX_TOKENS)
+    expect(all(torch.equal(batch[key], again[key]) for key in batch), "the reloaded encoder tokenizes differently")
+    expect(close(encoder(batch["input_ids"], batch["attention_mask"]),
+                 rebuilt(batch["input_ids"], batch["attention_mask"]), 1e-6),
+           "the encoder rebuilt from export()'s options with the same weights gives other states")
+
+
+def text_determinism(subject: Subject) -> None:
+    encoder = subject.built
+    batch = encoder.tokenize(SENTENCES, MAX_TOKENS)
+    expect(torch.equal(encoder(batch["input_ids"], batch["attention_mask"]),
+                       encoder(batch["input_ids"], batch["attention_mask"])), "two eval-mode passes differ")
+
+
+# -- image encoder --------------------------------------------------------------------------------------------
+def _image():
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)  # not the model's size
+    return Image.fromarray(pixels)
+
+
+def image_transform(subject: Subject) -> None:
+    encoder = subject.built
+    pixels = encoder.transform(_image())
+    expect(getattr(pixels, "shape", None) == tuple(encoder.input_size) and pixels.dtype == torch.float32,
+           f"transform gave {shape(pixels)}, not float32 input_size = {tuple(encoder.input_size)}")
+    copy = pickle.loads(pickle.dumps(encoder.transform))
+    expect(torch.equal(copy(_image()), pixels), "the unpickled transform gives other pixels")
+
+
+def _pixels(encoder, rows: int = 2):
+    return torch.randn(rows, *encoder.input_size, generator=torch.Generator().manual_seed(0))
+
+
+def image_forward(subject: Subject) -> None:
+    encoder = subject.built
+    output = encoder(_pixels(encoder))
+    expect(isinstance(output, tuple) and len(output) == 2, f"forward returned {shape(output)}, not (states, mask)")
+    states, mask = output
+    expect(getattr(states, "dim", lambda: 0)() == 3 and states.shape[0] == 2 and states.shape[2] == encoder.hidden_size
+           and states.is_floating_point(), f"states are {shape(states)}, not floating (2, patches, hidden_size)")
+    expect(getattr(mask, "shape", None) == states.shape[:2] and mask.dtype == torch.bool,
+           f"mask is {shape(mask)}, not bool (batch, patches) = {tuple(states.shape[:2])}")
+
+
+def image_rows_independent(subject: Subject) -> None:
+    encoder, pixels = subject.built, _pixels(subject.built)
+    expect(close(encoder(pixels)[0][:1], encoder(pixels[:1])[0]), "an image's states depend on the other images")
+
+
+def image_export(subject: Subject) -> None:
+    encoder, pixels = subject.built, _pixels(subject.built)
+    rebuilt = _reloaded(subject, encoder)
+    expect(close(encoder(pixels)[0], rebuilt(pixels)[0], 1e-6) and tuple(rebuilt.input_size) == tuple(encoder.input_size),
+           "the encoder rebuilt from export()'s options with the same weights gives other states")
+    expect(torch.equal(rebuilt.transform(_image()), encoder.transform(_image())), "the rebuilt transform differs")
+
+
+def image_determinism(subject: Subject) -> None:
+    encoder, pixels = subject.built, _pixels(subject.built)
+    expect(torch.equal(encoder(pixels)[0], encoder(pixels)[0]), "two eval-mode passes differ")
+
+
+def _reloaded(subject: Subject, encoder):
+    """The encoder rebuilt from what `export` returned, with the same weights loaded strictly, as a run reloads."""
+    options = encoder.export(subject.workdir / f"export-{subject.kind}")
+    expect(isinstance(options, dict), f"export returned {shape(options)}, not a dict of options")
+    rebuilt = subject.build(options)
+    try:
+        rebuilt.load_state_dict(encoder.state_dict())
+    except RuntimeError as error:
+        expect(False, f"the weights do not fit the encoder rebuilt from export(): {str(error).splitlines()[0]}")
+    return rebuilt.eval()
+
+
+# -- fusion head ----------------------------------------------------------------------------------------------
+WORDS = [5, 3, 1]  # real words per example; 5 words at most, over 8 tokens
+
+
+def fusion_inputs(text_dim: int, image_dim: int) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    rows = len(WORDS)
+    word_mask = torch.tensor([[position < count for position in range(max(WORDS))] for count in WORDS])
+    first = torch.tensor([[min(1 + position, 7) for position in range(max(WORDS))] for _ in WORDS])
+    image_mask = torch.ones(rows, 6, dtype=torch.bool)
+    image_mask[1, 4:] = False  # the second image has two padded patches
+    return {"text_states": torch.randn(rows, 8, text_dim, generator=generator), "first_subword_index": first,
+            "image_states": torch.randn(rows, 6, image_dim, generator=generator), "image_mask": image_mask,
+            "word_mask": word_mask, "tags": torch.randint(0, 3, (rows, max(WORDS)), generator=generator)}
+
+
+def _emissions(head, inputs, text_only: bool = False):
+    images = (None, None) if text_only else (inputs["image_states"], inputs["image_mask"])
+    return head(inputs["text_states"], inputs["first_subword_index"], *images)
+
+
+def fusion_forward(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    expected = (len(WORDS), max(WORDS), runtime["num_tags"])
+    emissions = _emissions(head, inputs)
+    expect(getattr(emissions, "shape", None) == expected and emissions.is_floating_point(),
+           f"emissions are {shape(emissions)}, not floating (batch, words, num_tags) = {expected}")
+    text_only = subject.build(image_dim=None)
+    emissions = _emissions(text_only, inputs, text_only=True)
+    expect(getattr(emissions, "shape", None) == expected,
+           f"built with image_dim=None and given no image, emissions are {shape(emissions)}, not {expected}")
+
+
+def fusion_image_padding(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    changed = dict(inputs, image_states=inputs["image_states"].clone())
+    changed["image_states"][~inputs["image_mask"]] = 100.0
+    expect(close(_emissions(head, inputs), _emissions(head, changed)),
+           "the emissions change with the states of padded patches (image_mask False)")
+
+
+def fusion_loss(subject: Subject) -> None:
+    head, runtime = subject.build().train(), subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    emissions = _emissions(head, inputs)
+    loss = head.loss(emissions, inputs["tags"], inputs["word_mask"])
+    expect(getattr(loss, "shape", None) == (len(WORDS),) and bool(torch.isfinite(loss).all()),
+           f"loss is {shape(loss)}, not a finite (batch,) = ({len(WORDS)},) tensor")
+    trainable = any(parameter.requires_grad for parameter in head.parameters())
+    expect(not trainable or loss.requires_grad, "the loss carries no gradient to the head's parameters")
+
+
+def fusion_loss_padding(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    emissions = _emissions(head, inputs)
+    padding = ~inputs["word_mask"]
+    tags, noisy = inputs["tags"].clone(), emissions.clone()
+    tags[padding], noisy[padding] = runtime["num_tags"] - 1, 50.0
+    expect(close(head.loss(emissions, inputs["tags"], inputs["word_mask"]), head.loss(noisy, tags, inputs["word_mask"])),
+           "padding words (word_mask False) change the loss")
+
+
+def fusion_decode(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    paths = head.decode(_emissions(head, inputs), inputs["word_mask"])
+    expect(isinstance(paths, list) and [len(path) for path in paths] == WORDS,
+           f"decode gave paths of lengths {[len(p) for p in paths] if isinstance(paths, list) else shape(paths)}, "
+           f"not one tag per real word {WORDS}")
+    expect(all(isinstance(tag, int) and 0 <= tag < runtime["num_tags"] for path in paths for tag in path),
+           "decode gave something other than tag ids in range(num_tags)")
+
+
+def fusion_reload(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    torch.manual_seed(1)  # other initial weights, replaced by the saved ones
+    rebuilt = subject.component.build(subject.options, **runtime).eval()
+    rebuilt.load_state_dict(head.state_dict())
+    expect(close(_emissions(head, inputs), _emissions(rebuilt, inputs), 1e-6),
+           "the head rebuilt from its options with the same weights gives other emissions")
+
+
+def fusion_determinism(subject: Subject) -> None:
+    head, runtime = subject.built, subject.runtime
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    first, second = _emissions(head, inputs), _emissions(head, inputs)
+    expect(torch.equal(first, second) and head.decode(first, inputs["word_mask"]) == head.decode(second, inputs["word_mask"]),
+           "two eval-mode passes differ")
+
+
+# -- alignment loss -------------------------------------------------------------------------------------------
+def alignment_inputs() -> tuple:
+    generator = torch.Generator().manual_seed(0)
+    text_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] * 6])
+    image_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2, [False] * 5])  # the third has no real patch
+    return (torch.randn(3, 6, 16, generator=generator), text_mask, torch.randn(3, 5, 16, generator=generator),
+            image_mask)
+
+
+def alignment_forward(subject: Subject) -> None:
+    distance = subject.built(*alignment_inputs())
+    expect(getattr(distance, "shape", None) == (3,) and distance.is_floating_point()
+           and bool(torch.isfinite(distance).all()), f"the loss is {shape(distance)}, not a finite (batch,) = (3,)")
+    expect(float(distance[2]) == 0.0, f"an example without a real patch gets {float(distance[2])}, not 0")
+
+
+def alignment_padding(subject: Subject) -> None:
+    text, text_mask, image, image_mask = alignment_inputs()
+    noisy_text, noisy_image = text.clone(), image.clone()
+    noisy_text[~text_mask], noisy_image[~image_mask] = 100.0, -100.0
+    expect(close(subject.built(text, text_mask, image, image_mask),
+                 subject.built(noisy_text, text_mask, noisy_image, image_mask)),
+           "padded tokens or patches (mask False) change the loss")
+
+
+def alignment_determinism(subject: Subject) -> None:
+    inputs = alignment_inputs()
+    expect(torch.equal(subject.built(*inputs), subject.built(*inputs)), "two eval-mode passes differ")
+
+
+CHECKS = {
+    "text_encoder": [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
+                     ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)],
+    "image_encoder": [("transform", image_transform), ("forward", image_forward),
+                      ("rows_independent", image_rows_independent), ("export", image_export),
+                      ("determinism", image_determinism)],
+    "fusion_head": [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
+                    ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
+                    ("determinism", fusion_determinism)],
+    "alignment_loss": [("forward", alignment_forward), ("padding", alignment_padding),
+                       ("determinism", alignment_determinism)],
+}
