@@ -5,20 +5,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.train import SetOption
+from mmlabel.commands.options import JsonOption, SetOption, echo_json
 
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 
 
 def list_components(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: text_encoder, image_encoder, ...")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List the registered components: name, kind, provider and what each is for."""
+    """List the registered components: name, kind, provider and what each is for (--json: a list of
+    {name, kind, provider, description})."""
     from rich.console import Console
     from rich.table import Table
 
     from mmlabel.registry import components
 
+    if as_json:
+        echo_json([{"name": component.name, "kind": component.kind, "provider": component.provider,
+                    "description": component.description} for component in components(kind)])
+        return
     table = Table("name", "kind", "provider", "description")
     for component in components(kind):
         table.add_row(component.name, component.kind, component.provider, component.description)
