@@ -45,7 +45,8 @@ def _train_backend(texts: list[str], family: str, vocab_size: int):
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()))
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()),
+                                              show_progress=False)
     elif family == "roberta":
         # RoBERTa's own order: <s>=0, <pad>=1, </s>=2, <unk>=3 (its position ids count from the pad id).
         specials = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -54,7 +55,7 @@ def _train_backend(texts: list[str], family: str, vocab_size: int):
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     else:  # albert: a SentencePiece-style unigram model over "▁"-prefixed words
         specials = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
                     "mask_token": "[MASK]", "bos_token": "[CLS]", "eos_token": "[SEP]"}
@@ -63,7 +64,8 @@ def _train_backend(texts: list[str], family: str, vocab_size: int):
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
         tokenizer.decoder = decoders.Metaspace()
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>",
-                                          special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])
+                                          special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+                                          show_progress=False)
     if family in ("bert", "electra"):
         tokenizer = _train_wordpiece(tokenizer, texts, vocab_size, list(specials.values()))
     else:
@@ -88,7 +90,8 @@ def _train_wordpiece(tokenizer, texts: list[str], vocab_size: int, specials: lis
                          for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))
                          for character in word})
     pieces = [f"##{character}" for character in characters]
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*specials, *pieces])
+    # its progress bar would go to stdout, which a `--json` command keeps for its result
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*specials, *pieces], show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     trained = Tokenizer(models.WordPiece(vocab=tokenizer.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
     trained.normalizer, trained.pre_tokenizer, trained.decoder = (
