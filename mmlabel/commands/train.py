@@ -83,11 +83,10 @@ def predict(
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
     images: images_option("the folder of the --input file") = None,
-    as_json: Annotated[bool, typer.Option("--json", help="With --text: print the spans as JSON on stdout, "
-                                                         "[{words, start, end, label}].")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label),
-    many with --input/--output (--images: the folder of --input's images)."""
+    """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label;
+    --json: [{words, start, end, label}]), many with --input/--output (--images: the folder of --input's images)."""
     from mmlabel.device import keep_freed_memory
     from mmlabel.tagger import Tagger, predict_jsonl
 
