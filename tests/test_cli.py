@@ -212,3 +212,17 @@ def test_help_of_every_command_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_vocabulary_table_in_the_docs_lists_the_commands_of_each_shared_option():
+    import re
+
+    text = (REPO / "docs" / "training.md").read_text()
+    table = text.split("## The command line's vocabulary")[1].split("\n## ")[0]
+    commands = _options_by_command()
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `-")]
+    assert len(rows) == 5
+    for row in rows:
+        flag = re.match(r"\| `(--[a-z]+)", row[0]).group(1)
+        documented = {name.strip() for name in re.findall(r"`([a-z][a-z ]*)", row[2]) if name.strip() in commands}
+        assert documented == {name for name, flags in commands.items() if flag in flags}, flag
