@@ -1,10 +1,14 @@
 """The command line as a user runs it: a subprocess, exit codes, one-line errors, an entry-point plugin."""
 import json
+import subprocess
+import sys
 import textwrap
+import tomllib
 
 import pytest
 
-from conftest import run_cli
+import mmlabel
+from conftest import REPO, run_cli
 
 PLUGIN = textwrap.dedent(
     '''
@@ -46,10 +50,14 @@ def installed_plugin(tmp_path):
     return {"PYTHONPATH": str(tmp_path)}
 
 
-def test_version():
+def test_version_is_the_package_version():
     result = run_cli("--version")
     assert result.returncode == 0
-    assert result.stdout.startswith("mmlabel 0.")
+    assert result.stdout == f"mmlabel {mmlabel.__version__}\n"
+    # and a built distribution's version is read from that same attribute
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mmlabel.__version__"}
 
 
 def test_list_shows_an_installed_plugin_with_its_distribution(installed_plugin):
@@ -64,7 +72,7 @@ def test_list_of_an_unknown_kind_exits_2_with_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown component kind 'text_encoders' (did you mean 'text_encoder'?); kinds: text_encoder, "
-        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric"
+        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric, tag_scheme"
     ]
 
 
@@ -85,11 +93,13 @@ def _recipe(tmp_path, text_encoder_section: str):
 
 
 def test_recipe_check_prints_the_resolved_recipe(installed_plugin, tmp_path):
-    pytest.importorskip("mmlabel.fusion.dtca", reason="needs the built-in model components")
     path = _recipe(tmp_path, 'name = "cli_tiny"')
     result = run_cli("recipe", "check", str(path), "--set", "train.epochs=2", env=installed_plugin)
     assert result.returncode == 0, result.stderr
-    assert "width = 8" in result.stdout and "epochs = 2" in result.stdout
+    resolved = tomllib.loads(result.stdout)
+    assert resolved["text_encoder"] == {"name": "cli_tiny", "width": 8}  # the plugin's defaults filled in
+    assert resolved["train"]["epochs"] == 2
+    assert resolved["fusion_head"]["name"] == "dtca" and resolved["fusion_head"]["heads"] == 8  # a built-in's
 
 
 def test_recipe_check_unknown_component_exits_2_listing_names_with_providers(installed_plugin, tmp_path):
@@ -135,3 +145,89 @@ def test_a_recipe_naming_a_known_plugin_that_is_not_loaded_exits_2_with_the_inst
         "by a plugin that is not installed; install it with `pip install ./plugins/mmlabel-hf-vision`; available: "
         "timm (mmlabel 0.1.0)"
     ]
+
+
+def test_list_json_is_the_registry(installed_plugin):
+    from mmlabel.registry import components
+
+    result = run_cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"name": c.name, "kind": c.kind, "provider": c.provider, "description": c.description, "problem": None}
+        for c in components()
+    ]
+    with_plugin = json.loads(run_cli("list", "text_encoder", "--json", env=installed_plugin).stdout)
+    assert {row["kind"] for row in with_plugin} == {"text_encoder"}
+    assert {"name": "cli_tiny", "kind": "text_encoder", "provider": "mmlabel-cli-tiny 0.3",
+            "description": "A tiny text encoder from an installed test plugin.", "problem": None} in with_plugin
+
+
+def _options_by_command() -> dict[str, dict[str, object]]:
+    """{"data stats": {"--format": click option, ...}, ...} for every command of the app."""
+    import typer.main
+
+    from mmlabel.cli import app
+
+    found = {}
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        if not hasattr(command, "commands"):
+            found[path] = {flag: option for option in command.params for flag in option.opts}
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def _help(option) -> str:
+    return option.__metadata__[0].help
+
+
+def test_a_shared_option_means_the_same_thing_in_every_command():
+    from mmlabel.commands import options
+
+    commands = _options_by_command()
+    reading = {name for name, flags in commands.items() if "--format" in flags}
+    assert reading == {"score", "evaluate", "bench", "data stats", "data convert"}  # every command that reads data
+    for name in reading:
+        assert commands[name]["--format"] is commands[name]["-f"]
+        assert commands[name]["--format"].help == options.FORMAT_HELP, name
+    with_json = {name for name, flags in commands.items() if "--json" in flags}
+    assert with_json >= {"list", "train", "evaluate", "predict", "score", "bench", "data stats"}
+    for shared, flag in ((options.JsonOption, "--json"), (options.SetOption, "--set"), (options.SplitOption, "--split")):
+        users = [name for name, flags in commands.items() if flag in flags]
+        assert len(users) >= 2, flag
+        assert {commands[name][flag].help for name in users} == {_help(shared)}, flag
+    assert {name for name, flags in commands.items() if "--images" in flags} == {"evaluate", "predict"}
+
+
+def test_help_of_every_command_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from mmlabel.cli import main\n"
+        "for args in sys.argv[1:]:\n"
+        "    try:\n"
+        "        main([*args.split(), '--help'])\n"
+        "    except SystemExit as exit_:\n"
+        "        assert exit_.code == 0, (args, exit_.code)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'timm', 'geomloss') if m in sys.modules))\n"
+    )
+    commands = ["", *_options_by_command()]
+    result = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_vocabulary_table_in_the_docs_lists_the_commands_of_each_shared_option():
+    import re
+
+    text = (REPO / "docs" / "training.md").read_text()
+    table = text.split("## The command line's vocabulary")[1].split("\n## ")[0]
+    commands = _options_by_command()
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `-")]
+    assert len(rows) == 5
+    for row in rows:
+        flag = re.match(r"\| `(--[a-z]+)", row[0]).group(1)
+        documented = {name.strip() for name in re.findall(r"`([a-z][a-z ]*)", row[2]) if name.strip() in commands}
+        assert documented == {name for name, flags in commands.items() if flag in flags}, flag

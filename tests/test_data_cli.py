@@ -143,3 +143,26 @@ def test_real_ner_gold_scores_100_per_type(capsys, tmp_path):
     assert figures["f1"] == pytest.approx(100.0)
     assert set(figures["per_type"]) == {"PER", "LOC", "ORG", "OTHER"}
     assert all(row["f1"] == pytest.approx(100.0) for row in figures["per_type"].values())
+
+
+@pytest.mark.parametrize("format_name", ["jml", "tsv", "conll", "jsonl"])
+def test_every_format_is_guessed_from_its_files_when_format_is_omitted(capsys, synthetic, tmp_path, format_name):
+    from mmlabel.data.convert import sniff_format
+
+    code, _, err = run(capsys, "data", "convert", synthetic, tmp_path / "data", "-f", "jml", "--to", format_name)
+    assert code == 0, err
+    assert sniff_format(tmp_path / "data") == format_name
+    _, expected, _ = run(capsys, "data", "stats", synthetic, "-f", "jml", "--json")
+    code, guessed, err = run(capsys, "data", "stats", tmp_path / "data", "--json")
+    assert code == 0, err
+    assert json.loads(guessed) == json.loads(expected)
+
+
+def test_files_that_do_not_tell_their_format_need_format_or_a_fallback(capsys, tmp_path):
+    from mmlabel.data.convert import sniff_format
+
+    (tmp_path / "train.data").write_text("anything\n")
+    assert sniff_format(tmp_path, fallback="jml") == "jml"  # evaluate --data falls back on the run's reader
+    code, out, err = run(capsys, "data", "stats", tmp_path)
+    assert code == 2 and out == ""
+    assert err == f"error: {tmp_path}: cannot tell the format; give it with --format (jml, tsv, conll, jsonl)\n"

@@ -31,7 +31,7 @@ def test_missing_images_become_blank_and_are_counted_under_blank(image_dir):
     image = loader.load("a.jpg")
     assert image.mode == "RGB" and image.size == (8, 8) and image.getextrema() == ((0, 0),) * 3
     assert loader.load("ok.png").size == (40, 30)
-    assert loader.counts() == {"loaded": 1, "blank": 1, "missing": 2, "unreadable": 0, "downscaled": 0}
+    assert loader.counts() == {"checked": 3, "loaded": 1, "blank": 1, "missing": 2, "unreadable": 0, "downscaled": 0}
 
 
 def test_truncated_jpeg_loads(image_dir):

@@ -59,8 +59,19 @@ def test_known_but_uninstalled_plugin_gives_the_install_command(monkeypatch):
         get("image_encoder", "not_installed")
 
 
-def test_the_known_plugins_table_names_the_hf_vision_plugin():
-    assert KNOWN_PLUGINS[("image_encoder", "hf_vision")] == "pip install ./plugins/mmlabel-hf-vision"
+def test_each_known_plugin_install_command_installs_the_shipped_plugin_that_registers_the_name():
+    """The hint is right: the folder holds a plugin distribution of the `mmlabel` entry-point group, and that
+    distribution (installed here, as the README's set-up and CI install it) registers the name as that kind."""
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    assert ("image_encoder", "hf_vision") in KNOWN_PLUGINS
+    for (kind, name), command in KNOWN_PLUGINS.items():
+        assert command.startswith("pip install ./plugins/"), command
+        project = tomllib.loads((repo / command.removeprefix("pip install ./") / "pyproject.toml").read_text())["project"]
+        assert project["entry-points"]["mmlabel"], command
+        assert get(kind, name).provider == f"{project['name']} {project['version']}"
 
 
 class DuplicatePlugin:
@@ -131,10 +142,14 @@ def test_hook_implementation_may_take_fewer_arguments():
         pm.unregister(name="narrow")
 
 
-def test_lazy_factory_imports_only_when_used():
-    factory = lazy("json:JSONDecoder", "A JSON decoder.")
-    assert repr(factory) == "lazy('json:JSONDecoder')"
-    assert factory.load().__name__ == "JSONDecoder"
+def test_lazy_factory_imports_only_when_used(tmp_path, monkeypatch):
+    (tmp_path / "lazily_imported.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "lazily_imported", raising=False)
+    factory = lazy("lazily_imported:Thing", "A thing.")
+    assert repr(factory) == "lazy('lazily_imported:Thing')" and factory.description == "A thing."
+    assert "lazily_imported" not in sys.modules
+    assert factory.load() is sys.modules["lazily_imported"].Thing
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:

@@ -96,3 +96,13 @@ def test_debug_shows_the_traceback_instead(tmp_path):
                   "--set", f"data.root={tmp_path / 'nowhere'}"])
     finally:
         os.environ.pop("MMLABEL_DEBUG", None)  # --debug sets it for the process
+
+
+@pytest.mark.parametrize("command", [["data", "stats", "{data}"], ["data", "convert", "{data}", "{out}"],
+                                     ["score", "{data}", "{data}/test.txt"], ["bench", "train", "--data", "{data}"]])
+def test_a_misspelt_format_is_named_by_every_command_that_reads_data(capsys, synthetic, tmp_path, command):
+    """`-f` is the same option everywhere: the reader's name, checked against the registry before any work."""
+    args = [word.format(data=synthetic, out=tmp_path / "out") for word in command]
+    line = fails(capsys, *args, "-f", "jmll")
+    assert line.startswith("error: unknown dataset_reader 'jmll'") and "did you mean 'jml'" in line, line
+    assert not (tmp_path / "out").exists()

@@ -1,9 +1,10 @@
 """`mmlabel bench`: examples per second and peak memory of the optimised settings against a naive baseline."""
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from mmlabel.commands.options import FormatOption, JsonOption, echo_json, reader_name
 
 
 def bench(
@@ -15,7 +16,7 @@ def bench(
     rounds: Annotated[int, typer.Option(help="Alternating rounds; the median is reported.")] = 3,
     freeze_image: Annotated[bool, typer.Option(help="Freeze the image encoder (optimised: cached states).")] = False,
     data: Annotated[Optional[Path], typer.Option(help="Draw sentence lengths from this dataset.")] = None,
-    format: Annotated[str, typer.Option("--format", help="Reader for --data.")] = "jml",
+    format_name: FormatOption = None,
     alignment: Annotated[str, typer.Option(help="Alignment loss, the same in both settings (emd: exact, POT's "
                                                 "network simplex).")] = "sinkhorn",
     only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or "
@@ -24,9 +25,10 @@ def bench(
                                               "(and, on a CPU, with a decoding worker).")] = False,
     profile: Annotated[bool, typer.Option(help="Profile the timed steps (torch.profiler) and print each setting's "
                                               "table of the costliest operations; profiling slows them.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Measure training or prediction speed of DTCA at the paper's sizes (random weights, no download)."""
+    """Measure training or prediction speed of DTCA at the paper's sizes (random weights, no download); --data (read
+    with --format) gives the sentence lengths."""
     from mmlabel.benchmark import TEXT_SIZES, bench as run_bench, setting_flags, twitter_lengths
 
     if mode not in ("train", "predict"):
@@ -38,7 +40,7 @@ def bench(
             setting_flags(only, mode, freeze_image)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="--only") from None
-    lengths = twitter_lengths(data, format) if data else None
+    lengths = twitter_lengths(data, reader_name(data, format_name)) if data else None
 
     def say(message: str) -> None:  # progress on stderr, so that --json output stays parseable
         typer.echo(message, err=True)
@@ -47,7 +49,7 @@ def bench(
                        freeze_image=freeze_image, lengths=lengths, only=only, progress=say, alignment=alignment,
                        ablate=ablate, profile=profile)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        echo_json(result)
     else:
         _print_result(result)
 

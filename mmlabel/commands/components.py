@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.train import SetOption
+from mmlabel.commands.options import JsonOption, SetOption, echo_json
 
 recipe_app = typer.Typer(help="Validate and inspect recipes.", no_args_is_help=True)
 plugins_app = typer.Typer(help="The installed plugins: listed as JSON, or checked against the component contracts.",
@@ -14,14 +14,21 @@ plugins_app = typer.Typer(help="The installed plugins: listed as JSON, or checke
 
 def list_components(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: text_encoder, image_encoder, ...")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List the registered components: name, kind, provider and what each is for (or why it cannot be used)."""
+    """List the registered components: name, kind, provider and what each is for, or why it cannot be used (--json:
+    a list of {name, kind, provider, description, problem})."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from mmlabel.registry import components
 
+    if as_json:
+        echo_json([{"name": component.name, "kind": component.kind, "provider": component.provider,
+                    "description": component.description, "problem": component.problem or None}
+                   for component in components(kind)])
+        return
     table = Table("name", "kind", "provider", "description")
     for component in components(kind):
         if component.problem:  # a name registered twice, or by a plugin whose hook raised: every row of it marked

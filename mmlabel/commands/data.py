@@ -1,29 +1,27 @@
 """`mmlabel data ...`: statistics of a dataset, conversion between formats and the synthetic demo dataset."""
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-data_app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
+from mmlabel.commands.options import FORMAT_HELP, FormatOption, JsonOption, echo_json, reader_name
 
-FormatOption = Annotated[
-    Optional[str], typer.Option("--format", "-f", help="jml, tsv, conll or jsonl (guessed from the files if omitted).")
-]
+data_app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
 
 
 @data_app.command("stats")
 def stats(
     path: Annotated[Path, typer.Argument(help="A data directory (train/dev/test files) or one file.")],
     format_name: FormatOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {split: {figure: value}} as JSON.")] = False,
+    as_json: JsonOption = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad records (and count them) instead of stopping.")] = False,
 ) -> None:
-    """Per split: sentences, aspects, sentiments (or entity types), multi-aspect sentences and lengths in words."""
-    from mmlabel.data.convert import read_dataset, sniff_format
+    """Per split: sentences, aspects, sentiments (or entity types), multi-aspect sentences and lengths in words
+    (--json: {split: {figure: value}}; the merge and skip counts go to stderr as notes)."""
+    from mmlabel.data.convert import read_dataset
     from mmlabel.data.stats import dataset_stats, same_text_other_image
 
-    format_name = format_name or sniff_format(path)
+    format_name = reader_name(path, format_name)
     _, splits, reports = read_dataset(path, format_name, "skip" if skip_bad else "error")
     figures = dataset_stats(splits)
     merges = {split: {"duplicate_records": reports[split]["duplicates"],
@@ -31,7 +29,7 @@ def stats(
                       "skipped": len(reports[split]["skipped"])}
               for split, examples in splits.items()}
     if as_json:
-        typer.echo(json.dumps(figures, indent=2))
+        echo_json(figures)
         for split, counts in merges.items():
             typer.echo(f"note: {split}: " + ", ".join(f"{key} {value}" for key, value in counts.items()), err=True)
         return
@@ -59,13 +57,14 @@ def _print_stats(path: Path, format_name: str, figures: dict, merges: dict) -> N
 def convert_command(
     source: Annotated[Path, typer.Argument(help="A data directory or one file.")],
     target: Annotated[Path, typer.Argument(help="The output directory (for a directory) or file.")],
-    from_format: Annotated[Optional[str], typer.Option("--from", help="Source format (guessed if omitted).")] = None,
+    from_format: Annotated[Optional[str], typer.Option("--format", "-f", "--from", help=FORMAT_HELP)] = None,
     to_format: Annotated[str, typer.Option("--to", help="Target format: jml, tsv, conll or jsonl.")] = "jsonl",
 ) -> None:
-    """Convert a dataset between formats; each split keeps its name (train, dev, test)."""
-    from mmlabel.data.convert import convert, sniff_format
+    """Convert a dataset between formats (read with --format, also spelt --from; written with --to); each split
+    keeps its name (train, dev, test)."""
+    from mmlabel.data.convert import convert
 
-    written = convert(source, target, from_format or sniff_format(source), to_format)
+    written = convert(source, target, reader_name(source, from_format), to_format)
     for split, (file, count) in written.items():
         typer.echo(f"{split}: {count} sentences -> {file}")
 

@@ -1,28 +1,29 @@
 """`mmlabel score GOLD PRED`: score a predictions JSONL file against gold data in any format."""
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from mmlabel.commands.options import FormatOption, JsonOption, SplitOption, echo_json, reader_name
+
 
 def score(
     gold: Annotated[Path, typer.Argument(help="Gold data: one file, or a data directory (see --split).")],
     predictions: Annotated[Path, typer.Argument(help="Predictions as JSON lines (the jsonl format), matched by id.")],
-    format_name: Annotated[Optional[str], typer.Option("--format", "-f", help="Gold format (guessed if omitted).")] = None,
+    format_name: FormatOption = None,
     metric: Annotated[Optional[str], typer.Option(help="mabsa or span_f1 (chosen from the gold labels if omitted).")] = None,
-    split: Annotated[str, typer.Option(help="The split to score when GOLD is a directory.")] = "test",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metric's figures as JSON.")] = False,
+    split: SplitOption = "test",
+    as_json: JsonOption = False,
 ) -> None:
-    """Score predictions against gold data and print the metric's figures (precision, recall, F1 in %)."""
-    from mmlabel.data.convert import sniff_format
+    """Score predictions against gold data (read with --format; a directory's --split) and print the metric's
+    figures (precision, recall, F1 in %)."""
     from mmlabel.data.example import is_sentiment_data
     from mmlabel.errors import DataError
     from mmlabel.metrics.align import align_predictions
     from mmlabel.readers import make_reader
     from mmlabel.registry import create
 
-    reader = make_reader(format_name or sniff_format(gold))
+    reader = make_reader(reader_name(gold, format_name))
     splits = reader.find_splits(gold)
     if split not in splits:
         raise DataError(f"no {split} split here (found {', '.join(splits)}); choose one with --split", gold)
@@ -32,7 +33,7 @@ def score(
     metric_name = metric or ("mabsa" if is_sentiment_data(gold_examples) else "span_f1")
     figures = create("metric", metric_name).score(gold_spans, predicted_spans)
     if as_json:
-        typer.echo(json.dumps(figures, indent=2))
+        echo_json(figures)
     else:
         _print_figures(metric_name, figures)
 

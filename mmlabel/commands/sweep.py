@@ -10,15 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.train import SetOption, _parse_seeds
+from mmlabel.commands.options import JsonOption, SetOption
+from mmlabel.commands.train import _parse_seeds
 from mmlabel.errors import RecipeError
 
 OnlyOption = Annotated[
     Optional[list[str]],
     typer.Option("--only", help="Run only these values of an axis: --only dataset=twitter2017 (repeatable)."),
 ]
-JsonOption = Annotated[bool, typer.Option(
-    "--json", help="Print the results as JSON, one object per run (notes and progress go to stderr).")]
 
 
 def sweep(

@@ -1,14 +1,11 @@
 """`mmlabel train`, `mmlabel evaluate`, `mmlabel predict`: the toolkit's main job and the use of its results."""
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-SetOption = Annotated[
-    Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
-]
+from mmlabel.commands.options import FormatOption, JsonOption, SetOption, SplitOption, echo_json, images_option
 
 
 def train(
@@ -19,8 +16,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
     nproc: Annotated[Optional[int], typer.Option(
         min=1, help="Data-parallel training in N processes on this machine (one per GPU): launches torchrun.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once."""
+    """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once. --json prints
+    {"run", "best_epoch", "dev", "test"} (with --seeds: {"runs", "seeds", "dev", "test"} of means and stds)."""
     from mmlabel.recipe import load_recipe
     from mmlabel.training import distributed
     from mmlabel.training.runner import default_out, train_once, train_seeds
@@ -32,17 +31,22 @@ def train(
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
     if nproc is not None and nproc > 1:
         out = out or default_out(recipe, loaded.output.dir)  # chosen once, here, for every process
-        raise typer.Exit(_launch(nproc, _train_command(recipe, set_ or [], out, seeds)[1:] + (["--resume"] * resume)))
+        flags = ["--resume"] * resume + ["--json"] * as_json
+        raise typer.Exit(_launch(nproc, _train_command(recipe, set_ or [], out, seeds)[1:] + flags))
     processes = distributed.start(loaded.train.device)
     out = out or processes.broadcast(default_out(recipe, loaded.output.dir))
     try:
         if seeds:
             summary = train_seeds(loaded, out, _parse_seeds(seeds), resume)
-            if processes.is_main:
+            if processes.is_main and as_json:
+                echo_json({"runs": str(out), **summary})
+            elif processes.is_main:
                 _print_summary(out, summary)
         else:
             metrics = train_once(loaded, out, resume)
-            if processes.is_main:
+            if processes.is_main and as_json:
+                echo_json({"run": str(out), **metrics})
+            elif processes.is_main:
                 _print_metrics(out, metrics)
     except RunInterrupted as error:
         command = _resume_command(recipe, set_ or [], out, seeds, processes)
@@ -52,19 +56,22 @@ def train(
 
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
-    data: Annotated[Optional[Path], typer.Option(help="Other data: a directory with splits, or one file.")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Reader for --data (default: the run's).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    split: SplitOption = "test",
+    data: Annotated[Optional[Path], typer.Option(help="Other data: a directory with splits, or one file "
+                                                      "(default: the run's own data).")] = None,
+    format_name: FormatOption = None,
+    images: images_option("images/ beside --data; for the run's own data, its recipe's") = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Score a trained model on a split of its own data or of other data."""
+    """Score a trained model on a split of its own data or of other data (--data, read with --format, its images
+    from --images); prints the run's metric's figures."""
     from mmlabel.device import keep_freed_memory
     from mmlabel.evaluation import evaluate_run
 
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
-    figures = evaluate_run(run_dir, split, data, format)
+    figures = evaluate_run(run_dir, split, data, format_name, images)
     if as_json:
-        typer.echo(json.dumps(figures, indent=2))
+        echo_json(figures)
     else:
         _figure_table(f"{run_dir} on {split}", figures)
 
@@ -75,22 +82,31 @@ def predict(
     image: Annotated[Optional[Path], typer.Option(help="The post's image (optional for a text-only model).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder for --input (default: beside it).")] = None,
+    images: images_option("the folder of the --input file") = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Label new posts with a trained model: one with --text/--image, many with --input/--output."""
+    """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label;
+    --json: [{words, start, end, label}]), many with --input/--output (--images: the folder of --input's images)."""
     from mmlabel.device import keep_freed_memory
     from mmlabel.tagger import Tagger, predict_jsonl
 
     if (text is None) == (input is None):
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
+    if as_json and text is None:
+        raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
     tagger = Tagger.load(run_dir)
     if text is not None:
         if tagger.multimodal and image is None:
             raise typer.BadParameter("this model reads images: give --image", param_hint="--image")
         words = text.split()
-        for span in tagger.predict(words, image=image):
-            typer.echo(f"{' '.join(words[span.start:span.end])}\t{span.label}")
+        spans = [{"words": " ".join(words[span.start:span.end]), "start": span.start, "end": span.end,
+                  "label": span.label} for span in tagger.predict(words, image=image)]
+        if as_json:
+            echo_json(spans)
+        else:
+            for span in spans:
+                typer.echo(f"{span['words']}\t{span['label']}")
         return
     if output is None:
         raise typer.BadParameter("--input needs --output", param_hint="--output")

@@ -9,8 +9,9 @@ FORMATS = ("jml", "tsv", "conll", "jsonl")
 SUFFIX_PREFERENCE = {".jsonl": 0, ".txt": 1, ".tsv": 2}
 
 
-def sniff_format(path: Path) -> str:
-    """The format of a file or data directory: by extension, and for `.txt` by whether it starts with `IMGID:`."""
+def sniff_format(path: Path, fallback: str | None = None) -> str:
+    """The format of a file or data directory: by extension, and for `.txt` by whether it starts with `IMGID:`;
+    `fallback` (if given) where the files do not tell. The one guess behind every command's `--format`."""
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or directory", path)
@@ -23,6 +24,8 @@ def sniff_format(path: Path) -> str:
             return "tsv"
         if file.suffix == ".txt":
             return "conll" if _first_line(file).startswith("IMGID:") else "jml"
+    if fallback is not None:
+        return fallback
     raise DataError(f"cannot tell the format; give it with --format ({', '.join(FORMATS)})", path)
 
 

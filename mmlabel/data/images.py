@@ -30,6 +30,7 @@ class ImageLoader:
         self.max_pixels = max_pixels
         self.blank_size = blank_size
         self.missing: set[str] = set()
+        self.checked: set[str] = set()  # the names `check` looked for
         self.loaded = 0
         self.blank = 0
         self.unreadable = 0
@@ -40,6 +41,7 @@ class ImageLoader:
         wanted = sorted({name for name in names if name})
         missing = [name for name in wanted if not self.path(name).is_file()]
         self.missing.update(missing)
+        self.checked.update(wanted)
         if missing and self.policy == "error":
             examples = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
             raise DataError(f"{len(missing)} of {len(wanted)} images are missing ({examples}); "
@@ -66,8 +68,9 @@ class ImageLoader:
         return image
 
     def counts(self) -> dict[str, int]:
-        """What the loader did so far, for the run's log."""
-        return {"loaded": self.loaded, "blank": self.blank, "missing": len(self.missing),
+        """What the loader did so far, for the run's log: the images checked up front and missing (of those and of
+        any loaded later), and what this process loaded, blanked, found unreadable and downscaled."""
+        return {"checked": len(self.checked), "loaded": self.loaded, "blank": self.blank, "missing": len(self.missing),
                 "unreadable": self.unreadable, "downscaled": self.downscaled}
 
     def _open(self, path: Path) -> Image.Image:

@@ -61,11 +61,12 @@ def make_run_scheme(recipe: Recipe, train: list):
     return get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
 
 
-def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS):
-    """The recipe's image folder with its missing-image policy, checked up front for the splits `names`."""
+def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS, folder: Path | None = None):
+    """The recipe's image folder (or `folder`) with its missing-image policy, checked up front for the splits
+    `names`."""
     from mmlabel.data.images import ImageLoader
 
-    images = recipe.data.images_path() if recipe.data.root is not None else root / "images"
+    images = folder or (recipe.data.images_path() if recipe.data.root is not None else root / "images")
     loader = ImageLoader(images, recipe.data.missing_image)
     loader.check([example.image for split in names for example in splits[split]])
     return loader

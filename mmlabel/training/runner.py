@@ -53,6 +53,8 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     model = TaggingModel.for_scheme(recipe, scheme)
     run.save_architecture(export_architecture(model, run.path))
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
+    if images is not None and images.missing:  # under "error" the check has already stopped the run
+        console.print(f"{len(images.missing)} of {len(images.checked)} images missing: using blank images")
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")

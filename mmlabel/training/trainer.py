@@ -116,10 +116,13 @@ class Trainer:
         self.state.finish_epoch(epoch)
         self.state.stopped_early = self.state.bad_epochs >= self.train_settings.patience
         seconds = time.perf_counter() - started
-        self.run.log({"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
-                      "lr": self.scheduler.get_last_lr()[0], "dev": _headline(dev_figures), "best": improved,
-                      "skipped_batches": skipped, "seconds": round(seconds, 2),
-                      "train_examples_per_s": round(examples / seconds, 2)})
+        record = {"epoch": epoch, "step": self.state.step, "train_loss": train_loss,
+                  "lr": self.scheduler.get_last_lr()[0], "dev": _headline(dev_figures), "best": improved,
+                  "skipped_batches": skipped, "seconds": round(seconds, 2),
+                  "train_examples_per_s": round(examples / seconds, 2)}
+        if self.images is not None:  # blank images included: what data.missing_image = "blank" stood in for
+            record["images"] = self.images.counts()
+        self.run.log(record)
         self.console.print(f"epoch {epoch}: loss {train_loss:.4f}  dev {self.metric.main_key} {score:.2f}"
                            f"{'  (best)' if improved else ''}"
                            f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}")
