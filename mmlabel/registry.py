@@ -68,7 +68,7 @@ class Component:
     @property
     def provider(self) -> str:
         info = plugin_info(self.plugin)
-        return f"{info.distribution} {info.version}"
+        return info.distribution if info.version == "?" else f"{info.distribution} {info.version}"
 
     @property
     def description(self) -> str:

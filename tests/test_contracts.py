@@ -169,13 +169,13 @@ def wrong_parts():
 
 
 @pytest.mark.parametrize(("kind", "name", "message"), [
-    ("dataset_reader", "no_config", "dataset_reader 'no_config' (plugin wrong-parts, wrong-parts ?): its factory "
+    ("dataset_reader", "no_config", "dataset_reader 'no_config' (plugin wrong-parts, wrong-parts): its factory "
      "WrongParts.NoConfig has no nested `Config` subclass of mmlabel.ComponentConfig"),
-    ("dataset_reader", "read_path_only", "dataset_reader 'read_path_only' (plugin wrong-parts, wrong-parts ?) breaks "
+    ("dataset_reader", "read_path_only", "dataset_reader 'read_path_only' (plugin wrong-parts, wrong-parts) breaks "
      "the dataset_reader contract: `read(path)` cannot be called as `read(path, on_bad_example=...)`"),
-    ("metric", "no_main_key", "metric 'no_main_key' (plugin wrong-parts, wrong-parts ?) breaks the metric contract: "
+    ("metric", "no_main_key", "metric 'no_main_key' (plugin wrong-parts, wrong-parts) breaks the metric contract: "
      "`main_key` is missing"),
-    ("metric", "no_f1", "metric 'no_f1' (plugin wrong-parts, wrong-parts ?) breaks the metric contract: `score`'s "
+    ("metric", "no_f1", "metric 'no_f1' (plugin wrong-parts, wrong-parts) breaks the metric contract: `score`'s "
      "result has no 'f1' (keys: accuracy, precision, recall)"),
 ])
 def test_a_component_breaking_its_contract_fails_when_built(wrong_parts, kind, name, message):
@@ -316,6 +316,6 @@ LATE_CHECKS = component_checks("metric", "no_main_key")  # made at collection, b
 
 def test_checks_made_before_the_plugin_is_registered_run_once_it_is(wrong_parts):
     assert str(LATE_CHECKS[0]) == "metric:no_main_key:build"
-    with pytest.raises(ContractViolation, match=r"^metric 'no_main_key' \(plugin wrong-parts, wrong-parts \?\): "
+    with pytest.raises(ContractViolation, match=r"^metric 'no_main_key' \(plugin wrong-parts, wrong-parts\): "
                                                 r"build: ComponentError: .*`main_key` is missing$"):
         LATE_CHECKS[0]()
