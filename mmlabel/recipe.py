@@ -70,7 +70,8 @@ class LossSection(Section):
     alpha: float = Field(0.6, ge=0, description="weight of the text-only tagger's loss")
     beta: float = Field(0.6, ge=0, description="weight of the token-patch alignment loss")
     crf_reduction: Literal["mean", "sum"] = Field(
-        "mean", description="the CRF's negative log-likelihood over the batch: mean per sentence, or sum (the authors' code)")
+        "mean", description="the CRF's negative log-likelihood over the batch: mean per sentence, or sum (the authors' "
+                            "code)")
     crf_weight: float = Field(1.0, ge=0, description="weight of the CRF term (the authors' code: 0.1, with sum)")
 
 

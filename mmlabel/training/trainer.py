@@ -132,8 +132,9 @@ class Trainer:
                       "skipped_batches": skipped, "seconds": round(seconds, 2),
                       "train_examples_per_s": round(examples / seconds, 2)})
         self.console.print(f"epoch {epoch}: loss {train_loss:.4f} = crf {terms['weighted_crf']:.4f} + text "
-                           f"{terms['weighted_text']:.4f} + align {terms['weighted_align']:.4f} (raw {terms['crf']:.4f}, "
-                           f"{terms['text']:.4f}, {terms['align']:.4f})  dev {self.metric.main_key} {score:.2f}"
+                           f"{terms['weighted_text']:.4f} + align {terms['weighted_align']:.4f} (raw "
+                           f"{terms['crf']:.4f}, {terms['text']:.4f}, {terms['align']:.4f})  "
+                           f"dev {self.metric.main_key} {score:.2f}"
                            f"{'  (best)' if improved else ''}"
                            f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}")
         self._save_checkpoint()

@@ -48,8 +48,9 @@ class HFVisionEncoder(nn.Module):
         freeze: bool = Field(False, description="keep the encoder's weights fixed")
         cls_token: bool = Field(True, description="keep the class (and register) tokens before the patch tokens")
         resize: Literal["crop", "squash"] = Field(
-            "crop", description="crop: the image processor's own resizing (CLIP, DINOv2, ConvNeXt centre-crop); squash: "
-                                "resize the whole image to the model's input size, then the processor's normalisation")
+            "crop", description="crop: the image processor's own resizing (CLIP, DINOv2, ConvNeXt centre-crop); "
+                                "squash: resize the whole image to the model's input size, then the processor's "
+                                "normalisation")
 
     def __init__(self, config: Config | None = None, **options):
         super().__init__()
