@@ -97,8 +97,7 @@ class Trainer:
             self.batches_per_epoch = min(self.batches_per_epoch, limit)
         rounds = math.ceil(self.batches_per_epoch / world_size)  # each process's batches
         steps_per_epoch = math.ceil(rounds / self.train_settings.grad_accum)
-        horizon = self.train_settings.schedule_epochs or self.train_settings.epochs
-        self.optimizer, self.scheduler = self._optimizer(steps_per_epoch * horizon)
+        self.optimizer, self.scheduler = self._optimizer(steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.train_settings.precision == "fp16")
         if resume and self.run.checkpoint_path.exists():
             self._load_checkpoint()
@@ -235,16 +234,13 @@ class Trainer:
             return None
         return ImageFeatureCache(self.model.image_encoder, self.images, self.device, self.train_settings.precision)
 
-    def _optimizer(self, total_steps: int):
-        from transformers import get_linear_schedule_with_warmup
-
+    def _optimizer(self, steps_per_epoch: int):
         settings = self.train_settings
         groups = parameter_groups(self.model, settings.weight_decay, settings.lr, settings.head_lr)
         # fused: one kernel over all parameters instead of ~10 ops per tensor (CPU and CUDA); measured 9x faster
         # optimiser steps for 22M parameters on this 2-core CPU
         optimizer = torch.optim.AdamW(groups, lr=settings.lr, fused=self.device.type in ("cpu", "cuda"))
-        warmup = int(settings.warmup_ratio * total_steps)
-        return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
+        return optimizer, linear_schedule(optimizer, settings, steps_per_epoch)
 
     def _learning_rates(self, at_start: list[float]) -> dict[str, float]:
         """The encoders' learning rate at the epoch's first step and after its last (and the heads', where
@@ -382,6 +378,16 @@ class Trainer:
         rngs = checkpoint.get("rngs", [])
         set_rng_state(rngs[self.processes.rank] if len(rngs) == self.processes.world_size else checkpoint["rng"])
         self._last_checkpoint = f"after {self._position()}"
+
+
+def linear_schedule(optimizer, settings, steps_per_epoch: int):
+    """The learning-rate schedule of a recipe's `train` section: linear warm-up over `warmup_ratio` of the planned
+    horizon, `schedule_epochs` (default `epochs`) x `steps_per_epoch` optimiser steps, then linear decay to 0 at its
+    end."""
+    from transformers import get_linear_schedule_with_warmup
+
+    total = steps_per_epoch * (settings.schedule_epochs or settings.epochs)
+    return get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), max(total, 1))
 
 
 def parameter_groups(model, weight_decay: float, lr: float, head_lr: float | None = None) -> list[dict]:
