@@ -135,7 +135,8 @@ class Trainer:
                            f"{terms['crf']:.4f}, {terms['text']:.4f}, {terms['align']:.4f})  "
                            f"dev {self.metric.main_key} {score:.2f}"
                            f"{'  (best)' if improved else ''}"
-                           f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}")
+                           f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}",
+                           soft_wrap=True)  # one line, however narrow the console
         self._save_checkpoint()
         self._stop_if_requested(saved=True)
 
