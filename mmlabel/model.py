@@ -1,5 +1,8 @@
 """The joint tagging model: a text encoder, an optional image encoder, a fusion head with its CRF, a text-only
-auxiliary tagger and a token-patch alignment loss, trained on L = L_crf + alpha * L_text + beta * L_align.
+auxiliary tagger and a token-patch alignment loss, trained on L = w * L_crf + alpha * L_text + beta * L_align, where
+L_crf is the CRF's negative log-likelihood averaged (`crf_reduction = "mean"`) or summed (`"sum"`, as the authors' code
+did) over the batch and w is `crf_weight` (the authors divided the sum by 10). docs/model.md, "Loss balance", works
+out how these choices weigh the three terms against each other.
 
 The text-only baseline is the same model without an image encoder (no alignment then); the ablations are alpha = 0
 and beta = 0. Predictions always come from the fusion head's Viterbi decoding.
@@ -15,10 +18,13 @@ from mmlabel.fusion.crf import gather_words
 
 @dataclass
 class ModelOutput:
-    """A forward pass: the loss to optimise, its detached parts (`crf`, `text`, `align`) and the word emissions."""
+    """A forward pass: the loss to optimise, its detached parts (`crf`, `text`, `align`) raw and weighted, and the
+    word emissions. Raw: the CRF's negative log-likelihood per sentence (batch mean), the text tagger's cross-entropy
+    per word, the alignment distance per sentence; weighted: what each adds to `loss` (they sum to it)."""
 
     loss: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    weighted_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     emissions: torch.Tensor | None = None  # (batch, words, tags)
 
 
@@ -39,6 +45,8 @@ class TaggingModel(nn.Module):
         alignment_loss: nn.Module | None = None,
         alpha: float = 0.6,
         beta: float = 0.6,
+        crf_reduction: str = "mean",
+        crf_weight: float = 1.0,
     ):
         super().__init__()
         self.text_encoder = text_encoder
@@ -46,6 +54,9 @@ class TaggingModel(nn.Module):
         self.fusion_head = fusion_head
         self.alignment_loss = alignment_loss
         self.alpha, self.beta = alpha, beta
+        if crf_reduction not in ("mean", "sum"):
+            raise ValueError(f"crf_reduction must be 'mean' or 'sum', not {crf_reduction!r}")
+        self.crf_reduction, self.crf_weight = crf_reduction, crf_weight
         self.num_tags: int = fusion_head.num_tags
         # The text-only auxiliary tagger: linear + softmax over the text encoder's states (DTCA's L_text).
         self.text_head = nn.Linear(text_encoder.hidden_size, self.num_tags)
@@ -78,7 +89,8 @@ class TaggingModel(nn.Module):
         )
         alignment_loss = build("alignment_loss", recipe.alignment_loss) if image_encoder is not None else None
         return cls(text_encoder, fusion_head, image_encoder=image_encoder, alignment_loss=alignment_loss,
-                   alpha=recipe.loss.alpha, beta=recipe.loss.beta)
+                   alpha=recipe.loss.alpha, beta=recipe.loss.beta, crf_reduction=recipe.loss.crf_reduction,
+                   crf_weight=recipe.loss.crf_weight)
 
     @classmethod
     def for_scheme(cls, recipe, scheme) -> "TaggingModel":
@@ -90,12 +102,19 @@ class TaggingModel(nn.Module):
         """The joint loss of a batch with `tags` (batch, words); padding tags are ignored through `word_mask`."""
         text_states, image_states, image_mask, emissions = self._encode(batch)
         word_mask = batch["word_mask"].bool()
-        crf_loss = self.fusion_head.loss(emissions, batch["tags"], word_mask).mean()
-        text_loss = self._text_loss(text_states, batch, word_mask)
-        align_loss = self._align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask)
-        loss = crf_loss + self.alpha * text_loss + self.beta * align_loss
-        losses = {"crf": crf_loss.detach(), "text": text_loss.detach(), "align": align_loss.detach()}
-        return ModelOutput(loss=loss, losses=losses, emissions=emissions)
+        crf_losses = self.fusion_head.loss(emissions, batch["tags"], word_mask)  # (batch,)
+        losses = {
+            "crf": crf_losses.mean(),
+            "text": self._text_loss(text_states, batch, word_mask),
+            "align": self._align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask),
+        }
+        crf_term = crf_losses.sum() if self.crf_reduction == "sum" else losses["crf"]
+        weighted = {"crf": self.crf_weight * crf_term, "text": self.alpha * losses["text"],
+                    "align": self.beta * losses["align"]}
+        loss = weighted["crf"] + weighted["text"] + weighted["align"]
+        return ModelOutput(loss=loss, losses={key: value.detach() for key, value in losses.items()},
+                           weighted_losses={key: value.detach() for key, value in weighted.items()},
+                           emissions=emissions)
 
     def train(self, mode: bool = True) -> "TaggingModel":
         """Train mode, except for a frozen image encoder: a fixed feature extractor runs in eval mode (no dropout),

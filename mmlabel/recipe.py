@@ -69,6 +69,10 @@ class DataSection(Section):
 class LossSection(Section):
     alpha: float = Field(0.6, ge=0, description="weight of the text-only tagger's loss")
     beta: float = Field(0.6, ge=0, description="weight of the token-patch alignment loss")
+    crf_reduction: Literal["mean", "sum"] = Field(
+        "mean", description="the CRF's negative log-likelihood over the batch: mean per sentence, or sum (the authors' "
+                            "code)")
+    crf_weight: float = Field(1.0, ge=0, description="weight of the CRF term (the authors' code: 0.1, with sum)")
 
 
 class TrainSection(Section):
@@ -77,8 +81,14 @@ class TrainSection(Section):
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-5, gt=0)
+    head_lr: float | None = Field(
+        None, gt=0, description="learning rate of everything outside the pretrained encoders (fusion head, CRF, text "
+                                "head, image projection); default: lr")
     weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    schedule_epochs: int | None = Field(
+        None, ge=1, description="the horizon the linear schedule plans for, in epochs: warm-up is warmup_ratio of it, "
+                                "then the rate decays to 0 at its end; default: epochs")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the schedule's horizon spent warming up")
     grad_clip: float = Field(1.0, ge=0)
     seed: int = 1
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -94,6 +104,14 @@ class TrainSection(Section):
         False, description="deterministic kernels only (GPU: slower; CPU runs are deterministic anyway)")
     effective_batch_size: int | None = Field(
         None, ge=1, description="written by mmlabel: batch_size x processes x grad_accum of the run (not read)")
+
+
+    @model_validator(mode="after")
+    def _horizon_covers_the_epochs(self) -> "TrainSection":
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) is below epochs ({self.epochs}): the epochs "
+                             f"after it would train at learning rate 0; lower epochs or leave schedule_epochs out")
+        return self
 
 
 class OutputSection(Section):

@@ -8,10 +8,14 @@ import torch.nn.functional as F
 import mmlabel
 
 
-def exact_emd(text: torch.Tensor, image: torch.Tensor) -> float:
-    """Exact EMD (POT's network simplex) between uniform measures, cost = MSE of the L2-normalised vectors."""
-    text, image = F.normalize(text.double(), dim=-1), F.normalize(image.double(), dim=-1)
-    cost = ((text[:, None] - image[None]) ** 2).mean(-1).numpy()
+def exact_emd(text: torch.Tensor, image: torch.Tensor, cost: str = "mse") -> float:
+    """Exact EMD (POT's network simplex) between uniform measures; cost = MSE of the L2-normalised vectors (Eq. 15),
+    or 1 - their cosine similarity (the authors' code)."""
+    if cost == "cosine":
+        cost = (1 - F.cosine_similarity(text.double()[:, None], image.double()[None], dim=-1)).numpy()
+    else:
+        text, image = F.normalize(text.double(), dim=-1), F.normalize(image.double(), dim=-1)
+        cost = ((text[:, None] - image[None]) ** 2).mean(-1).numpy()
     return ot.emd2(np.full(len(text), 1 / len(text)), np.full(len(image), 1 / len(image)), cost)
 
 
@@ -22,7 +26,8 @@ def clustered(generator, n: int, dim: int, centres: torch.Tensor, shift: torch.T
     return centres[picks] + 0.3 * torch.randn(n, dim, generator=generator) + shift
 
 
-def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: list[int], dtype=torch.float32):
+def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: list[int], dtype=torch.float32,
+                 cost: str = "mse"):
     """Clustered token and patch states of several lengths, garbage on the padding; the exact distances by ot.emd2."""
     tokens, patches = max(text_lengths), max(image_lengths)
     text = torch.randn(len(text_lengths), tokens, dim, generator=generator, dtype=torch.float64) * 5
@@ -32,7 +37,7 @@ def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: li
         centres = torch.randn(3, dim, generator=generator, dtype=torch.float64)
         text[row, :n] = clustered(generator, n, dim, centres, 0)
         image[row, :m] = clustered(generator, m, dim, centres, 0.2 * torch.randn(dim, generator=generator, dtype=torch.float64))
-        expected.append(exact_emd(text[row, :n], image[row, :m]) if n and m else 0.0)
+        expected.append(exact_emd(text[row, :n], image[row, :m], cost) if n and m else 0.0)
     text_mask = torch.arange(tokens)[None] < torch.tensor(text_lengths)[:, None]
     image_mask = torch.arange(patches)[None] < torch.tensor(image_lengths)[:, None]
     return text.to(dtype), text_mask, image.to(dtype), image_mask, expected
@@ -40,11 +45,12 @@ def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: li
 
 @pytest.mark.parametrize("dim", [2, 8, 128, 768])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_exact_emd_equals_pots_exact_solver(dim, threads):
+@pytest.mark.parametrize("cost", ["mse", "cosine"])
+def test_exact_emd_equals_pots_exact_solver(dim, threads, cost):
     generator = torch.Generator().manual_seed(dim)
-    loss = mmlabel.create("alignment_loss", "emd", threads=threads)
+    loss = mmlabel.create("alignment_loss", "emd", threads=threads, cost=cost)
     text, text_mask, image, image_mask, expected = random_batch(generator, dim, [3, 17, 40, 9, 1], [25, 6, 50, 12, 1],
-                                                                dtype=torch.float64)
+                                                                dtype=torch.float64, cost=cost)
     distances = loss(text, text_mask, image, image_mask)
     assert distances.shape == (5,) and distances.dtype == torch.float64
     assert distances.tolist() == pytest.approx(expected, abs=1e-6, rel=1e-6)
@@ -69,11 +75,11 @@ def test_exact_emd_gradient_matches_finite_differences():
 
 
 def test_exact_emd_puts_no_mass_on_padding_and_gives_empty_examples_zero():
-    from mmlabel.alignment.emd import optimal_plans, unit_mse_cost
+    from mmlabel.alignment.emd import optimal_plans, unit_cost
 
     generator = torch.Generator().manual_seed(9)
     text, text_mask, image, image_mask, _ = random_batch(generator, 16, [4, 0, 6], [7, 5, 0])
-    plans = optimal_plans(unit_mse_cost(text, image), text_mask, image_mask)
+    plans = optimal_plans(unit_cost(text, image), text_mask, image_mask)
     assert plans[0].sum().item() == pytest.approx(1.0)
     assert plans[0][~text_mask[0]].abs().sum() == 0 and plans[0][:, ~image_mask[0]].abs().sum() == 0
     assert plans[0].sum(1)[:4].tolist() == pytest.approx([1 / 4] * 4)  # uniform mass on the real tokens
@@ -85,10 +91,11 @@ def test_exact_emd_puts_no_mass_on_padding_and_gives_empty_examples_zero():
     assert text.grad[1:].abs().sum() == 0 and text.grad[0, 4:].abs().sum() == 0 and text.grad[0, :4].abs().sum() > 0
 
 
-@pytest.mark.parametrize("dim", [2, 3, 8, 32, 128])
-def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim):
+@pytest.mark.parametrize("dim, cost", [(2, "mse"), (3, "mse"), (8, "mse"), (32, "mse"), (128, "mse"), (8, "cosine"),
+                                       (128, "cosine")])
+def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim, cost):
     generator = torch.Generator().manual_seed(dim)
-    loss = mmlabel.create("alignment_loss", "emd", solver="sinkhorn")
+    loss = mmlabel.create("alignment_loss", "emd", solver="sinkhorn", cost=cost)
     text_lengths, image_lengths = [3, 17, 40, 9], [25, 6, 50, 12]
     tokens, patches = max(text_lengths), max(image_lengths)
     text = torch.randn(4, tokens, dim, generator=generator) * 5  # padding holds garbage: it must carry no mass
@@ -98,7 +105,7 @@ def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim):
         centres = torch.randn(3, dim, generator=generator)
         text[row, :n] = clustered(generator, n, dim, centres, 0)
         image[row, :m] = clustered(generator, m, dim, centres, 0.2 * torch.randn(dim, generator=generator))
-        expected.append(exact_emd(text[row, :n], image[row, :m]))
+        expected.append(exact_emd(text[row, :n], image[row, :m], cost))
     text_mask = torch.arange(tokens)[None] < torch.tensor(text_lengths)[:, None]
     image_mask = torch.arange(patches)[None] < torch.tensor(image_lengths)[:, None]
     distances = loss(text, text_mask, image, image_mask)
@@ -160,3 +167,25 @@ def test_states_of_different_sizes_are_refused():
     loss = mmlabel.create("alignment_loss", "emd")
     with pytest.raises(ValueError, match="one size"):
         loss(torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name, options", [("emd", {}), ("emd", {"solver": "sinkhorn"}), ("sinkhorn", {})])
+def test_the_cosine_cost_is_dim_over_two_times_the_mse_cost(name, options):
+    """One token and one patch at a right angle: cosine = 1 - cos = 1, mse = |e1 - e2|^2 / dim = 2 / dim; any batch:
+    the same plan, so the distances differ by exactly dim / 2 (384 at the paper's dim = 768)."""
+    one = torch.ones(1, 1, dtype=torch.bool)
+    text, image = torch.tensor([[[3.0, 0.0, 0.0, 0.0]]]), torch.tensor([[[0.0, 0.5, 0.0, 0.0]]])
+    assert mmlabel.create("alignment_loss", name, cost="cosine", **options)(text, one, image, one).item() == \
+        pytest.approx(1.0, rel=1e-3)
+    generator = torch.Generator().manual_seed(4)
+    text, text_mask, image, image_mask, _ = random_batch(generator, 768, [5, 12], [17, 9])
+    mse = mmlabel.create("alignment_loss", name, cost="mse", **options)(text, text_mask, image, image_mask)
+    cosine = mmlabel.create("alignment_loss", name, cost="cosine", **options)(text, text_mask, image, image_mask)
+    assert (cosine / mse).tolist() == pytest.approx([384.0, 384.0], rel=1e-4)
+
+
+def test_the_sinkhorn_component_with_the_cosine_cost_is_close_to_the_exact_lp():
+    generator = torch.Generator().manual_seed(11)
+    text, text_mask, image, image_mask, expected = random_batch(generator, 32, [6, 14], [20, 8], cost="cosine")
+    loss = mmlabel.create("alignment_loss", "sinkhorn", cost="cosine", blur=0.01, scaling=0.99)
+    assert loss(text, text_mask, image, image_mask).tolist() == pytest.approx(expected, rel=0.03)

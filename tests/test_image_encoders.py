@@ -50,6 +50,33 @@ def test_transform_comes_from_the_models_own_data_config():
     assert torch.allclose(deit_pixels[0], torch.full((32, 32), (200 / 255 - 0.485) / 0.229), atol=1e-3)
 
 
+def wide_photo() -> Image.Image:
+    """A 3:1 photo, grey with a red left edge and a blue right edge (each a fifteenth of the width)."""
+    pixels = np.full((100, 300, 3), 128, dtype=np.uint8)
+    pixels[:, :20] = [255, 0, 0]
+    pixels[:, -20:] = [0, 0, 255]
+    return Image.fromarray(pixels)
+
+
+def test_squash_keeps_both_edges_of_a_wide_photo_and_crop_loses_them(tmp_path):
+    """The pretrained ViT's own config (224 pixels, crop_pct 0.9): crop keeps the middle third of a 3:1 photo."""
+    import pickle
+
+    options = {"model": "vit_base_patch16_224", "pretrained": False,
+               "model_args": {"depth": 1, "embed_dim": 32, "num_heads": 2}}
+    crop, squash = build(options), build({**options, "resize": "squash"})
+    cropped, squashed = crop.transform(wide_photo()), squash.transform(wide_photo())
+    assert cropped.shape == squashed.shape == (3, 224, 224)
+    # normalised with mean = std = 0.5: a full channel is 1, an empty one -1, the grey middle about 0
+    assert squashed[0, :, 0].mean() == pytest.approx(1.0, abs=0.02) and squashed[2, :, 0].mean() < -0.9
+    assert squashed[2, :, -1].mean() == pytest.approx(1.0, abs=0.02) and squashed[0, :, -1].mean() < -0.9
+    assert cropped[0, :, 0].abs().max() < 0.05 and cropped[2, :, -1].abs().max() < 0.05  # both edges cut off
+    rebuilt = build(squash.export(tmp_path / "image_encoder"))
+    assert rebuilt.config.resize == "squash" and torch.equal(rebuilt.transform(wide_photo()), squashed)
+    assert "squash" in (tmp_path / "image_encoder" / "transform.json").read_text()
+    assert torch.equal(pickle.loads(pickle.dumps(squash.transform))(wide_photo()), squashed)
+
+
 def test_checkpoint_path_loads_local_weights(tmp_path):
     options = tiny_image_options("swin")
     encoder = build(options).eval()

@@ -174,10 +174,36 @@ def test_missing_recipe_file_is_a_recipe_error(tmp_path):
         ("data.root=/elsewhere", lambda r: r.data.root == "/elsewhere"),
         ("image_encoder=none", lambda r: r.image_encoder is None),
         ("image_encoder.name=none", lambda r: r.image_encoder is None),
+        ("loss.crf_reduction=sum", lambda r: r.loss.crf_reduction == "sum"),
+        ("loss.crf_weight=0.1", lambda r: r.loss.crf_weight == 0.1),
+        ("train.head_lr=1e-3", lambda r: r.train.head_lr == 1e-3 and r.train.lr == 3e-5),
+        ("train.schedule_epochs=30", lambda r: r.train.schedule_epochs == 30),
     ],
 )
 def test_set_overrides_are_typed_by_the_schema(every_kind, recipe_file, override, check):
     assert check(load_recipe(recipe_file, [override]))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.schedule_epochs=5", r"train: .*schedule_epochs \(5\) is below epochs \(20\)"),
+    ("loss.crf_reduction=max", r"loss\.crf_reduction: Input should be 'mean' or 'sum'"),
+    ("train.head_lr=0", r"train\.head_lr: Input should be greater than 0"),
+])
+def test_bad_balance_and_schedule_options_name_their_key(every_kind, recipe_file, override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(recipe_file, [override])
+
+
+def test_the_reference_recipes_state_the_authors_balance_and_eq15_is_three_sets_away():
+    """The loss options of the reference recipes (docs/model.md, "Loss balance"), and the literal Eq. 15 variant."""
+    for name in ("dtca.toml", "dtca-twitter2017.toml", "mner-twitter2015.toml", "mner-twitter2017.toml"):
+        recipe = load_recipe(REPO / "recipes" / name)
+        assert (recipe.loss.crf_reduction, recipe.loss.crf_weight) == ("sum", 0.1), name
+        assert recipe.alignment_loss.cost == "cosine" and recipe.image_encoder.resize == "squash", name
+        assert (recipe.train.epochs, recipe.train.schedule_epochs, recipe.train.warmup_ratio) == (20, 20, 0.1), name
+    literal = load_recipe(REPO / "recipes" / "dtca.toml", ["alignment_loss.cost=mse", "loss.crf_reduction=mean",
+                                                           "loss.crf_weight=1"])
+    assert (literal.alignment_loss.cost, literal.loss.crf_reduction, literal.loss.crf_weight) == ("mse", "mean", 1.0)
 
 
 def test_set_override_of_a_reader_given_as_a_string(every_kind, recipe_file):

@@ -249,3 +249,52 @@ def test_a_run_written_before_tag_schemes_were_components_still_loads(trained, s
     (old / "tags.json").write_text(json.dumps({**tags, "scheme": "bio"}))
     with pytest.raises(RunError, match="tag scheme .bio. now gives the tags"):
         Tagger.load(old)
+
+
+def test_each_epoch_logs_the_loss_terms_raw_and_weighted_and_its_learning_rates(trained):
+    out, result = trained
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert set(record["terms"]) == set(record["weighted_terms"]) == {"crf", "text", "align"}
+    assert sum(record["weighted_terms"].values()) == pytest.approx(record["train_loss"], rel=1e-6)
+    # quickstart: alpha = beta = 0.6, the CRF term a batch mean with weight 1
+    assert record["weighted_terms"]["text"] == pytest.approx(0.6 * record["terms"]["text"], rel=1e-6)
+    assert record["weighted_terms"]["crf"] == pytest.approx(record["terms"]["crf"], rel=1e-6)
+    assert record["terms"]["align"] > 0
+    # 2 epochs x 12 steps planned, warm-up int(0.1 x 24) = 2 steps from 0 to 3e-3, then linear decay to 0 at step 24
+    second = json.loads((out / "log.jsonl").read_text().splitlines()[1])
+    assert record["lr_start"] == 0.0 and record["lr"] == pytest.approx(3e-3 * 12 / 22) and "head_lr" not in record
+    assert second["lr_start"] == pytest.approx(record["lr"]) and second["lr"] == 0.0
+    weighted = record["weighted_terms"]
+    assert f"= crf {weighted['crf']:.4f} + text {weighted['text']:.4f} + align {weighted['align']:.4f}" in result.stderr
+
+
+def test_the_schedule_plans_for_schedule_epochs_and_the_heads_get_their_own_rate(synthetic, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *SHORT,
+                     "--set", "train.schedule_epochs=4", "--set", "train.warmup_ratio=0", "--set", "train.head_lr=0.01")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    # 6 of the 4 x 6 = 24 planned steps: a quarter of the linear decay
+    assert (record["lr_start"], record["lr"]) == (pytest.approx(1e-3), pytest.approx(0.75e-3))
+    assert (record["head_lr_start"], record["head_lr"]) == (pytest.approx(1e-2), pytest.approx(0.75e-2))
+
+
+def test_parameter_groups_give_the_heads_their_own_rate_and_keep_weight_decay_groups(trained):
+    from mmlabel.tagger import Tagger
+    from mmlabel.training.trainer import parameter_groups
+
+    model = Tagger.load(trained[0]).model
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    one_rate = parameter_groups(model, 0.01, 1e-3)
+    assert [(group["lr"], group["weight_decay"]) for group in one_rate] == [(1e-3, 0.01), (1e-3, 0.0)]
+    groups = parameter_groups(model, 0.01, 1e-3, head_lr=5e-3)
+    assert [(group["lr"], group["weight_decay"]) for group in groups] == [(1e-3, 0.01), (1e-3, 0.0), (5e-3, 0.01),
+                                                                          (5e-3, 0.0)]
+    grouped = [{names[id(parameter)] for parameter in group["params"]} for group in groups]
+    encoders, heads = grouped[0] | grouped[1], grouped[2] | grouped[3]
+    assert encoders and all(name.startswith(("text_encoder.", "image_encoder.")) for name in encoders)
+    assert {"fusion_head", "text_head"} <= {name.split(".")[0] for name in heads} <= {"fusion_head", "text_head",
+                                                                                      "image_projection"}
+    assert "fusion_head.crf.crf.transitions" in grouped[2] and "text_head.bias" in grouped[3]
+    assert encoders | heads == set(names.values())  # every trainable parameter, once
+    assert sum(len(group) for group in grouped) == len(names)

@@ -2,8 +2,10 @@
 (Yu et al., "Dual-Encoder Transformers with Cross-modal Alignment for Multimodal Aspect-based Sentiment Analysis",
 AACL 2022, Eq. 15), solved exactly.
 
-Each side carries uniform mass over its real elements only (padding tokens and padded patches carry none), and the
-cost between a token and a patch is the mean squared error between their L2-normalised vectors. The transport
+Each side carries uniform mass over its real elements only (padding tokens and padded patches carry none). The cost
+between a token and a patch (`cost`) is either the mean squared error between their L2-normalised vectors, Eq. 15 as
+printed (|x - y|^2 / dim = 2 (1 - cos) / dim), or the cosine distance 1 - cos that the authors' code used: at
+dim = 768 the two differ by a factor of 384 (docs/model.md, "Loss balance"). The transport
 problem of each example is solved exactly by POT's network simplex (`ot.emd`) on the CPU; the costs are computed
 on the model's device and only the (tokens, patches) matrices travel. The distance is <plan, cost> with the optimal
 plan held fixed: by the envelope theorem its gradient with respect to the cost is the plan, so autograd through the
@@ -16,11 +18,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mmlabel.alignment.sinkhorn import SinkhornAlignment
+from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, SinkhornAlignment, unit_cost
 from mmlabel.registry import ComponentConfig
 
 
@@ -30,6 +31,7 @@ class EMDAlignment(nn.Module):
     class Config(ComponentConfig):
         solver: Literal["exact", "sinkhorn"] = Field(
             "exact", description="exact: POT's network simplex, one problem per example; sinkhorn: GeomLoss within 2%")
+        cost: Literal["mse", "cosine"] = Field("mse", description=COST_DESCRIPTION)
         threads: int = Field(0, ge=0, description="threads solving a batch's problems at once (0: one per core)")
         # Used by solver = "sinkhorn" only. Measured against POT's exact `ot.emd2` (tests/test_alignment.py): the
         # error comes from Sinkhorn stopping once epsilon reaches blur**2, so a slow epsilon schedule (scaling 0.995,
@@ -44,7 +46,7 @@ class EMDAlignment(nn.Module):
         self.approximation = None
         if self.config.solver == "sinkhorn":
             settings = SinkhornAlignment.Config(blur=self.config.blur, scaling=self.config.scaling,
-                                                debias=self.config.debias)
+                                                debias=self.config.debias, cost=self.config.cost)
             self.approximation = SinkhornAlignment(settings)
 
     def forward(
@@ -57,18 +59,9 @@ class EMDAlignment(nn.Module):
         if text_states.shape[-1] != image_states.shape[-1]:
             raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
         with torch.autocast(device_type=text_states.device.type, enabled=False):
-            cost = unit_mse_cost(text_states, image_states)  # (batch, tokens, patches)
+            cost = unit_cost(text_states, image_states, self.config.cost)  # (batch, tokens, patches)
             plans = optimal_plans(cost.detach(), text_mask, image_mask, self.config.threads)
             return (plans.to(cost.device, cost.dtype) * cost).sum((1, 2))
-
-
-def unit_mse_cost(text_states: torch.Tensor, image_states: torch.Tensor) -> torch.Tensor:
-    """(batch, tokens, patches): |x - y|^2 / dim for the L2-normalised vectors, i.e. 2 (1 - cos) / dim (Eq. 15)."""
-    dtype = torch.float64 if text_states.dtype == torch.float64 else torch.float32
-    text = F.normalize(text_states.to(dtype), dim=-1)
-    image = F.normalize(image_states.to(dtype), dim=-1)
-    cosine = torch.bmm(text, image.transpose(1, 2))
-    return (2.0 - 2.0 * cosine).clamp_min(0.0) / text.shape[-1]
 
 
 def optimal_plans(cost: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor,

@@ -3,9 +3,12 @@ computed with GeomLoss (Feydy et al., "Interpolating between Optimal Transport a
 Divergences", AISTATS 2019), as used by DTCA (Yu et al., "Dual-Encoder Transformers with Cross-modal Alignment for
 Multimodal Aspect-based Sentiment Analysis", AACL 2022).
 
-Each side carries uniform mass over its real elements only (padding tokens and padded patches carry none), and the
-cost between a token and a patch is the mean squared error between their L2-normalised vectors.
+Each side carries uniform mass over its real elements only (padding tokens and padded patches carry none). The cost
+between a token and a patch (`cost`) is the mean squared error between their L2-normalised vectors (Eq. 15 as
+printed: |x - y|^2 / dim = 2 (1 - cos) / dim) or the cosine distance 1 - cos (the authors' code).
 """
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -16,6 +19,8 @@ from mmlabel.registry import ComponentConfig
 # Unit vectors are at most 2 apart; a fixed diameter keeps GeomLoss's epsilon schedule independent of the batch
 # (it would otherwise be estimated from every point, padding included, and differ between batches).
 UNIT_SPHERE_DIAMETER = 2.0
+COST_DESCRIPTION = ("token-patch cost of the L2-normalised states: mse = |x - y|^2 / dim = 2 (1 - cos) / dim (Eq. 15 "
+                    "as printed); cosine = 1 - cos (the authors' code; dim / 2 times larger)")
 
 
 class SinkhornAlignment(nn.Module):
@@ -25,13 +30,15 @@ class SinkhornAlignment(nn.Module):
         blur: float = Field(0.05, gt=0, description="entropic blur on the unit sphere (epsilon = blur**2); smaller is closer to EMD")
         scaling: float = Field(0.5, gt=0, lt=1, description="epsilon-scaling ratio; closer to 1 is slower and more exact")
         debias: bool = Field(True, description="Sinkhorn divergence (removes the entropic bias) instead of entropic OT")
+        cost: Literal["mse", "cosine"] = Field("mse", description=COST_DESCRIPTION)
 
     def __init__(self, config: Config | None = None, **options):
         super().__init__()
         from geomloss import SamplesLoss
 
         self.config = config or self.Config(**options)
-        # GeomLoss's p = 2 cost is |x - y|^2 / 2; on unit vectors of dimension D the MSE is |x - y|^2 / D.
+        # GeomLoss's p = 2 cost is |x - y|^2 / 2, which on unit vectors is exactly 1 - cos (the `cosine` cost); the
+        # `mse` cost |x - y|^2 / D is that times 2 / D (see `_cost_scale`).
         self.samples_loss = SamplesLoss(
             "sinkhorn", p=2, blur=self.config.blur, scaling=self.config.scaling, debias=self.config.debias,
             diameter=UNIT_SPHERE_DIAMETER, backend="tensorized",
@@ -51,8 +58,23 @@ class SinkhornAlignment(nn.Module):
             empty = ~text_mask.any(1) | ~image_mask.any(1)
             text_weights = _uniform(text_mask, empty)
             image_weights = _uniform(image_mask, empty)
-            distance = self.samples_loss(text_weights, text, image_weights, image) * (2.0 / dim)
+            distance = self.samples_loss(text_weights, text, image_weights, image) * _cost_scale(self.config.cost, dim)
         return distance.masked_fill(empty, 0.0)
+
+
+def unit_cost(text_states: torch.Tensor, image_states: torch.Tensor, cost: str = "mse") -> torch.Tensor:
+    """(batch, tokens, patches) costs between the L2-normalised vectors: `mse` |x - y|^2 / dim = 2 (1 - cos) / dim
+    (Eq. 15), `cosine` 1 - cos (the authors' code). Float64 in, float64 out; else float32."""
+    dtype = torch.float64 if text_states.dtype == torch.float64 else torch.float32
+    text = F.normalize(text_states.to(dtype), dim=-1)
+    image = F.normalize(image_states.to(dtype), dim=-1)
+    distance = (1.0 - torch.bmm(text, image.transpose(1, 2))).clamp_min(0.0)  # 1 - cos
+    return distance * _cost_scale(cost, text.shape[-1])
+
+
+def _cost_scale(cost: str, dim: int) -> float:
+    """The factor from 1 - cos (GeomLoss's p = 2 cost on unit vectors) to the chosen cost."""
+    return 2.0 / dim if cost == "mse" else 1.0
 
 
 def _uniform(mask: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:

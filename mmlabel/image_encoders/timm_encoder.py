@@ -1,5 +1,7 @@
 """timm image encoders: any `timm.create_model` name (ViT, DeiT, Swin, CNNs) as a sequence of patch tokens, with the
-image transform of that model's own data config (mean, std, size, interpolation, crop)."""
+image transform of that model's own data config (mean, std, size, interpolation), the image either centre-cropped as
+that config says (`resize = "crop"`) or squashed whole to the model's input size (`"squash"`, what the DTCA authors'
+code did: a wide tweet photo keeps both its edges)."""
 import difflib
 import os
 from pathlib import Path
@@ -25,6 +27,9 @@ class TimmImageEncoder(nn.Module):
         cls_token: bool = Field(True, description="keep the class (and distillation, register) tokens of a ViT/DeiT")
         model_args: dict[str, Any] = Field(
             {}, description="keyword arguments of timm.create_model, e.g. {img_size = 32, depth = 2, embed_dim = 64}")
+        resize: Literal["crop", "squash"] = Field(
+            "crop", description="crop: resize the short side and centre-crop, as the model's data config says; squash: "
+                                "resize the whole image to the input size (aspect ratio not kept, nothing cut off)")
         attention: Literal["auto", "sdpa", "eager"] = Field(
             "auto", description="attention kernel: sdpa (PyTorch's fused kernel), eager (written out) or auto: eager on "
                                 "a CPU, where it measured faster (docs/performance.md), sdpa elsewhere")
@@ -37,7 +42,7 @@ class TimmImageEncoder(nn.Module):
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0) or 0
         data_config = _data_config(self.model, self.config.model_args)
         self.input_size: tuple[int, int, int] = tuple(data_config["input_size"])  # (3, height, width) the model expects
-        self.transform: Callable = _transform(data_config)
+        self.transform: Callable = _transform(data_config, self.config.resize)
         if self.config.freeze:
             self.model.requires_grad_(False)
         self._fused_attention: bool | None = None  # what timm's attention blocks use now; None: as timm built them
@@ -72,11 +77,12 @@ class TimmImageEncoder(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        settings = {"model": self.config.model, "input_size": list(self.input_size), "transform": repr(self.transform)}
+        settings = {"model": self.config.model, "input_size": list(self.input_size), "resize": self.config.resize,
+                    "transform": repr(self.transform)}
         (directory / "transform.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return {"model": self.config.model, "pretrained": False, "checkpoint_path": None, "freeze": self.config.freeze,
                 "cls_token": self.config.cls_token, "model_args": self.config.model_args,
-                "attention": self.config.attention}
+                "resize": self.config.resize, "attention": self.config.attention}
 
 
 def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
@@ -120,8 +126,11 @@ def _data_config(model: nn.Module, model_args: dict[str, Any]) -> dict[str, Any]
     return resolve_data_config(overrides, model=model)
 
 
-def _transform(data_config: dict[str, Any]) -> Callable:
-    """PIL image -> (3, H, W) normalised tensor, as the model was trained to see it."""
+def _transform(data_config: dict[str, Any], resize: str = "crop") -> Callable:
+    """PIL image -> (3, H, W) normalised tensor, as the model was trained to see it; `squash` resizes the whole image
+    to (H, W) instead of cropping its centre (timm's crop_mode "squash" with nothing cropped)."""
     from timm.data import create_transform
 
+    if resize == "squash":
+        data_config = {**data_config, "crop_mode": "squash", "crop_pct": 1.0}
     return create_transform(**data_config, is_training=False)

@@ -1,7 +1,8 @@
 """Hugging Face vision encoders: the vision tower of any transformers checkpoint (CLIP and SigLIP vision towers,
 DINOv2, ViT, ConvNeXt, ...) as a sequence of patch tokens, with that checkpoint's own image processor.
 
-The options mirror the built-in `timm` encoder's (`model`, `pretrained`, `model_args`, `freeze`, `cls_token`), so
+The options mirror the built-in `timm` encoder's (`model`, `pretrained`, `model_args`, `freeze`, `cls_token`,
+`resize`), so
 that `--set image_encoder.name=hf_vision --set image_encoder.model=...` turns a timm recipe into this encoder:
 
     model = "openai/clip-vit-base-patch16"                  # hub id or local directory: weights, config, processor
@@ -11,7 +12,7 @@ that `--set image_encoder.name=hf_vision --set image_encoder.model=...` turns a 
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -46,6 +47,10 @@ class HFVisionEncoder(nn.Module):
                               "family's settings at the config's image size")
         freeze: bool = Field(False, description="keep the encoder's weights fixed")
         cls_token: bool = Field(True, description="keep the class (and register) tokens before the patch tokens")
+        resize: Literal["crop", "squash"] = Field(
+            "crop", description="crop: the image processor's own resizing (CLIP, DINOv2, ConvNeXt centre-crop); "
+                                "squash: resize the whole image to the model's input size, then the processor's "
+                                "normalisation")
 
     # What mmlabel's conformance kit builds (`mmlabel.testing.check_component`, `mmlabel plugins check`): a random
     # one-layer CLIP vision tower on 32-pixel images.
@@ -60,8 +65,9 @@ class HFVisionEncoder(nn.Module):
         self.model = _create_model(self.config, vision_config)
         self.hidden_size: int = getattr(vision_config, "hidden_size", None) or vision_config.hidden_sizes[-1]
         self.processor = _image_processor(self.config, vision_config)
-        self.transform = ProcessorTransform(self.processor)
-        self.input_size: tuple[int, int, int] = self.transform.output_size()  # (3, height, width) the model sees
+        self.input_size: tuple[int, int, int] = ProcessorTransform(self.processor).output_size()  # (3, height, width)
+        squash_to = self.input_size[1:] if self.config.resize == "squash" else None
+        self.transform = ProcessorTransform(self.processor, squash_to)
         if self.config.freeze:
             self.model.requires_grad_(False)
 
@@ -83,7 +89,7 @@ class HFVisionEncoder(nn.Module):
         self.model.config.save_pretrained(str(directory))
         self.processor.save_pretrained(str(directory))
         return {"model": str(directory.resolve()), "pretrained": False, "model_args": {}, "processor": None,
-                "freeze": self.config.freeze, "cls_token": self.config.cls_token}
+                "freeze": self.config.freeze, "cls_token": self.config.cls_token, "resize": self.config.resize}
 
     def _prefix_tokens(self, states: torch.Tensor, pixel_values: torch.Tensor) -> int:
         """How many class and register tokens come before the patch tokens (CLIP, ViT: 1; DINOv2 with registers:
@@ -97,13 +103,23 @@ class HFVisionEncoder(nn.Module):
 
 
 class ProcessorTransform:
-    """PIL RGB image -> (3, H, W) float tensor through the image processor (picklable, for data-loader workers)."""
+    """PIL RGB image -> (3, H, W) float tensor through the image processor (picklable, for data-loader workers). With
+    `squash_to` (height, width) the whole image is resized to that size first (bicubic) and the processor only
+    rescales and normalises it: nothing is cropped, whatever the family's processor would do."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, squash_to: tuple[int, int] | None = None):
         self.processor = processor
+        self.squash_to = tuple(squash_to) if squash_to is not None else None
 
     def __call__(self, image) -> torch.Tensor:
-        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+        if self.squash_to is None:
+            return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+        from PIL import Image
+
+        height, width = self.squash_to
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+        return self.processor(images=image, do_resize=False, do_center_crop=False,
+                              return_tensors="pt")["pixel_values"][0]
 
     def output_size(self) -> tuple[int, int, int]:
         from PIL import Image
@@ -111,7 +127,8 @@ class ProcessorTransform:
         return tuple(self(Image.new("RGB", (320, 240))).shape)
 
     def __repr__(self) -> str:
-        return f"ProcessorTransform({self.processor!r})"
+        squash = f", squash_to={self.squash_to}" if self.squash_to is not None else ""
+        return f"ProcessorTransform({self.processor!r}{squash})"
 
 
 def _vision_config(config: HFVisionEncoder.Config):

@@ -79,6 +79,31 @@ def test_export_rebuilds_the_same_encoder_offline(model_type, tmp_path):
     assert rebuilt.input_size == encoder.input_size and rebuilt.hidden_size == encoder.hidden_size
 
 
+def wide_photo() -> Image.Image:
+    """A 3:1 photo, grey with a red left edge and a blue right edge (each a fifteenth of the width)."""
+    pixels = np.full((100, 300, 3), 128, dtype=np.uint8)
+    pixels[:, :20] = [255, 0, 0]
+    pixels[:, -20:] = [0, 0, 255]
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("model_type", ["clip_vision_model", "dinov2", "convnext"])  # the families that crop
+def test_squash_keeps_both_edges_of_a_wide_photo_and_crop_loses_them(model_type, tmp_path):
+    import pickle
+
+    crop, squash = tiny(model_type), tiny(model_type, resize="squash")
+    mean, std = CHANNEL_0[model_type]
+    red = (1.0 - mean) / std  # the red channel of a red pixel, normalised
+    cropped, squashed = crop.transform(wide_photo()), squash.transform(wide_photo())
+    assert cropped.shape == squashed.shape == (3, 32, 32)
+    assert squashed[0, :, 0].mean() == pytest.approx(red, abs=0.05)  # the red left edge is in the first column
+    assert squashed[2, :, -1].mean() > squashed[2, :, 0].mean() + 1  # and the blue right edge in the last
+    assert cropped[0, :, 0].mean() < red - 1  # the centre crop starts inside the grey middle
+    rebuilt = HFVisionEncoder(**squash.export(tmp_path / "image_encoder"))
+    assert rebuilt.config.resize == "squash" and torch.equal(rebuilt.transform(wide_photo()), squashed)
+    assert torch.equal(pickle.loads(pickle.dumps(squash.transform))(wide_photo()), squashed)
+
+
 def test_pretrained_vision_tower_of_a_local_clip_checkpoint(tmp_path):
     """A whole CLIP checkpoint (text and vision towers, with its processor): the vision tower's weights are loaded."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
