@@ -258,7 +258,7 @@ def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp
 
     from mmlabel.experiments.sweep import Sweep, run_sweep
     from mmlabel.recipe import read_raw
-    from mmlabel.training import experiment
+    from mmlabel.training import runner
     from mmlabel.run_dir import RunDir
 
     def train_then_signal(recipe, out, resume=False, console=None):
@@ -269,7 +269,7 @@ def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the sweep: without it, this process would end here
         return metrics
 
-    monkeypatch.setattr(experiment, "train_once", train_then_signal)
+    monkeypatch.setattr(runner, "train_once", train_then_signal)
     plan = Sweep(read_raw("quickstart"), "quickstart", expand([[parse_grid_option("loss.alpha=0,0.3,0.6")]]), [1],
                  tmp_path, ["loss.alpha"])
     rows = run_sweep(plan)
