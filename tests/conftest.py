@@ -1,6 +1,7 @@
 """Shared fixtures: fake plugins registered for one test and unregistered after (simonw/llm's conftest)."""
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,15 +48,21 @@ class FakePlugin:
         register("echo", EchoMetric)
 
 
-@pytest.fixture
-def fake_plugin():
-    pm = get_plugin_manager()
-    plugin = FakePlugin()
-    pm.register(plugin, name="fake-plugin")
+@contextmanager
+def registered(plugin, name: str):
+    """`plugin` registered with the plugin manager under `name` for the block, unregistered even when it fails."""
+    manager = get_plugin_manager()
+    manager.register(plugin, name=name)
     try:
         yield plugin
     finally:
-        pm.unregister(name="fake-plugin")
+        manager.unregister(name=name)
+
+
+@pytest.fixture
+def fake_plugin():
+    with registered(FakePlugin(), "fake-plugin") as plugin:
+        yield plugin
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,14 @@ import textwrap
 import pytest
 import torch
 
-from conftest import SHORT, run_cli
+from conftest import SHORT, registered, run_cli
 from mmlabel import contracts
 from mmlabel.alignment.none import NoAlignment
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.dtca import DTCAHead
 from mmlabel.hookspecs import hookimpl
 from mmlabel.metrics.span_f1 import SpanF1Metric
-from mmlabel.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from mmlabel.plugins import DEFAULT_PLUGINS
 from mmlabel.readers.jsonl import JsonlReader
 from mmlabel.registry import ComponentConfig, components, get
 from mmlabel.testing import ContractViolation, check_component, check_factory, component_checks
@@ -162,10 +162,8 @@ class WrongParts:
 
 @pytest.fixture
 def wrong_parts():
-    manager = get_plugin_manager()
-    manager.register(WrongParts(), name="wrong-parts")
-    yield
-    manager.unregister(name="wrong-parts")
+    with registered(WrongParts(), "wrong-parts"):
+        yield
 
 
 @pytest.mark.parametrize(("kind", "name", "message"), [

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import registered
 from mmlabel.errors import RecipeError
 from mmlabel.hookspecs import hookimpl
-from mmlabel.plugins import get_plugin_manager
 from mmlabel.recipe import load_recipe, recipe_from_dict
 from mmlabel.registry import ComponentConfig
 
@@ -103,10 +103,8 @@ lr = 3e-5
 
 @pytest.fixture
 def every_kind():
-    pm = get_plugin_manager()
-    pm.register(EveryKindPlugin(), name="every-kind")
-    yield
-    pm.unregister(name="every-kind")
+    with registered(EveryKindPlugin(), "every-kind"):
+        yield
 
 
 @pytest.fixture
@@ -253,10 +251,8 @@ class GatedHeadPlugin:
 
 @pytest.fixture
 def gated_head():
-    pm = get_plugin_manager()
-    pm.register(GatedHeadPlugin(), name="gated-head")
-    yield
-    pm.unregister(name="gated-head")
+    with registered(GatedHeadPlugin(), "gated-head"):
+        yield
 
 
 def recipe_check(capsys, *args: str) -> tuple[int, str, str]:

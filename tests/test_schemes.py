@@ -3,10 +3,10 @@ registry like every component, so a plugin can add one."""
 import pytest
 from hypothesis import given, strategies as st
 
+from conftest import registered
 from mmlabel.data.example import Span
 from mmlabel.errors import ComponentError
 from mmlabel.hookspecs import hookimpl
-from mmlabel.plugins import get_plugin_manager
 from mmlabel.registry import ComponentConfig, get
 
 SCHEMES = ("collapsed5", "bio", "bioes")
@@ -168,12 +168,8 @@ class SchemePlugin:
 
 @pytest.fixture
 def scheme_plugin():
-    pm = get_plugin_manager()
-    pm.register(SchemePlugin(), name="fake-scheme-plugin")
-    try:
+    with registered(SchemePlugin(), "fake-scheme-plugin"):
         yield
-    finally:
-        pm.unregister(name="fake-scheme-plugin")
 
 
 def test_a_plugin_scheme_is_used_by_a_recipe(scheme_plugin, synthetic):
