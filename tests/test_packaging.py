@@ -106,8 +106,9 @@ def test_an_editable_install_maps_the_recipes_package_onto_the_checkouts_folder(
     import pluggy
 
     prefix, only_pluggy = tmp_path / "prefix", tmp_path / "pluggy-only"
-    subprocess.run([*PIP, "install", "--no-deps", "--no-build-isolation", "--no-index", "--prefix", str(prefix),
-                    "-e", str(built["source"])], check=True, capture_output=True)
+    # --ignore-installed: with --prefix alone, pip uninstalls the mmlabel of the environment running the tests
+    subprocess.run([*PIP, "install", "--no-deps", "--no-build-isolation", "--no-index", "--ignore-installed",
+                    "--prefix", str(prefix), "-e", str(built["source"])], check=True, capture_output=True)
     only_pluggy.mkdir()
     (only_pluggy / "pluggy").symlink_to(Path(pluggy.__file__).parent)
     site = next(prefix.glob("lib/python*/site-packages"))
