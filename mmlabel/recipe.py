@@ -95,6 +95,9 @@ class TrainSection(Section):
     device: str = "auto"
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")
+    threads: int | None = Field(
+        None, ge=1, description="compute threads of the training process (default, or MMLABEL_THREADS: this process's "
+                                "share of its cores among the mmlabel processes computing now)")
     cache_image_features: bool = Field(True, description="with a frozen image encoder, encode each image once")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN or infinite loss stops the run, or its batch is skipped and counted in the log")

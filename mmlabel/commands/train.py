@@ -89,6 +89,7 @@ def predict(
     --json: [{words, start, end, label}]), many with --input/--output (--images: the folder of --input's images)."""
     from mmlabel.device import keep_freed_memory
     from mmlabel.tagger import Tagger, predict_jsonl
+    from mmlabel.threads import use_threads
 
     if (text is None) == (input is None):
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
@@ -96,6 +97,7 @@ def predict(
         raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
     tagger = Tagger.load(run_dir)
+    use_threads()  # and its compute threads (mmlabel.threads)
     if text is not None:
         if tagger.multimodal and image is None:
             raise typer.BadParameter("this model reads images: give --image", param_hint="--image")

@@ -30,6 +30,7 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     from mmlabel.device import keep_freed_memory
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
+    from mmlabel.threads import use_threads
     from mmlabel.training import distributed
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
     from mmlabel.training.trainer import Trainer
@@ -58,7 +59,9 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
-    console.print(f"training {out} on {device} ({recipe.train.precision}); "
+    threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
+    console.print(f"training {out} on {device} ({recipe.train.precision}, {threads} compute thread"
+                  f"{'s' if threads > 1 else ''}); "
                   f"{len(splits['train'])}/{len(splits['dev'])}/{len(splits['test'])} train/dev/test sentences")
     console.print(f"effective batch size {recipe.train.effective_batch_size} = {recipe.train.batch_size} per process "
                   f"x {processes.world_size} process{'es' if processes.enabled else ''} "

@@ -110,6 +110,9 @@ class Trainer:
         return self._finish(dev, test)
 
     def _run_epoch(self, loader, dev: list, epoch: int) -> None:
+        from mmlabel.threads import use_threads
+
+        use_threads(self.train_settings.threads)  # this process's share, as other runs start or end
         started = time.perf_counter()
         train_loss, examples = self.train_epoch(loader, epoch)
         skipped, terms, lrs = self.state.epoch_skipped, self._epoch_terms(), self.state.epoch_lrs

@@ -1,0 +1,56 @@
+"""Compute threads: a process takes its share of the cores among the mmlabel processes computing now, an explicit
+setting wins; a run says what it chose."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SHORT, run_cli
+from mmlabel import threads
+
+
+def test_an_explicit_number_wins_over_the_share(monkeypatch):
+    monkeypatch.delenv(threads.ENV_THREADS, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    assert threads.choose_threads(requested=3, processes=4) == 3
+    monkeypatch.setenv(threads.ENV_THREADS, "5")
+    assert threads.choose_threads(processes=4) == 5
+    monkeypatch.setenv(threads.ENV_THREADS, "many")  # not a number: the share
+    assert threads.choose_threads(processes=4) == 2
+
+
+def test_processes_share_the_available_cores(monkeypatch):
+    monkeypatch.delenv(threads.ENV_THREADS, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    assert [threads.choose_threads(processes=n) for n in (1, 2, 3, 8, 20)] == [8, 4, 2, 1, 1]
+
+
+def test_processes_computing_now_are_counted_and_dead_ones_forgotten():
+    before = threads.computing_processes()  # this test process, registered
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; from mmlabel import threads; "
+                                "threads.computing_processes(); print('ready', flush=True); time.sleep(60)"],
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert sleeper.stdout.readline().strip() == "ready"
+        assert threads.computing_processes() == before + 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    deadline = time.time() + 5
+    while threads.computing_processes() != before and time.time() < deadline:
+        time.sleep(0.05)
+    assert threads.computing_processes() == before
+    stale = threads._folder() / "999999999"  # a process id that cannot be running
+    stale.touch()
+    assert threads.computing_processes() == before and not stale.exists()
+
+
+@pytest.mark.parametrize("setting, expected", [(["--set", "train.threads=1"], "1 compute thread)"),
+                                               (["--set", "train.threads=3"], "3 compute threads)")])
+def test_training_says_how_many_threads_it_computes_with(synthetic, tmp_path, setting, expected):
+    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={synthetic}", *SHORT,
+                     "--set", "train.max_steps_per_epoch=1", *setting, env={threads.ENV_THREADS: ""})
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stderr
