@@ -18,6 +18,26 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` is bf16 where the hardware computes it natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX), fp32
+    elsewhere; any other value is kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_computes_bf16() else "fp32"
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo (Linux; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` is CUDA where present, else the CPU."""
     if name == "auto":

@@ -91,7 +91,9 @@ class TrainSection(Section):
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of the schedule's horizon spent warming up")
     grad_clip: float = Field(1.0, ge=0)
     seed: int = 1
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "fp32", description="auto: bf16 where the hardware computes it natively (GPU with bf16, CPU with AVX512-BF16 "
+                            "or AMX), else fp32; the choice is printed and saved in run.json")
     device: str = "auto"
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")

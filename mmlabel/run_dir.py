@@ -55,8 +55,18 @@ class RunDir:
         atomic.write_text(self.recipe_path, recipe_toml)
         self.set_status("running")
 
-    def set_status(self, status: str) -> None:
-        atomic.write_json(self.info_path, {"mmlabel": __version__, "format": FORMAT_VERSION, "status": status})
+    def set_status(self, status: str, **facts) -> None:
+        """run.json: the mmlabel version, the run format, the status and what the run chose (`precision`), kept
+        from the last write where not given."""
+        kept = self.info()
+        facts = {key: value for key, value in kept.items() if key not in ("mmlabel", "format", "status")} | facts
+        atomic.write_json(self.info_path, {"mmlabel": __version__, "format": FORMAT_VERSION, "status": status, **facts})
+
+    def info(self) -> dict:
+        try:
+            return json.loads(self.info_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
 
     # -- writing -------------------------------------------------------------------------------------------
     def save_tags(self, scheme_name: str, labels: list[str], tags: list[str], options: dict | None = None) -> None:

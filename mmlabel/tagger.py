@@ -5,7 +5,7 @@ import torch
 
 from mmlabel.data.batches import Collator, TaggingDataset, make_loader
 from mmlabel.data.example import Example, Span
-from mmlabel.device import autocast, resolve_device
+from mmlabel.device import autocast, resolve_device, resolve_precision
 from mmlabel.run_dir import RunDir
 
 
@@ -37,7 +37,8 @@ class Tagger:
         model = TaggingModel.for_scheme(saved_architecture(recipe, run.architecture()), scheme)
         run.load_model_weights(model)
         target = resolve_device(device)
-        return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, recipe.train.precision,
+        precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
+        return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
                    missing_image=recipe.data.missing_image)
 
     @property

@@ -27,7 +27,7 @@ def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console
 def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None) -> dict:
     import torch
 
-    from mmlabel.device import keep_freed_memory
+    from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
     from mmlabel.threads import use_threads
@@ -59,14 +59,11 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     metric = get("metric", recipe.metric.name).build(recipe.metric.options)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
+    computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
+    run.set_status("running", precision=computing.train.precision)
     threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
-    console.print(f"training {out} on {device} ({recipe.train.precision}, {threads} compute thread"
-                  f"{'s' if threads > 1 else ''}); "
-                  f"{len(splits['train'])}/{len(splits['dev'])}/{len(splits['test'])} train/dev/test sentences")
-    console.print(f"effective batch size {recipe.train.effective_batch_size} = {recipe.train.batch_size} per process "
-                  f"x {processes.world_size} process{'es' if processes.enabled else ''} "
-                  f"x {recipe.train.grad_accum} accumulated")
-    trainer = Trainer(model, recipe, scheme, metric, run, device, images, console)
+    _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
+    trainer = Trainer(model, computing, scheme, metric, run, device, images, console)
     return trainer.fit(splits["train"], splits["dev"], splits["test"], resume=resume)
 
 
@@ -77,6 +74,26 @@ def export_architecture(model, directory: Path) -> dict:
     if model.image_encoder is not None:
         architecture["image_encoder"] = model.image_encoder.export(Path(directory) / "image_encoder")
     return architecture
+
+
+def with_precision(recipe: Recipe, precision: str) -> Recipe:
+    """The recipe the trainer computes with: `train.precision = "auto"` replaced by the precision it chose. The run's
+    recipe.toml keeps "auto" (so that the same command resumes it); run.json records the choice."""
+    if recipe.train.precision == precision:
+        return recipe
+    recipe = recipe.model_copy(deep=True)
+    recipe.train.precision = precision
+    return recipe
+
+
+def _announce(console, out, device, recipe: Recipe, precision: str, threads: int, splits: dict, processes) -> None:
+    """Where and how the run trains: device, precision (and whether `auto` chose it), threads, data, batch size."""
+    chosen = f"{precision}, chosen by precision = auto" if recipe.train.precision == "auto" else precision
+    console.print(f"training {out} on {device} ({chosen}, {threads} compute thread{'s' if threads > 1 else ''}); "
+                  f"{len(splits['train'])}/{len(splits['dev'])}/{len(splits['test'])} train/dev/test sentences")
+    console.print(f"effective batch size {recipe.train.effective_batch_size} = {recipe.train.batch_size} per process "
+                  f"x {processes.world_size} process{'es' if processes.enabled else ''} "
+                  f"x {recipe.train.grad_accum} accumulated")
 
 
 def with_effective_batch_size(recipe: Recipe, processes: int) -> Recipe:

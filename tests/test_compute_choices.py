@@ -1,5 +1,6 @@
-"""Compute threads: a process takes its share of the cores among the mmlabel processes computing now, an explicit
-setting wins; a run says what it chose."""
+"""What a process chooses to compute with: its threads (its share of the cores among the mmlabel processes computing
+now, unless set) and, for `precision = "auto"`, bf16 where the hardware computes it natively; a run says what it
+chose."""
 import os
 import subprocess
 import sys
@@ -54,3 +55,51 @@ def test_training_says_how_many_threads_it_computes_with(synthetic, tmp_path, se
                      "--set", "train.max_steps_per_epoch=1", *setting, env={threads.ENV_THREADS: ""})
     assert result.returncode == 0, result.stderr
     assert expected in result.stderr
+
+
+# -- precision = "auto" ---------------------------------------------------------------------------------------------
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    import torch
+
+    from mmlabel import device
+
+    cpu = torch.device("cpu")
+    assert device.resolve_precision("fp16", cpu) == "fp16" and device.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: True)
+    assert device.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: False)
+    assert device.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert device.resolve_precision("auto", torch.device("cuda")) == "fp32"
+
+
+def test_the_cpu_flags_are_read_from_proc_cpuinfo():
+    from pathlib import Path
+
+    from mmlabel.device import cpu_computes_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system")
+    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split()
+    assert cpu_computes_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_a_run_with_auto_precision_prints_and_saves_its_choice_and_keeps_auto_in_its_recipe(synthetic, tmp_path):
+    import json
+    import tomllib
+
+    from mmlabel.device import cpu_computes_bf16
+
+    out = tmp_path / "run"
+    args = ["train", "quickstart", "--out", str(out), "--set", f"data.root={synthetic}", *SHORT,
+            "--set", "train.max_steps_per_epoch=1", "--set", "train.precision=auto", "--set", "train.device=cpu"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    chosen = "bf16" if cpu_computes_bf16() else "fp32"
+    assert f"({chosen}, chosen by precision = auto," in result.stderr
+    assert json.loads((out / "run.json").read_text())["precision"] == chosen
+    assert tomllib.loads((out / "recipe.toml").read_text())["train"]["precision"] == "auto"
+    from mmlabel.tagger import Tagger
+
+    assert Tagger.load(out, device="cpu").precision == chosen
