@@ -113,6 +113,21 @@ def test_gradient_accumulation_in_one_process(synthetic, tmp_path, capsys):
     assert record["step"] == 3 and metrics["epochs"] == 1  # 6 batches, 3 optimiser steps
 
 
+def test_bad_data_in_two_processes_is_one_error_line_from_rank_0(synthetic, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic, data)
+    with open(data / "train.txt", "a", encoding="utf-8") as handle:
+        handle.write("a sentence with $T$ in it\naspect\nmaybe\n1.jpg\n")  # sentiment "maybe": not -1, 0 or 1
+    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={data}", *SETTINGS,
+                     "--nproc", "2", env=ONE_THREAD)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.txt:" in errors[0] and "rank" not in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
+
+
 @pytest.fixture(scope="module")
 def two_processes(synthetic, tmp_path_factory):
     """`mmlabel train --nproc 2`: torchrun on this machine, two CPU processes, gloo."""

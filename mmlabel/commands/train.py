@@ -137,15 +137,16 @@ def _train_command(recipe: Path, overrides: list[str], out: Path, seeds: str | N
 
 
 def _launch(nproc: int, arguments: list[str]) -> int:
-    """`mmlabel ARGUMENTS` in `nproc` processes started by torchrun on this machine; its exit code. SIGINT and SIGTERM
-    are passed on to torchrun, which passes them on to every process (they checkpoint and stop together)."""
+    """`mmlabel ARGUMENTS` in `nproc` processes started by torchrun on this machine (`mmlabel.training.torchrun`);
+    their exit code. SIGINT and SIGTERM are passed on to torchrun, which passes them on to every process (they
+    checkpoint and stop together)."""
     import os
     import signal
     import subprocess
 
     if "WORLD_SIZE" in os.environ:
         raise typer.BadParameter("already running under torchrun: leave --nproc out", param_hint="--nproc")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    command = [sys.executable, "-m", "mmlabel.training.torchrun", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "mmlabel", *(["--debug"] if os.environ.get("MMLABEL_DEBUG") else []), *arguments]
     # a session of its own: a Ctrl-C in the terminal reaches torchrun once, through us, not twice
     process = subprocess.Popen(command, start_new_session=True)

@@ -41,7 +41,7 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     roots = []
     processes.main_first(lambda: roots.append(data_root(recipe, console)), local=True)  # one writes the synthetic set
     root = roots[0] if roots else data_root(recipe, console)
-    splits = read_splits(recipe, root)
+    splits = _every_process_reads(recipe, root)
     run = distributed.run_dir(out, processes)
     recipe = with_effective_batch_size(recipe, processes.world_size)
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
@@ -65,6 +65,18 @@ def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None
     _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
     trainer = Trainer(model, computing, scheme, metric, run, device, images, console)
     return trainer.fit(splits["train"], splits["dev"], splits["test"], resume=resume)
+
+
+def _every_process_reads(recipe: Recipe, root: Path) -> dict:
+    """The splits, read by every process; bad data fails the same way in all of them, so the error is marked as
+    raised everywhere and printed once, by rank 0."""
+    from mmlabel.errors import MMLabelError
+    from mmlabel.training import distributed
+
+    try:
+        return read_splits(recipe, root)
+    except MMLabelError as error:
+        raise distributed.everywhere(error) from None
 
 
 def export_architecture(model, directory: Path) -> dict:
