@@ -3,7 +3,6 @@ one line naming it, its plugin and distribution, before any training step."""
 import textwrap
 
 import pytest
-import torch
 
 from conftest import SHORT, registered, run_cli
 from mmlabel import contracts
