@@ -86,9 +86,10 @@ class RunDir:
             save_model(model, str(temporary))
 
     def load_model_weights(self, model: torch.nn.Module) -> None:
-        from safetensors.torch import load_model
+        from safetensors.torch import load_file
 
-        load_model(model, str(self.model_path), strict=True, device=str(next(model.parameters()).device))
+        weights = load_file(str(self.model_path), device=str(next(model.parameters()).device))
+        model.load_state_dict(without_pooler(weights, model), strict=True)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         with atomic.atomic_path(self.checkpoint_path) as temporary:
@@ -194,3 +195,10 @@ def _relative(run_path: Path, value):
     if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(run_path.resolve()):
         return "./" + str(Path(value).relative_to(run_path.resolve()))
     return value
+
+
+def without_pooler(state: dict, model: torch.nn.Module) -> dict:
+    """`state` without the text encoder pooler's weights where `model` has none: runs saved before mmlabel dropped
+    the unused pooler (mmlabel/text_encoders/hf.py) load into today's model."""
+    own = model.state_dict()
+    return {key: value for key, value in state.items() if key in own or ".pooler." not in key}

@@ -143,10 +143,23 @@ def test_the_nproc_shorthand_trains_in_two_processes_and_rank_0_alone_writes(two
     assert "effective batch size 8 = 4 per process x 2 processes x 1 accumulated" in result.stderr
     assert "effective_batch_size = 8" in (out / "recipe.toml").read_text()
     assert result.stdout.count(f"run: {out}") == 1 and result.stderr.count("epoch 1: loss") == 1
+    assert "get no gradient" not in result.stderr  # DDP without find_unused_parameters
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in log] == [1, 2, 3]
     assert [record["step"] for record in log] == [6, 12, 18]  # 12 batches an epoch, 2 a step
     assert sum(record["best"] for record in log) >= 1
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_parameters_without_gradient_switch_on_the_graph_search(synthetic, tmp_path):
+    """With beta = 0 the image projection (32 -> 64) gets no gradient: every process finds it before the first step and DDP
+    runs with find_unused_parameters (without it, the second step would fail waiting for that gradient)."""
+    out = tmp_path / "run"
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
+                     "--set", "train.epochs=1", "--set", "loss.beta=0",
+                     "--set", "image_encoder.model_args.embed_dim=32", *SETTINGS, "--nproc", "2", env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("2 parameters get no gradient (image_projection.weight, image_projection.bias)") == 1
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 

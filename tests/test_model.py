@@ -192,3 +192,40 @@ def test_component_contract(component, tokenizer_dirs):
         value = loss(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.randn(2, 4, 8),
                      torch.ones(2, 4, dtype=torch.bool))
         assert value.shape == (2,) and torch.isfinite(value).all() and (value >= 0).all()
+
+
+@pytest.mark.parametrize("text_family", TEXT_FAMILIES)
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_graph_search(text_family, tokenizer_dirs):
+    """The text encoder is built without its pooler (which the tagger never uses): DDP then runs with
+    find_unused_parameters=False. A loss weight of 0 leaves the image projection out, and the probe says so."""
+    from mmlabel.training.distributed import unused_parameters
+
+    torch.manual_seed(0)
+    model = build_model(text_family, "vit", tokenizer_dirs)
+    assert getattr(model.text_encoder.model, "pooler", None) is None
+    batch = make_batch(model.text_encoder, SENTENCES, image_encoder=model.image_encoder)
+    assert unused_parameters(model, batch) == []
+    assert all(parameter.grad is None for parameter in model.parameters())  # the probe leaves no gradient behind
+    model.beta = 0.0
+    assert unused_parameters(model, batch) == ["image_projection.weight", "image_projection.bias"]
+
+
+def test_weights_saved_with_a_pooler_load_into_todays_model(tokenizer_dirs, tmp_path):
+    """Runs saved before the pooler was dropped (their model.safetensors has text_encoder.model.pooler.*) still load."""
+    from safetensors.torch import save_file
+
+    from mmlabel.run_dir import RunDir
+
+    model = build_model("bert", None, tokenizer_dirs)
+    old = {key: value.clone() for key, value in model.state_dict().items()}
+    old["text_encoder.model.pooler.dense.weight"] = torch.zeros(32, 32)
+    old["text_encoder.model.pooler.dense.bias"] = torch.zeros(32)
+    run = RunDir(tmp_path)
+    save_file(old, str(run.model_path))
+    fresh = build_model("bert", None, tokenizer_dirs)
+    run.load_model_weights(fresh)
+    assert all(torch.equal(fresh.state_dict()[key], value) for key, value in model.state_dict().items())
+    old["fusion_head.emissions.extra"] = torch.zeros(1)  # anything else unexpected still fails
+    save_file(old, str(run.model_path))
+    with pytest.raises(RuntimeError, match="extra"):
+        run.load_model_weights(fresh)

@@ -32,7 +32,7 @@ class HFTextEncoder(nn.Module):
         super().__init__()
         self.config = config or self.Config(**options)
         self.tokenizer = _load_tokenizer(self.config)
-        self.model = _load_model(self.config, self.tokenizer)
+        self.model = _without_pooler(_load_model(self.config, self.tokenizer))
         self.hidden_size: int = self.model.config.hidden_size
         if self.config.freeze:
             self.model.requires_grad_(False)
@@ -123,6 +123,17 @@ def _load_model(config: HFTextEncoder.Config, tokenizer) -> nn.Module:
         )
     except OSError as error:
         raise ComponentError(_missing_message("weights", config.checkpoint, error)) from None
+
+
+def _without_pooler(model: nn.Module) -> nn.Module:
+    """Drop the pooling layer (a dense layer over the first token, for sentence classification) that the tagger never
+    uses: it would hold optimiser state for nothing and make DDP look for gradients that never come. Only families
+    built to run without one (`add_pooling_layer` in their constructor: BERT, RoBERTa, ALBERT, ...) lose it."""
+    import inspect
+
+    if getattr(model, "pooler", None) is not None and "add_pooling_layer" in inspect.signature(type(model)).parameters:
+        model.pooler = None
+    return model
 
 
 def _model_config(config: HFTextEncoder.Config):

@@ -103,18 +103,20 @@ class Distributed:
             raise everywhere(error or errors[0])
 
     # -- the model ------------------------------------------------------------------------------------------
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, device: torch.device, unused: list[str] = ()) -> torch.nn.Module:
         """DistributedDataParallel around `model` (the module itself in one process); checkpoints and saved weights
         are always the module's own state_dict, so that a run resumes with any number of processes.
 
-        `find_unused_parameters`: encoders bring parameters the tagger never uses (a text encoder's pooler), and a
-        plugin may bring more; DDP would otherwise wait for their gradients forever."""
+        `unused`: names of trainable parameters the loss does not reach on some process (`unused_parameters`).
+        Only then does DDP search the graph for them every step (`find_unused_parameters`); otherwise it would wait
+        for their gradients forever."""
         if not self.enabled:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
+        find_unused = any(self.gather(bool(unused)))
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                       find_unused_parameters=True)
+                                       find_unused_parameters=find_unused)
 
     def no_sync(self, network: torch.nn.Module, accumulating: bool):
         """Inside a gradient-accumulation window, no all-reduce: the gradients add up locally and the window's last
@@ -188,3 +190,19 @@ def finish(wait: bool = True) -> None:
             pass
     torch.distributed.destroy_process_group()
     _current = None
+
+
+def unused_parameters(model: torch.nn.Module, batch: dict) -> list[str]:
+    """Names of the trainable parameters that get no gradient from `model(batch).loss` (one forward and backward
+    pass in eval mode, so no random number is drawn; the gradients are dropped again). The built-in components use
+    all of theirs; a loss weight of 0 or a plugin may leave some out."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(batch).loss.backward()
+        unused = [name for name, parameter in model.named_parameters()
+                  if parameter.requires_grad and parameter.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return unused

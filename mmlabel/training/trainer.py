@@ -11,11 +11,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mmlabel.errors import DivergedError, RunInterrupted
+from mmlabel.errors import DivergedError, RunError, RunInterrupted
 from mmlabel.tagger import Tagger
 from mmlabel.training import distributed, interrupts
 from mmlabel.data.batches import Collator, TaggingDataset, make_loader, start_epoch
 from mmlabel.device import autocast
+from mmlabel.run_dir import without_pooler
 from mmlabel.training.seeds import rng_state, set_rng_state
 
 
@@ -63,7 +64,7 @@ class Trainer:
                  console: Console | None = None):
         self.model = model.to(device)
         self.processes = distributed.current()
-        self.network = self.processes.wrap(self.model, device)  # DDP, or the model itself in one process
+        self.network = self.model  # wrapped in DDP by `fit` when several processes train
         self.recipe = recipe
         self.train_settings = recipe.train
         self.scheme = scheme
@@ -234,13 +235,24 @@ class Trainer:
                            rank=self.processes.rank, world_size=self.processes.world_size)
 
     def _probe(self, loader) -> None:
-        """Check what each component returns on the first training examples, before any step (`contracts`)."""
+        """Check what each component returns on the first training examples, before any step (`contracts`); with
+        several processes, find the parameters the loss leaves out and wrap the model in DDP."""
         from mmlabel.contracts import check_model_outputs
 
         items = [loader.dataset[index] for index in range(min(len(loader.dataset), 4))]
-        if items:
+        batch = self._to_device(loader.collate_fn(items)) if items else None
+        if batch is not None:
             with autocast(self.device, self.train_settings.precision):
-                check_model_outputs(self.model, self._to_device(loader.collate_fn(items)))
+                check_model_outputs(self.model, batch)
+        if self.processes.enabled:
+            unused = []
+            if batch is not None:
+                with autocast(self.device, self.train_settings.precision):
+                    unused = distributed.unused_parameters(self.model, batch)
+            if unused:
+                self.console.print(f"{len(unused)} parameters get no gradient ({', '.join(unused[:3])}"
+                                   f"{', ...' if len(unused) > 3 else ''}): DDP looks for them every step")
+            self.network = self.processes.wrap(self.model, self.device, unused)
 
     def _feature_cache(self):
         """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""
@@ -382,8 +394,12 @@ class Trainer:
         position in the epoch; the epoch's sums stay with rank 0; with as many processes as wrote it, each takes
         its own RNG state, else rank 0's."""
         checkpoint = self.run.load_checkpoint()
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.model.load_state_dict(without_pooler(checkpoint["model"], self.model))
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except ValueError:  # its parameters differ: written before the text encoder lost its unused pooler
+            raise RunError(f"{self.run.checkpoint_path}: the optimiser state does not match this model's parameters "
+                           f"(a checkpoint of an older mmlabel?); resume it with the version that wrote it") from None
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         state = checkpoint["state"]
