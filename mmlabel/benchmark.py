@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mmlabel.benchmark_models import TEXT_SIZES, AlignmentInputs, default_model, recipe_model, with_attention  # noqa: F401
+
 SETTINGS = ("naive", "optimised")
 OPTIMISATIONS = {
     "bf16": "bf16 autocast",
@@ -30,11 +32,6 @@ OPTIMISATIONS = {
     "fused_adamw": "fused AdamW (training)",
     "allocator": "freed memory kept in the process (mmlabel/device.py)",
     "inference": "inference_mode and batches of 32 (prediction)",
-}
-TEXT_SIZES = {
-    "base": {"vocab_size": 50265},  # RobertaConfig() is roberta-base: 12 layers, hidden 768
-    "tiny": {"vocab_size": 50265, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 128},
 }
 
 
@@ -100,10 +97,14 @@ def twitter_lengths(path: Path, format: str) -> list[int]:
 def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch16_224", batch: int = 4,
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
           only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False,
-          profile: bool = False) -> dict:
+          profile: bool = False, recipe=None, naive_alignment: str | None = None) -> dict:
     """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
     `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"; `profile` adds each
-    setting's torch.profiler table of its last round under "profile"."""
+    setting's torch.profiler table of its last round under "profile". With a `recipe` (mmlabel.recipe.Recipe), its
+    components, loss and sizes are timed (`recipe_model`), and `batch`, `freeze_image`, `alignment` come from it;
+    `naive_alignment` names the alignment loss of the naive setting (default: the same as the optimised)."""
+    if recipe is not None:
+        batch, freeze_image = recipe.train.batch_size, _frozen(recipe)
     settings = [only] if only else list(SETTINGS)
     if ablate:
         optimisations = applicable(mode, freeze_image)
@@ -113,19 +114,25 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
         make_workload(Path(directory), lengths)
+        if recipe is not None:
+            model, notes = recipe_model(recipe, Path(directory), text_size)
+            for note in notes:
+                progress and progress(note)
+        else:
+            model = default_model(Path(directory), text_size, image_model, freeze_image, alignment)
         for round_index in range(rounds):
             order = settings if round_index % 2 == 0 else settings[::-1]
             for setting in order:
-                job = {"mode": mode, "setting": setting, "flags": flags[setting],
-                       "text_size": text_size, "image_model": image_model, "batch": batch, "steps": steps,
-                       "freeze_image": freeze_image, "workload": directory, "alignment": alignment,
-                       "profile": profile}
+                setting_model = model
+                if setting == "naive" and naive_alignment:
+                    setting_model = {**model, "alignment_loss": {"name": naive_alignment}}
+                job = {"mode": mode, "setting": setting, "flags": flags[setting], "model": setting_model,
+                       "batch": batch, "steps": steps, "max_tokens": recipe.data.max_tokens if recipe else 60,
+                       "freeze_image": freeze_image, "workload": directory, "profile": profile}
                 results[setting].append(_run_worker(job))
                 if progress:
                     progress(f"round {round_index + 1}/{rounds} {setting}: {results[setting][-1]['examples_per_s']:.2f} ex/s")
-    figures = {setting: {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
-                         "peak_mb": max(r["peak_mb"] for r in runs), "rounds": [r["examples_per_s"] for r in runs]}
-               for setting, runs in results.items()}
+    figures = {setting: _figures(runs) for setting, runs in results.items()}
     if profile:
         for setting, runs in results.items():
             figures[setting]["profile"] = runs[-1]["profile"]
@@ -139,6 +146,21 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
                               if setting.startswith("without-")}
         summary.update({setting: figures[setting] for setting in settings if setting.startswith("with-")})
     return summary
+
+
+def _frozen(recipe) -> bool:
+    return recipe.image_encoder is not None and bool(getattr(recipe.image_encoder, "freeze", False))
+
+
+def _figures(runs: list[dict]) -> dict:
+    """The median speed over the rounds, the highest peak, and where measured the alignment's share of a step."""
+    figures = {"examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
+               "peak_mb": max(r["peak_mb"] for r in runs), "rounds": [r["examples_per_s"] for r in runs]}
+    if all("alignment_ms" in r for r in runs):
+        figures["step_ms"] = statistics.median(r["step_ms"] for r in runs)
+        figures["alignment_ms"] = statistics.median(r["alignment_ms"] for r in runs)
+        figures["alignment_share"] = figures["alignment_ms"] / figures["step_ms"]
+    return figures
 
 
 def _run_worker(job: dict) -> dict:
@@ -170,7 +192,7 @@ def worker(job: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     profiler = _profiler(device) if job.get("profile") else contextlib.nullcontext()
     examples, started = 0, time.perf_counter()
-    with profiler:
+    with profiler, AlignmentInputs(model) as alignment_inputs:
         for _ in range(job["steps"]):
             batch = next(batches)
             step(batch)
@@ -180,7 +202,11 @@ def worker(job: dict) -> dict:
     seconds = time.perf_counter() - started
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    result = {"examples_per_s": examples / seconds, "peak_mb": round(peak, 1), "device": device.type}
+    result = {"examples_per_s": examples / seconds, "peak_mb": round(peak, 1), "device": device.type,
+              "step_ms": 1000 * seconds / job["steps"]}
+    if alignment_inputs.calls:
+        result["alignment_ms"] = alignment_inputs.time(model.alignment_loss, job["mode"] == "train", device,
+                                                       "bf16" in job["flags"]) / job["steps"]
     if job.get("profile"):
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         result["profile"] = profiler.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=25,
@@ -197,24 +223,18 @@ def _profiler(device):
 
 
 def _build(job: dict, device):
+    from mmlabel.data.batches import Collator, TaggingDataset
     from mmlabel.data.example import Example
     from mmlabel.data.images import ImageLoader
-    from mmlabel.recipe import recipe_from_dict
-    from mmlabel.model import TaggingModel
-    from mmlabel.data.batches import Collator, TaggingDataset
     from mmlabel.feature_cache import ImageFeatureCache
+    from mmlabel.model import TaggingModel
+    from mmlabel.recipe import recipe_from_dict
     from mmlabel.registry import get
 
     workload = Path(job["workload"])
-    recipe = recipe_from_dict({
-        "text_encoder": {"name": "hf", "init": "random", "model_type": "roberta", "tokenizer": str(workload / "tokenizer"),
-                         "config_overrides": TEXT_SIZES[job["text_size"]],
-                         "attn_implementation": "sdpa" if "attention" in job["flags"] else "eager"},
-        "image_encoder": {"name": "timm", "model": job["image_model"], "pretrained": False,
-                          "freeze": job["freeze_image"], "attention": "auto" if "attention" in job["flags"] else "eager"},
-        "fusion_head": {"name": "dtca", "heads": 8}, "alignment_loss": {"name": job["alignment"]},
-    })
-    scheme = get("tag_scheme", "collapsed5").build({}, labels=["NEG", "NEU", "POS"])
+    recipe = recipe_from_dict(with_attention(job["model"], "attention" in job["flags"]))
+    labels = ["NEG", "NEU", "POS"] if recipe.metric.name == "mabsa" else ["LOC", "MISC", "ORG", "PER"]
+    scheme = get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
     model = TaggingModel.for_scheme(recipe, scheme)
     model.to(device)
     images = ImageLoader(workload, "error")
@@ -226,11 +246,12 @@ def _build(job: dict, device):
         precision = "bf16" if "bf16" in job["flags"] else "fp32"
         features = ImageFeatureCache(model.image_encoder, images, device, precision)
         features.fill([example.image for example in examples])
-    dataset = TaggingDataset(examples, scheme, images, model.image_encoder.transform, features)
+    transform = model.image_encoder.transform if model.image_encoder is not None else None
+    dataset = TaggingDataset(examples, scheme, images, transform, features)
     tokenize = model.text_encoder.tokenize
     if "padding" not in job["flags"]:
         tokenize = _PadTo(tokenize, model.text_encoder.tokenizer.pad_token_id)
-    return model, dataset, Collator(tokenize, 60)
+    return model, dataset, Collator(tokenize, job.get("max_tokens", 60))
 
 
 class _PadTo:
