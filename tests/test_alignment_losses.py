@@ -257,3 +257,7 @@ def test_a_short_training_run_logs_the_alignment_term(name, synthetic, tmp_path)
     assert record["terms"]["align"] > 0 and record["weighted_terms"]["align"] == pytest.approx(
         0.6 * record["terms"]["align"], rel=1e-4)
     assert (out / "recipe.toml").read_text().count(f'name = "{name}"') == 1
+    tagger = mmlabel.Tagger.load(out)
+    assert type(tagger.model.alignment_loss) is type(mmlabel.create("alignment_loss", name))
+    image = sorted((synthetic / "images").iterdir())[0]
+    assert isinstance(tagger.predict(["the", "pizza", "was", "great"], image=image), list)
