@@ -53,6 +53,8 @@ def setting_flags(setting: str, mode: str, freeze_image: bool, accelerator: bool
     """`naive`, `optimised` or `without-NAME` (optimised with one optimisation left out) as a list of flags;
     `with-workers` adds the decoding worker where it is not one of the optimisations (on a CPU)."""
     flags = applicable(mode, freeze_image, accelerator)
+    if setting.startswith("alignment-"):  # optimised, with another alignment loss (`bench(also_alignments=...)`)
+        return flags
     if setting == "with-workers" and "workers" not in flags:
         return flags + ["workers"]
     if setting == "naive":
@@ -97,19 +99,17 @@ def twitter_lengths(path: Path, format: str) -> list[int]:
 def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch16_224", batch: int = 4,
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
           only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False,
-          profile: bool = False, recipe=None, naive_alignment: str | None = None) -> dict:
+          profile: bool = False, recipe=None, naive_alignment: str | None = None,
+          also_alignments: tuple[str, ...] = ()) -> dict:
     """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
     `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"; `profile` adds each
     setting's torch.profiler table of its last round under "profile". With a `recipe` (mmlabel.recipe.Recipe), its
     components, loss and sizes are timed (`recipe_model`), and `batch`, `freeze_image`, `alignment` come from it;
-    `naive_alignment` names the alignment loss of the naive setting (default: the same as the optimised)."""
+    `naive_alignment` names the alignment loss of the naive setting (default: the same as the optimised);
+    `also_alignments` adds one setting `alignment-NAME` per name: optimised, with that alignment loss."""
     if recipe is not None:
         batch, freeze_image = recipe.train.batch_size, _frozen(recipe)
-    settings = [only] if only else list(SETTINGS)
-    if ablate:
-        optimisations = applicable(mode, freeze_image)
-        settings += [f"without-{name}" for name in optimisations]
-        settings += [] if "workers" in optimisations else ["with-workers"]
+    settings = _settings(mode, freeze_image, only, ablate, also_alignments)
     flags = {setting: setting_flags(setting, mode, freeze_image) for setting in settings}  # a typo fails here
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
@@ -123,9 +123,7 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
         for round_index in range(rounds):
             order = settings if round_index % 2 == 0 else settings[::-1]
             for setting in order:
-                setting_model = model
-                if setting == "naive" and naive_alignment:
-                    setting_model = {**model, "alignment_loss": {"name": naive_alignment}}
+                setting_model = _alignment_of(model, setting, naive_alignment)
                 job = {"mode": mode, "setting": setting, "flags": flags[setting], "model": setting_model,
                        "batch": batch, "steps": steps, "max_tokens": recipe.data.max_tokens if recipe else 60,
                        "freeze_image": freeze_image, "workload": directory, "profile": profile}
@@ -141,11 +139,27 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
         summary[only] = figures[only]
     if "naive" in figures and "optimised" in figures:
         summary["ratio"] = figures["optimised"]["examples_per_s"] / figures["naive"]["examples_per_s"]
+    summary.update({setting: figures[setting] for setting in settings if setting.startswith("alignment-")})
     if ablate:
         summary["without"] = {setting[len("without-"):]: figures[setting] for setting in settings
                               if setting.startswith("without-")}
         summary.update({setting: figures[setting] for setting in settings if setting.startswith("with-")})
     return summary
+
+
+def _settings(mode: str, freeze_image: bool, only: str | None, ablate: bool, also_alignments) -> list[str]:
+    settings = [only] if only else list(SETTINGS)
+    if ablate:
+        optimisations = applicable(mode, freeze_image)
+        settings += [f"without-{name}" for name in optimisations]
+        settings += [] if "workers" in optimisations else ["with-workers"]
+    return settings + [f"alignment-{name}" for name in also_alignments]
+
+
+def _alignment_of(model: dict, setting: str, naive_alignment: str | None) -> dict:
+    """The model a setting times: `naive` with `naive_alignment`, `alignment-NAME` with NAME (default options)."""
+    name = naive_alignment if setting == "naive" else setting.partition("alignment-")[2] or None
+    return {**model, "alignment_loss": {"name": name}} if name else model
 
 
 def _frozen(recipe) -> bool:
@@ -167,6 +181,12 @@ def _run_worker(job: dict) -> dict:
     code = "import sys, json; from mmlabel.benchmark import worker; print(json.dumps(worker(json.loads(sys.argv[1]))))"
     result = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True)
     if result.returncode != 0:
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        if last.startswith("mmlabel.errors."):  # a user error (a component's options): one line, as elsewhere
+            from mmlabel import errors
+
+            kind, _, message = last[len("mmlabel.errors."):].partition(": ")
+            raise getattr(errors, kind, errors.MMLabelError)(message)
         raise RuntimeError(f"benchmark worker ({job['setting']}) failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -49,6 +49,8 @@ def recipe_model(recipe, workload: Path, text_size: str) -> tuple[dict, list[str
                                      **{k: v for k, v in text.items() if k in ("freeze", "attn_implementation")}}
             notes.append(f"text_encoder: {checkpoint!r} is not a local folder; timed as a random {family} of "
                          f"{text_size} sizes")
+    if text["name"] == "hf" and model["text_encoder"].get("tokenizer") == "train":  # learnt from the training words
+        model["text_encoder"] = {**model["text_encoder"], "tokenizer": str(workload / "tokenizer")}
     image = model.get("image_encoder")
     if image and image["name"] in ("timm", "hf_vision") and image.get("pretrained", True):
         model["image_encoder"] = {**image, "pretrained": False}

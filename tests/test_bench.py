@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from mmlabel.benchmark import OPTIMISATIONS, _batches, _build, applicable, make_workload, setting_flags
+from mmlabel.benchmark_models import default_model, recipe_model
 
 TINY = ["--text-size", "tiny", "--image-model", "vit_tiny_patch16_224", "--steps", "2", "--rounds", "1"]
 
@@ -58,8 +59,9 @@ def workload(tmp_path_factory):
 
 
 def _job(workload, flags, mode="train"):
-    return {"mode": mode, "flags": flags, "text_size": "tiny", "image_model": "vit_tiny_patch16_224", "batch": 4,
-            "freeze_image": "cache" in flags, "workload": str(workload), "alignment": "sinkhorn"}
+    model = default_model(workload, "tiny", "vit_tiny_patch16_224", "cache" in flags, "sinkhorn")
+    return {"mode": mode, "flags": flags, "model": model, "batch": 4, "freeze_image": "cache" in flags,
+            "workload": str(workload)}
 
 
 def _first_batches(workload, flags, mode="train", count=4):
@@ -140,3 +142,37 @@ def test_profile_prints_the_costliest_operations_of_the_timed_steps():
     assert result.returncode == 0, result.stderr
     assert "optimised, profile of the timed steps:" in result.stdout
     assert "aten::" in result.stdout and "Self CPU" in result.stdout
+
+
+def test_a_recipe_is_timed_with_its_own_components_and_random_weights_of_the_same_shapes(tmp_path):
+    from mmlabel.recipe import load_recipe
+
+    model, notes = recipe_model(load_recipe("dtca"), tmp_path, "base")
+    text, image = model["text_encoder"], model["image_encoder"]
+    assert text["init"] == "random" and text["model_type"] == "roberta" and text["tokenizer"] == str(tmp_path / "tokenizer")
+    assert notes == ["text_encoder: 'roberta-base' is not a local folder; timed as a random roberta of base sizes"]
+    assert image["model"] == "vit_base_patch16_224.orig_in21k" and image["pretrained"] is False
+    assert image["resize"] == "squash"
+    assert model["alignment_loss"]["name"] == "emd" and model["alignment_loss"]["cost"] == "cosine"
+    assert model["loss"]["crf_reduction"] == "sum" and model["loss"]["crf_weight"] == 0.1
+    albert, _ = recipe_model(load_recipe("dtca", ["text_encoder.checkpoint=albert-base-v2"]), tmp_path, "base")
+    assert albert["text_encoder"]["config_overrides"]["hidden_size"] == 768  # not ALBERT's xxlarge default config
+
+
+def test_bench_a_recipe_with_another_alignment_reports_the_alignment_share():
+    result = run_cli("bench", "train", "--recipe", "quickstart", "--also-alignment", "emd", "--steps", "2",
+                     "--rounds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {"naive", "optimised", "alignment-emd", "ratio"}
+    for setting in ("naive", "optimised", "alignment-emd"):
+        assert 0 < figures[setting]["alignment_ms"] < figures[setting]["step_ms"]
+        assert figures[setting]["alignment_share"] == pytest.approx(
+            figures[setting]["alignment_ms"] / figures[setting]["step_ms"])
+
+
+def test_bench_options_that_need_a_recipe_or_a_known_name_fail_in_one_line():
+    for arguments, expected in ((["--fusion-head", "dtca"], "--recipe"), (["--also-alignment", "emdd"], "'emd'"),
+                                (["--recipe", "quickstart", "--set", "fusion_head.name=nope"], "nope")):
+        result = run_cli("bench", "train", *TINY, *arguments)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr

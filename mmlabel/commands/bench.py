@@ -6,50 +6,62 @@ import typer
 
 from mmlabel.commands.options import FormatOption, JsonOption, SetOption, echo_json, reader_name
 
+TextSizeOption = Annotated[str, typer.Option(help="base (RoBERTa-base sized) or tiny.")]
+RecipeOption = Annotated[Optional[str], typer.Option(
+    help="Time this recipe's components, loss, batch size and max_tokens (random weights of the same shapes; a path "
+         "or a built-in name such as dtca).")]
+FusionHeadOption = Annotated[Optional[str], typer.Option(
+    help="Fusion head, the same in both settings (needs --recipe; replaces the recipe's).")]
+ImageModelOption = Annotated[str, typer.Option(help="timm image encoder, random weights (without --recipe).")]
+BatchOption = Annotated[Optional[int], typer.Option(
+    help="Training batch size (prediction: naive uses it, optimised 32). Default 4, or the recipe's.")]
+StepsOption = Annotated[int, typer.Option(help="Timed batches per round and setting.")]
+RoundsOption = Annotated[int, typer.Option(help="Alternating rounds; the median is reported.")]
+FreezeImageOption = Annotated[bool, typer.Option(help="Freeze the image encoder (optimised: cached states).")]
+DataOption = Annotated[Optional[Path], typer.Option(help="Draw sentence lengths from this dataset.")]
+AlignmentOption = Annotated[Optional[str], typer.Option(
+    help="Alignment loss of the optimised setting (default sinkhorn, or the recipe's; emd: exact, POT's network "
+         "simplex).")]
+NaiveAlignmentOption = Annotated[Optional[str], typer.Option(
+    help="Alignment loss of the naive setting (default: ipot, the reference code's, with --recipe; else the same as "
+         "optimised).")]
+AlsoAlignmentOption = Annotated[Optional[list[str]], typer.Option(
+    help="Also time the optimised setting with this alignment loss (repeatable): setting alignment-NAME.")]
+OnlyOption = Annotated[Optional[str], typer.Option(
+    help="Run one setting: optimised, naive, without-NAME, with-workers or alignment-NAME.")]
+AblateOption = Annotated[bool, typer.Option(
+    help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")]
+ProfileOption = Annotated[bool, typer.Option(
+    help="Profile the timed steps (torch.profiler) and print each setting's table of the costliest operations; "
+         "profiling slows them.")]
+
 
 def bench(
     mode: Annotated[str, typer.Argument(help="train or predict.")],
-    text_size: Annotated[str, typer.Option(help="base (RoBERTa-base sized) or tiny.")] = "base",
-    recipe: Annotated[Optional[str], typer.Option(help="Time this recipe's components, loss, batch size and "
-                                                       "max_tokens (random weights of the same shapes; a path "
-                                                       "or a built-in name such as dtca).")] = None,
+    text_size: TextSizeOption = "base",
+    recipe: RecipeOption = None,
     overrides: SetOption = None,
-    fusion_head: Annotated[Optional[str], typer.Option(help="Fusion head, the same in both settings (with "
-                                                            "--recipe: replaces the recipe's).")] = None,
-    image_model: Annotated[str, typer.Option(help="timm image encoder, random weights (without --recipe).")] = "vit_base_patch16_224",
-    batch: Annotated[Optional[int], typer.Option(help="Training batch size (prediction: naive uses it, optimised "
-                                                      "32). Default 4, or the recipe's.")] = None,
-    steps: Annotated[int, typer.Option(help="Timed batches per round and setting.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Alternating rounds; the median is reported.")] = 3,
-    freeze_image: Annotated[bool, typer.Option(help="Freeze the image encoder (optimised: cached states).")] = False,
-    data: Annotated[Optional[Path], typer.Option(help="Draw sentence lengths from this dataset.")] = None,
+    fusion_head: FusionHeadOption = None,
+    image_model: ImageModelOption = "vit_base_patch16_224",
+    batch: BatchOption = None,
+    steps: StepsOption = 10,
+    rounds: RoundsOption = 3,
+    freeze_image: FreezeImageOption = False,
+    data: DataOption = None,
     format_name: FormatOption = None,
-    alignment: Annotated[Optional[str], typer.Option(help="Alignment loss of the optimised setting (default "
-                                                          "sinkhorn, or the recipe's; emd: exact, POT's network "
-                                                          "simplex).")] = None,
-    naive_alignment: Annotated[Optional[str], typer.Option(help="Alignment loss of the naive setting (default: "
-                                                                "the same as optimised).")] = None,
-    only: Annotated[Optional[str], typer.Option(help="Run one setting: optimised, naive, without-NAME or "
-                                                     "with-workers.")] = None,
-    ablate: Annotated[bool, typer.Option(help="Also run the optimised setting without each optimisation in turn "
-                                              "(and, on a CPU, with a decoding worker).")] = False,
-    profile: Annotated[bool, typer.Option(help="Profile the timed steps (torch.profiler) and print each setting's "
-                                              "table of the costliest operations; profiling slows them.")] = False,
+    alignment: AlignmentOption = None,
+    naive_alignment: NaiveAlignmentOption = None,
+    also_alignment: AlsoAlignmentOption = None,
+    only: OnlyOption = None,
+    ablate: AblateOption = False,
+    profile: ProfileOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Measure training or prediction speed of DTCA at the paper's sizes, or of a recipe (random weights, no
     download); --data (read with --format) gives the sentence lengths."""
-    from mmlabel.benchmark import TEXT_SIZES, bench as run_bench, setting_flags, twitter_lengths
+    from mmlabel.benchmark import bench as run_bench, twitter_lengths
 
-    if mode not in ("train", "predict"):
-        raise typer.BadParameter("train or predict", param_hint="MODE")
-    if text_size not in TEXT_SIZES:
-        raise typer.BadParameter(" or ".join(TEXT_SIZES), param_hint="--text-size")
-    if only is not None:
-        try:
-            setting_flags(only, mode, freeze_image)
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--only") from None
+    _check(mode, text_size, only, freeze_image, naive_alignment, also_alignment)
     lengths = twitter_lengths(data, reader_name(data, format_name)) if data else None
     loaded = _recipe(recipe, overrides, fusion_head, alignment, batch, freeze_image) if recipe or overrides else None
     if loaded is None and fusion_head:
@@ -62,11 +74,31 @@ def bench(
     result = run_bench(mode, text_size=text_size, image_model=image_model, batch=batch or 4, steps=steps,
                        rounds=rounds, freeze_image=freeze_image, lengths=lengths, only=only, progress=say,
                        alignment=alignment or "sinkhorn", ablate=ablate, profile=profile, recipe=loaded,
-                       naive_alignment=naive_alignment)
+                       naive_alignment=naive_alignment or ("ipot" if loaded else None),
+                       also_alignments=tuple(also_alignment or ()))
     if as_json:
         echo_json(result)
     else:
         _print_result(result)
+
+
+def _check(mode: str, text_size: str, only: str | None, freeze_image: bool, naive_alignment: str | None,
+           also_alignment: list[str] | None) -> None:
+    """Every argument that could be misspelt, checked before anything runs (one line, exit 2)."""
+    from mmlabel.benchmark import TEXT_SIZES, setting_flags
+    from mmlabel.registry import get
+
+    if mode not in ("train", "predict"):
+        raise typer.BadParameter("train or predict", param_hint="MODE")
+    if text_size not in TEXT_SIZES:
+        raise typer.BadParameter(" or ".join(TEXT_SIZES), param_hint="--text-size")
+    if only is not None:
+        try:
+            setting_flags(only, mode, freeze_image)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--only") from None
+    for name in [*(also_alignment or ()), *([naive_alignment] if naive_alignment else [])]:
+        get("alignment_loss", name)
 
 
 def _recipe(path: str | None, overrides: list[str] | None, fusion_head: str | None, alignment: str | None,
