@@ -223,3 +223,17 @@ def test_a_short_run_of_each_head_reloads_and_predicts_as_it_did(synthetic, tmp_
             picture = synthetic / "images" / record["image"] if tagger.multimodal else None
             spans = tagger.predict(record["tokens"], image=picture)
             assert [{"start": s.start, "end": s.end, "label": s.label} for s in spans] == record["spans"], name
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_each_heads_recipe_is_the_reference_recipe_with_that_head(name):
+    from mmlabel.recipe import load_recipe
+
+    recipe, reference = load_recipe(REPO / "recipes" / f"fusion-{name}.toml"), load_recipe(REPO / "recipes" / "dtca.toml")
+    assert recipe.fusion_head.name == name
+    different = {"fusion_head"} | ({"image_encoder", "alignment_loss", "data"} if name == "text" else set())
+    assert recipe.model_dump(exclude=different) == reference.model_dump(exclude=different)
+    if name == "text":
+        assert recipe.image_encoder is None
+        assert recipe.data.model_dump(exclude={"images", "missing_image"}) == reference.data.model_dump(
+            exclude={"images", "missing_image"})
