@@ -1,5 +1,5 @@
-"""The visual-gate fusion head of UMT (Yu, Jiang, Yang and Xia, "Improving Multimodal Named Entity Recognition via
-Entity Span Detection with Unified Multimodal Transformer", ACL 2020; reference code github.com/jefferyYu/UMT,
+"""The visual-gate fusion head of UMT (Yu et al., "Improving Multimodal Named Entity Recognition via Entity Span
+Detection with Unified Multimodal Transformer", ACL 2020; reference code github.com/jefferyYu/UMT,
 `MTCCMBertForMMTokenClassificationCRF`): each word attends to the image patches, and a sigmoid gate computed from the
 word and what it attended to decides, dimension by dimension, how much of the attended image enters the word's state:
 

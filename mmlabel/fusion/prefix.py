@@ -1,6 +1,6 @@
-"""The early-fusion prefix head, in the spirit of HVPNeT (Chen, Zhang, Li, Deng, Tan, Huang, Si and Chen, "Good
-Visual Guidance Makes A Better Extractor: Hierarchical Visual Prefix for Multimodal Entity and Relation
-Extraction", NAACL 2022 Findings; reference code github.com/zjunlp/HVPNeT): the image conditions the words from the
+"""The early-fusion prefix head, in the spirit of HVPNeT (Chen et al., "Good Visual Guidance Make A Better Extractor:
+Hierarchical Visual Prefix for Multimodal Entity and Relation Extraction", Findings of NAACL 2022; reference code
+github.com/zjunlp/HVPNeT): the image conditions the words from the
 text encoder's first layer on. The head maps the patch states to prefix states of the text size; the model hands
 them to the text encoder, every self-attention layer of which also attends to them (each layer's own key and value
 projections make that layer's prefix keys and values: `contracts.PrefixTextEncoder`); the head then tags the
