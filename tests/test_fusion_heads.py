@@ -10,7 +10,8 @@ from conftest import REPO
 from mmlabel.errors import ComponentError, MMLabelError
 from mmlabel.registry import components, get
 from mmlabel.testing import check_component
-from model_helpers import SENTENCES, TEXT_FAMILIES, make_batch, tiny_image_options, tiny_text_options, tokenizer_dirs  # noqa: F401
+from model_helpers import (SENTENCES, TEXT_FAMILIES, make_batch, tiny_image_options, tiny_text_options,  # noqa: F401
+                           tokenizer_dirs)
 
 HEADS = ("text", "concat", "gated", "prefix")
 
@@ -229,7 +230,8 @@ def test_a_short_run_of_each_head_reloads_and_predicts_as_it_did(synthetic, tmp_
 def test_each_heads_recipe_is_the_reference_recipe_with_that_head(name):
     from mmlabel.recipe import load_recipe
 
-    recipe, reference = load_recipe(REPO / "recipes" / f"fusion-{name}.toml"), load_recipe(REPO / "recipes" / "dtca.toml")
+    recipe = load_recipe(REPO / "recipes" / f"fusion-{name}.toml")
+    reference = load_recipe(REPO / "recipes" / "dtca.toml")
     assert recipe.fusion_head.name == name
     different = {"fusion_head"} | ({"image_encoder", "alignment_loss", "data"} if name == "text" else set())
     assert recipe.model_dump(exclude=different) == reference.model_dump(exclude=different)

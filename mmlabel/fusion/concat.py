@@ -2,7 +2,7 @@
 size and concatenated to every word's state, then an MLP, tag scores and a CRF over words. It is the generic
 late-fusion baseline (no single source paper): every word sees the same image vector, with no attention:
 
-    image  = Linear(pool(patch states))                       # pool: the first state ("cls") or the mean of real patches
+    image  = Linear(pool(patch states))                       # pool: the first state ("cls") or the real patches' mean
     word   = [text state of the word's first sub-word ; image]  # (batch, words, 2 * text_dim)
     emissions = Linear(Dropout(MLP(word)))                    # (batch, words, tags), Viterbi
 

@@ -36,9 +36,10 @@ class PrefixHead(CRFHead):
                          allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
         # The model routes `prefix(image)` into the text encoder where this is True (`contracts.PrefixFusionHead`).
         self.needs_prefix: bool = image_dim is not None
-        self.prefix_projection = (nn.Sequential(nn.Linear(image_dim, text_dim), nn.Tanh(), nn.Linear(text_dim, text_dim),
-                                                nn.LayerNorm(text_dim))
-                                  if image_dim is not None else None)
+        self.prefix_projection = None
+        if image_dim is not None:
+            self.prefix_projection = nn.Sequential(nn.Linear(image_dim, text_dim), nn.Tanh(),
+                                                   nn.Linear(text_dim, text_dim), nn.LayerNorm(text_dim))
         self.emissions = nn.Linear(text_dim, num_tags)
 
     def prefix(self, image_states: torch.Tensor, image_mask: torch.Tensor | None = None

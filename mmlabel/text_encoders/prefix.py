@@ -57,7 +57,8 @@ def _wrapper(base: str):
     def attention(module, query, key, value, attention_mask, **kwargs):
         active = _ACTIVE.get()
         if active is not None:
-            key, value, attention_mask = _with_prefix(module, key, value, attention_mask, *active, eager=base == "eager")
+            key, value, attention_mask = _with_prefix(module, key, value, attention_mask, *active,
+                                                      eager=base == "eager")
         return _original(module, base)(module, query, key, value, attention_mask, **kwargs)
 
     return attention
