@@ -169,6 +169,38 @@ class TagScheme(Protocol):
         """(num_tags, num_tags): `allowed[from][to]`."""
 
 
+# -- optional capabilities: members a component may have, which the core uses where it has them -------------------
+@runtime_checkable
+class PrefixTextEncoder(TextEncoder, Protocol):
+    """A text encoder whose every self-attention layer can also attend to prefix states (early fusion: the `prefix`
+    fusion head's image prefixes); declared by `accepts_prefix = True`."""
+
+    accepts_prefix: bool
+
+    def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor", *,
+                prefix_states: "torch.Tensor | None" = None, prefix_mask: "torch.Tensor | None" = None
+                ) -> "torch.Tensor":
+        """As `TextEncoder.forward`; every self-attention layer also attends to the real `prefix_states`
+        (batch, prefix, hidden_size) (`prefix_mask` (batch, prefix) bool), which get no output."""
+
+
+@runtime_checkable
+class PrefixFusionHead(FusionHead, Protocol):
+    """Optional capability of a fusion head, declared by `needs_prefix = True`: the model passes the head's
+    `prefix(image_states, image_mask)` to a `PrefixTextEncoder` before the head's `forward` sees the text states."""
+
+    needs_prefix: bool  # False, e.g., when built with image_dim=None
+
+    def prefix(self, image_states: "torch.Tensor", image_mask: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Image states (batch, patches, image_dim) and mask (batch, patches) bool -> prefix states
+        (batch, prefix, text_dim) and prefix mask (batch, prefix) bool."""
+
+
+def declares(component: Any, capability: str) -> bool:
+    """Whether a component declares an optional capability: `declares(head, "needs_prefix")`."""
+    return getattr(component, capability, False) is True
+
+
 # Component kind -> its protocol.
 PROTOCOLS: dict[str, type] = {
     "text_encoder": TextEncoder,
@@ -383,14 +415,12 @@ def check_model_outputs(model, batch: dict) -> None:
 def _probe(model, batch: dict) -> None:
     rows, words = batch["word_mask"].shape
     text_encoder, head = model.text_encoder, model.fusion_head
-    text_states = text_encoder(batch["input_ids"], batch["attention_mask"])
-    _expect_states(text_states, "text_encoder", text_encoder, "text states",
-                   (rows, batch["input_ids"].shape[1], text_encoder.hidden_size), "(batch, tokens, hidden_size)")
-    image_states = image_mask = None
-    if "image_states" in batch:
-        image_states, image_mask = batch["image_states"], batch["image_mask"]
-    elif model.image_encoder is not None:
-        image_states, image_mask = _probe_image(model.image_encoder, batch["pixel_values"], rows)
+    if declares(head, "needs_prefix"):  # early fusion: the image goes into the text encoder
+        image_states, image_mask = _probe_images(model, batch, rows)
+        text_states = _probe_text(text_encoder, batch, rows, model.text_prefix(image_states, image_mask))
+    else:
+        text_states = _probe_text(text_encoder, batch, rows, {})
+        image_states, image_mask = _probe_images(model, batch, rows)
     emissions = head(text_states, batch["first_subword_index"], image_states, image_mask)
     _expect_states(emissions, "fusion_head", head, "emissions", (rows, words, head.num_tags),
                    "(batch, words, num_tags)")
@@ -406,6 +436,21 @@ def _probe(model, batch: dict) -> None:
         distance = model.alignment_loss(text_states, batch["attention_mask"].bool(),
                                         model.image_projection(image_states), image_mask)
         _expect_per_example(distance, "alignment_loss", model.alignment_loss, "the loss", rows)
+
+
+def _probe_text(text_encoder, batch: dict, rows: int, prefix: dict):
+    text_states = text_encoder(batch["input_ids"], batch["attention_mask"], **prefix)
+    _expect_states(text_states, "text_encoder", text_encoder, "text states",
+                   (rows, batch["input_ids"].shape[1], text_encoder.hidden_size), "(batch, tokens, hidden_size)")
+    return text_states
+
+
+def _probe_images(model, batch: dict, rows: int):
+    if "image_states" in batch:
+        return batch["image_states"], batch["image_mask"]
+    if model.image_encoder is not None:
+        return _probe_image(model.image_encoder, batch["pixel_values"], rows)
+    return None, None
 
 
 def _probe_image(encoder, pixel_values, rows: int):

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmlabel.contracts import declares, describe
+from mmlabel.errors import ComponentError
 from mmlabel.fusion.crf import gather_words
 
 
@@ -58,6 +60,10 @@ class TaggingModel(nn.Module):
             raise ValueError(f"crf_reduction must be 'mean' or 'sum', not {crf_reduction!r}")
         self.crf_reduction, self.crf_weight = crf_reduction, crf_weight
         self.num_tags: int = fusion_head.num_tags
+        if declares(fusion_head, "needs_prefix") and not declares(text_encoder, "accepts_prefix"):
+            raise ComponentError(f"{describe('fusion_head', fusion_head)} puts the image into the text encoder's "
+                                 f"layers, and {describe('text_encoder', text_encoder)} does not accept prefixes "
+                                 f"(`accepts_prefix`): use text_encoder 'hf'")
         # The text-only auxiliary tagger: linear + softmax over the text encoder's states (DTCA's L_text).
         self.text_head = nn.Linear(text_encoder.hidden_size, self.num_tags)
         # Alignment compares token and patch states in one space: image states are projected when sizes differ.
@@ -132,15 +138,32 @@ class TaggingModel(nn.Module):
         emissions = self._encode(batch)[3]
         return self.fusion_head.decode(emissions, batch["word_mask"].bool())
 
+    def text_prefix(self, image_states: torch.Tensor | None, image_mask: torch.Tensor | None) -> dict:
+        """Early fusion: the keyword arguments of the text encoder's `forward`, `prefix_states` and `prefix_mask`
+        from the fusion head's `prefix`, where the head asks for it and there is an image; else none."""
+        if image_states is None or not declares(self.fusion_head, "needs_prefix"):
+            return {}
+        prefix_states, prefix_mask = self.fusion_head.prefix(image_states, image_mask)
+        return {"prefix_states": prefix_states, "prefix_mask": prefix_mask}
+
     def _encode(self, batch):
-        text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
-        image_states = image_mask = None
-        if "image_states" in batch:  # cached states of a frozen image encoder (mmlabel.feature_cache)
-            image_states, image_mask = batch["image_states"], batch["image_mask"]
-        elif self.image_encoder is not None:
-            image_states, image_mask = self.image_encoder(batch["pixel_values"])  # (batch, patches, image_dim)
+        if declares(self.fusion_head, "needs_prefix"):  # early fusion: the image first, into the text encoder
+            image_states, image_mask = self._image_states(batch)
+            text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"],
+                                            **self.text_prefix(image_states, image_mask))
+        else:  # text first, as always: the order in which dropout draws random numbers is kept
+            text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
+            image_states, image_mask = self._image_states(batch)
         emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
         return text_states, image_states, image_mask, emissions
+
+    def _image_states(self, batch):
+        """(batch, patches, image_dim) states and (batch, patches) mask, or None and None without an image."""
+        if "image_states" in batch:  # cached states of a frozen image encoder (mmlabel.feature_cache)
+            return batch["image_states"], batch["image_mask"]
+        if self.image_encoder is not None:
+            return self.image_encoder(batch["pixel_values"])
+        return None, None
 
     def _text_loss(self, text_states, batch, word_mask) -> torch.Tensor:
         """Cross-entropy of the text-only tagger on first sub-words, averaged over real words."""

@@ -151,6 +151,10 @@ def test_recipe_and_python_api_build_the_same_model(tokenizer_dirs):
 CONTRACT_OPTIONS = {
     ("image_encoder", "timm"): tiny_image_options("vit"),
     ("fusion_head", "dtca"): {},
+    ("fusion_head", "text"): {},
+    ("fusion_head", "concat"): {},
+    ("fusion_head", "gated"): {},
+    ("fusion_head", "prefix"): {},
     ("alignment_loss", "emd"): {},
     ("alignment_loss", "sinkhorn"): {},
     ("alignment_loss", "none"): {},

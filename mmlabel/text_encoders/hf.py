@@ -37,9 +37,25 @@ class HFTextEncoder(nn.Module):
         if self.config.freeze:
             self.model.requires_grad_(False)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, tokens) ids and mask -> (batch, tokens, hidden) last-layer states."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    accepts_prefix: bool = True
+    """Every self-attention layer can attend to image prefix states too (`contracts.PrefixTextEncoder`)."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                prefix_states: torch.Tensor | None = None, prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, tokens) ids and mask -> (batch, tokens, hidden) last-layer states. With `prefix_states`
+        (batch, prefix, hidden) and `prefix_mask` (batch, prefix) bool (default: all True), every self-attention layer
+        also attends to the prefix, through its own key and value projections (mmlabel.text_encoders.prefix)."""
+        if prefix_states is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        from mmlabel.text_encoders.prefix import prefixed
+
+        if prefix_states.shape[-1] != self.hidden_size:
+            raise ValueError(f"prefix states are {tuple(prefix_states.shape)}; their last size must be the "
+                             f"encoder's hidden size {self.hidden_size}")
+        if prefix_mask is None:
+            prefix_mask = torch.ones(prefix_states.shape[:2], dtype=torch.bool, device=prefix_states.device)
+        with prefixed(self.model, prefix_states, prefix_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def tokenize(self, words: list[list[str]], max_tokens: int) -> dict[str, torch.Tensor]:
         """Token ids for pre-split words, padded to the batch's longest, with each word's first sub-word position.

@@ -1,0 +1,34 @@
+"""The text-only fusion head: the text-only baseline as a component (the "text" rows of multimodal NER and MABSA
+papers' tables, e.g. the RoBERTa row of DTCA's Table 2, Yu et al., AACL 2022). No image at all:
+
+    emissions = Linear(Dropout(text state of each word's first sub-word))      # (batch, words, tags), Viterbi
+
+It works with `image_encoder = none` (the baseline as the papers ran it). With an image encoder in the recipe the
+head ignores the image states it is given: predictions never see the image, while the image still reaches the
+alignment loss (`loss.beta`), which then only shapes the text encoder's training.
+"""
+import torch
+from torch import nn
+
+from mmlabel.fusion.base import CRFHead, CRFHeadConfig
+from mmlabel.fusion.crf import gather_words
+
+
+class TextHead(CRFHead):
+    """A linear layer from each word's text state to tag scores, and a CRF; image states are ignored."""
+
+    class Config(CRFHeadConfig):
+        pass
+
+    def __init__(self, config: Config | None = None, *, text_dim: int, num_tags: int, image_dim: int | None = None,
+                 allowed_start: list[bool] | None = None, allowed_transitions: list[list[bool]] | None = None,
+                 allowed_end: list[bool] | None = None, **options):
+        super().__init__(config or self.Config(**options), text_dim=text_dim, num_tags=num_tags, image_dim=image_dim,
+                         allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
+        self.emissions = nn.Linear(text_dim, num_tags)
+
+    def forward(self, text_states: torch.Tensor, first_subword_index: torch.Tensor,
+                image_states: torch.Tensor | None = None, image_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, tokens, text_dim) text states, (batch, words) first sub-word positions -> (batch, words, tags)
+        emissions; `image_states` and `image_mask` are accepted and ignored."""
+        return self.emissions(self.dropout(gather_words(text_states, first_subword_index)))
