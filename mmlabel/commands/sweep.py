@@ -49,7 +49,7 @@ def sweep(
 
 
 def reproduce(
-    experiment: Annotated[str, typer.Argument(help="encoder-swap, ablation or alpha-beta (built in: "
+    experiment: Annotated[str, typer.Argument(help="encoder-swap, ablation, alpha-beta or methods (built in: "
                                                    "recipes/experiments/), or the path of an experiment file.")],
     data_root: Annotated[Optional[Path], typer.Option(help="A folder holding twitter2015/ and twitter2017/, each "
                                                            "with train/dev/test.txt and images/.")] = None,
