@@ -269,6 +269,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def set_keys(raw: dict, items: list[tuple[str, Any]], where: str) -> None:
+    """Set each dotted key of the raw recipe to its value, like `--set`: a component swapped by name keeps only
+    the file's options it defines (`drop_swapped_options`). A sweep's cells are built this way."""
+    from_file = _component_sections(raw)
+    for key, value in items:
+        set_key(raw, key, value, where)
+    drop_swapped_options(raw, from_file, [key for key, _ in items], where)
+
+
 def set_key(raw: dict, key: str, value: Any, where: str) -> None:
     """Set the dotted `key` of the raw recipe to `value`, creating sections on the way; `where` names the source
     of the change in errors."""

@@ -280,7 +280,8 @@ def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp
 
 
 # -- the paper's experiments ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, cells, tiny_cells", [("encoder-swap", 12, 12), ("ablation", 8, 4), ("alpha-beta", 9, 9)])
+@pytest.mark.parametrize("name, cells, tiny_cells", [("encoder-swap", 12, 12), ("ablation", 8, 4), ("alpha-beta", 9, 9),
+                                                    ("methods", 18, 9)])
 def test_experiment_files_expand_to_the_papers_cells(name, cells, tiny_cells, tmp_path):
     from mmlabel.experiments.sweep import Sweep
 
@@ -314,6 +315,22 @@ def test_the_ablation_keeps_each_datasets_weights_and_zeroes_one(tmp_path):
     assert weights["dataset=twitter2015__variant=w-o-both"] == (0.0, 0.0)
 
 
+def test_a_cell_that_swaps_a_component_keeps_only_the_options_it_defines(tmp_path, capsys):
+    """methods.toml swaps the fusion head by name: dtca's `heads` goes where the new head does not define it."""
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import read_raw
+
+    experiment = load_experiment("methods", data_root=tmp_path)
+    recipes = Sweep(read_raw(experiment.recipe), "methods", expand(experiment.grids), [1], tmp_path, []).recipes()
+    concat = recipes["dataset=twitter2015__method=concat"]
+    assert concat.fusion_head.name == "concat" and "heads" not in concat.fusion_head.options
+    assert recipes["dataset=twitter2015__method=gated"].fusion_head.options["heads"] == 8  # gated defines it
+    text = recipes["dataset=twitter2017__method=text"]
+    assert text.image_encoder is None and (text.loss.alpha, text.loss.beta) == (0.3, 0.9)
+    assert recipes["dataset=twitter2017__method=dtca-ipot"].alignment_loss.options["cost"] == "cosine"  # kept
+    assert "drops fusion_head.heads" in capsys.readouterr().err
+
+
 def test_the_real_experiments_need_a_data_root():
     result = run_cli("reproduce", "ablation", "--out", "/nonexistent/never-written")
     assert result.returncode == 2
@@ -322,14 +339,14 @@ def test_the_real_experiments_need_a_data_root():
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: no experiment 'encoder-swapp': not a file, nor a built-in experiment; "
                                     "did you mean 'encoder-swap'? built-in experiments: ablation, alpha-beta, "
-                                    "encoder-swap")
+                                    "encoder-swap, methods")
 
 
 def test_each_experiments_figure_is_drawn_from_results(tmp_path):
     """The three figure kinds from made-up results (no training): bars, lines and a table, each a PNG."""
     from mmlabel.experiments.figures import draw, pivot_markdown
 
-    for name in ("encoder-swap", "ablation", "alpha-beta"):
+    for name in ("encoder-swap", "ablation", "methods", "alpha-beta"):
         experiment = load_experiment(name, tiny=True)
         cells = expand(experiment.grids, experiment.only)
         axes = list(dict.fromkeys(axis.name for grid in experiment.grids for axis in grid))

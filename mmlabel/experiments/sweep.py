@@ -24,7 +24,7 @@ from rich.console import Console
 from mmlabel.errors import RecipeError, RunInterrupted
 from mmlabel.experiments.grid import Cell
 from mmlabel.experiments.results import write_results, write_summary
-from mmlabel.recipe import Recipe, recipe_from_dict, set_key
+from mmlabel.recipe import Recipe, recipe_from_dict, set_keys
 
 
 @dataclass
@@ -46,8 +46,7 @@ class Sweep:
         recipes = {}
         for cell in self.cells:
             raw = copy.deepcopy(self.base)
-            for key, value in cell.overrides:
-                set_key(raw, key, value, where=f"{self.source} [{cell.name}]")
+            set_keys(raw, list(cell.overrides), where=f"{self.source} [{cell.name}]")
             recipes[cell.name] = recipe_from_dict(raw, source=f"{self.source} [{cell.name}]")
         return recipes
 
