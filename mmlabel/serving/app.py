@@ -67,7 +67,7 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
     async def predict(request: Request):
         posts, many = await read_posts(request, limits, tagger)
         results = await batcher.submit(posts)
-        return results if many else results[0]
+        return JSONResponse(results if many else results[0])  # plain JSON already: no jsonable_encoder pass
 
     return app
 
@@ -83,13 +83,13 @@ async def read_posts(request: Request, limits: Limits, tagger) -> tuple[list, bo
     if content_type and not content_type.startswith("application/json"):
         raise BadInput(415, f"send JSON (application/json) or a form (multipart/form-data), not {content_type}")
     objects, many = parse_json(body)
-    posts = []
-    for index, fields in enumerate(objects):
-        where = f"post {index}" if many else "post"
-        image_bytes = image_from_base64(fields.get("image"), where)
-        posts.append(await run_in_threadpool(post_from_fields, fields, image_bytes, limits, needs_image, tokenizer,
-                                             where))
-    return posts, many
+
+    def checked() -> list:  # on a worker thread: a large image takes a while to decode
+        return [post_from_fields(fields, image_from_base64(fields.get("image"), where), limits, needs_image,
+                                 tokenizer, where)
+                for where, fields in zip((f"post {i}" if many else "post" for i in range(len(objects))), objects)]
+
+    return await run_in_threadpool(checked), many
 
 
 async def read_body(request: Request, limit: int) -> bytes:
