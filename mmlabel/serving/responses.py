@@ -30,7 +30,7 @@ def describe(run_dir: str | Path, tagger) -> dict:
     recipe, tags = run.recipe(), run.tags()
     components = {path: spec.name for path, (kind, spec) in recipe.component_specs().items()
                   if path not in ("data.reader", "metric") and (kind != "alignment_loss" or tagger.multimodal)}
-    metrics = run.metrics()
+    metrics = run.metrics() if run.metrics_path.exists() else {}  # weights saved, test not yet evaluated
     figures = {split: {key: value for key, value in metrics.get(split, {}).items() if isinstance(value, (int, float))}
                for split in ("dev", "test")}
     return {"run": Path(run_dir).resolve().name, "components": components, "multimodal": tagger.multimodal,
