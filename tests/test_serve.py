@@ -156,6 +156,10 @@ def bad_requests(image) -> list[tuple[str, dict, int, str]]:
         ("a path as form field", {"files": {"text": (None, "Alice"), "image": (None, str(image))}}, 422,
          "never reads a path"),
         ("urlencoded form", {"data": {"text": "Alice"}}, 415, "send JSON"),
+        ("text over the character limit", {"json": {"text": "a" * 10_001, "image": base64.b64encode(png).decode()}},
+         422, "10,001 characters, over the limit of 10,000"),
+        ("empty tokens", {"json": {"tokens": [], "image": base64.b64encode(png).decode()}}, 422, "'tokens' is empty"),
+        ("too many posts", {"json": [{"text": "a"}] * 300}, 413, "300 posts in one request, over the limit of 256"),
         ("text and tokens", {"json": {"text": "a", "tokens": ["a"]}}, 422, "either 'text'"),
         ("unknown key", {"json": {"txt": "a"}}, 422, "unknown key 'txt'"),
     ]

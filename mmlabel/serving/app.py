@@ -6,8 +6,8 @@
     GET  /health    {"status": "ok"}
     GET  /model     the model (`responses.describe`), the server's limits and batching, the batches run so far
 
-Every refusal is a 4xx with `{"error": one line}`; a failure inside the model is a 500 with one line, and the server
-goes on.
+Every refusal is a 4xx with `{"error": one line}`; an unexpected failure is a 500 with one line, and the server goes
+on.
 """
 import json
 from contextlib import asynccontextmanager
