@@ -10,6 +10,7 @@ from mmlabel.commands import components, sweep, train
 from mmlabel.commands.bench import bench
 from mmlabel.commands.data import data_app
 from mmlabel.commands.score import score
+from mmlabel.commands.serve import serve
 from mmlabel.errors import MMLabelError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.command("predict")(train.predict)
 app.command("sweep")(sweep.sweep)
 app.command("reproduce")(sweep.reproduce)
 app.command("bench")(bench)
+app.command("serve")(serve)
 
 
 def _version(value: bool) -> None:

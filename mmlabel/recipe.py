@@ -52,6 +52,9 @@ class DataSection(Section):
     on_bad_example: Literal["error", "skip"] = "error"
     tag_scheme: ComponentSpec = ComponentSpec(name="collapsed5")
     max_tokens: int = Field(60, gt=1)
+    tokenizer: Literal["twitter", "twitter2015", "whitespace"] = Field(
+        "twitter", description="how the trained tagger splits raw text (predict --text, JSONL `text`, serve) into "
+                               "words: mmlabel.data.tokenize")
     synthetic: bool = Field(False, description="with no root: generate the synthetic dataset into the cache")
 
     def root_path(self) -> Path:

@@ -169,11 +169,13 @@ class RunDir:
 def comparable(recipe_toml: str) -> dict:
     """What `--resume` (and a sweep reusing a finished run) compares: the recipe without `train.effective_batch_size`, which follows the number of
     processes (a run written by N processes resumes with M), with a component section given by name alone
-    (`tag_scheme = "bio"`, as runs saved before tag schemes were components have it) read as `{name = "bio"}`."""
+    (`tag_scheme = "bio"`, as runs saved before tag schemes were components have it) read as `{name = "bio"}`, and
+    without `data.tokenizer`, which training does not read."""
     from mmlabel.recipe import COMPONENT_SECTIONS
 
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
+    recipe.get("data", {}).pop("tokenizer", None)  # splits raw text at prediction only; runs before it had none
     for path in COMPONENT_SECTIONS:
         *parents, key = path.split(".")
         section = recipe

@@ -5,6 +5,7 @@ import torch
 
 from mmlabel.data.batches import Collator, TaggingDataset, make_loader
 from mmlabel.data.example import Example, Span
+from mmlabel.data.tokenize import DEFAULT_TOKENIZER, Token, tokenize
 from mmlabel.device import autocast, resolve_device, resolve_precision
 from mmlabel.run_dir import RunDir
 
@@ -13,7 +14,8 @@ class Tagger:
     """Labels posts: `Tagger.load("runs/x").predict("Kevin Durant and Kyrie Irving", image="photo.jpg")`."""
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
-                 precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None):
+                 precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None,
+                 tokenizer: str = DEFAULT_TOKENIZER):
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens
@@ -23,6 +25,7 @@ class Tagger:
         self.batch_size = batch_size
         self.missing_image = missing_image  # the policy for images given by name: "error" or "blank"
         self.features = features  # an ImageFeatureCache over `images`, where the image encoder is frozen
+        self.tokenizer = tokenizer  # how raw text is split into words (mmlabel.data.tokenize)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
@@ -39,16 +42,22 @@ class Tagger:
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
-                   missing_image=recipe.data.missing_image)
+                   missing_image=recipe.data.missing_image, tokenizer=recipe.data.tokenizer)
 
     @property
     def multimodal(self) -> bool:
         return self.model.image_encoder is not None
 
+    def words(self, text: str) -> list[Token]:
+        """The words of raw text with their character offsets, split by the run's tokenizer."""
+        return tokenize(text, self.tokenizer)
+
     def predict(self, text: str | list[str], image: str | Path | None = None) -> list[Span]:
-        """Spans of one post, given as text (split on whitespace) or as words; `image` is a file path."""
-        tokens = text.split() if isinstance(text, str) else list(text)
-        if not tokens:
+        """Spans of one post, given as raw text (split by the run's tokenizer; the spans then carry character
+        offsets into it) or as words; `image` is a file path."""
+        tokens = self.words(text) if isinstance(text, str) else None
+        words = [token.text for token in tokens] if tokens is not None else list(text)
+        if not words:
             return []
         images = self.images
         if image is not None:
@@ -56,7 +65,23 @@ class Tagger:
 
             images = ImageLoader(Path(image).parent, self.missing_image)
             image = Path(image).name
-        return self.predict_examples([Example("input", tokens, str(image) if image else None)], images=images)[0]
+        spans = self.predict_examples([Example("input", words, str(image) if image else None)], images=images)[0]
+        return with_offsets(spans, tokens) if tokens is not None else spans
+
+    def predict_posts(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[list[Span]]:
+        """Spans of each post, given as (raw text or words, its decoded image or None), decoded in batches: the
+        spans of a raw text carry character offsets. An image-reading model is given a blank image for None."""
+        tokens = [self.words(text) if isinstance(text, str) else None for text, _ in posts]
+        examples = [Example(str(index), [t.text for t in found] if found is not None else list(text),
+                            str(index) if image is not None else None)
+                    for index, ((text, image), found) in enumerate(zip(posts, tokens))]
+        kept = [index for index, example in enumerate(examples) if example.tokens]
+        images = PostImages({str(index): image for index, (_, image) in enumerate(posts) if image is not None})
+        predicted = self.predict_examples([examples[index] for index in kept], images=images) if kept else []
+        spans: list[list[Span]] = [[] for _ in posts]
+        for index, found in zip(kept, predicted):
+            spans[index] = with_offsets(found, tokens[index]) if tokens[index] is not None else found
+        return spans
 
     def predict_examples(self, examples: list[Example], images=None) -> list[list[Span]]:
         """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""
@@ -89,6 +114,27 @@ class Tagger:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
         tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O
         return self.scheme.decode(tags)
+
+
+class PostImages:
+    """Images that came with the posts, decoded already, by example name (an `ImageLoader` stand-in)."""
+
+    def __init__(self, images: dict):
+        from mmlabel.data.images import BLANK_SIZE
+
+        self.images = images
+        self.blank_size = BLANK_SIZE
+
+    def load(self, name: str | None):
+        from PIL import Image
+
+        return self.images[name] if name else Image.new("RGB", self.blank_size)
+
+
+def with_offsets(spans: list[Span], tokens: list[Token]) -> list[Span]:
+    """The spans with their character offsets in the raw text the words `tokens` came from."""
+    return [Span(span.start, span.end, span.label, tokens[span.start].start, tokens[span.end - 1].end)
+            for span in spans]
 
 
 def saved_scheme(run: RunDir):
@@ -134,17 +180,20 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
             continue
         try:
             record = json.loads(line)
-            tokens = record["tokens"] if "tokens" in record else str(record["text"]).split()
+            text = None if "tokens" in record else str(record["text"])
+            offsets = tagger.words(text) if text is not None else None
+            tokens = record["tokens"] if text is None else [token.text for token in offsets]
             if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-                raise ValueError("'tokens' must be a non-empty list of strings")
+                raise ValueError("'tokens' must be a non-empty list of strings" if text is None else "'text' has no words")
             image = record.get("image")
             if tagger.multimodal and not image:
                 raise ValueError("this model reads images: the line has no 'image'")
-            examples.append(Example(str(record.get("id", number)), tokens, image))
+            examples.append((Example(str(record.get("id", number)), tokens, image, text=text), offsets))
         except (ValueError, KeyError, TypeError) as error:
             bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
     images = ImageLoader(image_dir, tagger.missing_image) if tagger.multimodal else None
-    predictions = tagger.predict_examples(examples, images=images) if examples else []
-    predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
+    predictions = tagger.predict_examples([e for e, _ in examples], images=images) if examples else []
+    predicted = [Example(e.id, e.tokens, e.image, with_offsets(spans, offsets) if offsets else spans, e.text)
+                 for (e, offsets), spans in zip(examples, predictions)]
     create("dataset_reader", "jsonl").write(predicted, target)
     return bad

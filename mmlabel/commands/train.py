@@ -78,7 +78,7 @@ def evaluate(
 
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    text: Annotated[Optional[str], typer.Option(help="The words of one post.")] = None,
+    text: Annotated[Optional[str], typer.Option(help="One post's raw text.")] = None,
     image: Annotated[Optional[Path], typer.Option(help="The post's image (optional for a text-only model).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
@@ -86,7 +86,8 @@ def predict(
     as_json: JsonOption = False,
 ) -> None:
     """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label;
-    --json: [{words, start, end, label}]), many with --input/--output (--images: the folder of --input's images)."""
+    --json: [{words, start, end, label, start_char, end_char}]; the text is split into words by the run's
+    `data.tokenizer`), many with --input/--output (--images: the folder of --input's images)."""
     from mmlabel.device import keep_freed_memory
     from mmlabel.tagger import Tagger, predict_jsonl
     from mmlabel.threads import use_threads
@@ -101,9 +102,9 @@ def predict(
     if text is not None:
         if tagger.multimodal and image is None:
             raise typer.BadParameter("this model reads images: give --image", param_hint="--image")
-        words = text.split()
-        spans = [{"words": " ".join(words[span.start:span.end]), "start": span.start, "end": span.end,
-                  "label": span.label} for span in tagger.predict(words, image=image)]
+        words = [token.text for token in tagger.words(text)]
+        spans = [{"words": " ".join(words[span.start:span.end]), **span.to_dict()}
+                 for span in tagger.predict(text, image=image)]
         if as_json:
             echo_json(spans)
         else:

@@ -8,30 +8,38 @@ SENTIMENTS: tuple[str, ...] = ("POS", "NEU", "NEG")
 
 @dataclass(frozen=True, order=True)
 class Span:
-    """A labelled span over word indices: `end` is exclusive."""
+    """A labelled span over word indices: `end` is exclusive. A span predicted from raw text also carries where it
+    is in that text (`start_char`, `end_char`, end exclusive); they take no part in comparing spans."""
 
     start: int
     end: int
     label: str
+    start_char: int | None = field(default=None, compare=False)
+    end_char: int | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{start, end, label}`, with `start_char` and `end_char` where the span has them."""
+        offsets = {} if self.start_char is None else {"start_char": self.start_char, "end_char": self.end_char}
+        return {"start": self.start, "end": self.end, "label": self.label, **offsets}
 
 
 @dataclass
 class Example:
-    """A post: its words, its image file name (or None) and its labelled spans."""
+    """A post: its words, its image file name (or None), its labelled spans and, where it was given as raw text,
+    that text."""
 
     id: str
     tokens: list[str]
     image: str | None = None
     spans: list[Span] = field(default_factory=list)
+    text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The example as the JSON object of the `jsonl` format (also the prediction format)."""
-        return {
-            "id": self.id,
-            "tokens": list(self.tokens),
-            "image": self.image,
-            "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in self.spans],
-        }
+        """The example as the JSON object of the `jsonl` format (also the prediction format); `text` only where the
+        post was given as raw text."""
+        raw = {} if self.text is None else {"text": self.text}
+        return {"id": self.id, **raw, "tokens": list(self.tokens), "image": self.image,
+                "spans": [span.to_dict() for span in self.spans]}
 
 
 def labels_of(examples: list[Example]) -> list[str]:

@@ -1,0 +1,108 @@
+"""The page `GET /` serves: type a post, drop a photo, see the spans highlighted in the text. One self-contained
+HTML document (inline style and script, no external resource). A link may prefill it and tag at once:
+`/#text=...&image=data:image/png;base64,...` (the image as a data URL, read by the browser, never by the server)."""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mmlabel</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { font: 16px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 56em; padding: 0 1em; color: #1f2328; }
+h1 { font-size: 1.4em; margin-bottom: 0.2em; }
+#model { color: #57606a; font-size: 0.9em; }
+textarea { width: 100%; min-height: 5em; font: inherit; box-sizing: border-box; }
+#drop { border: 2px dashed #8c959f; border-radius: 8px; padding: 1em; margin: 0.8em 0; text-align: center; }
+#drop.over { background: #f0f6ff; }
+#preview { max-width: 16em; max-height: 12em; display: none; margin: 0.5em auto 0; }
+button { font: inherit; padding: 0.4em 1.4em; }
+#result { font-size: 1.2em; margin: 1em 0; padding: 0.8em; border-radius: 8px; background: #f6f8fa; min-height: 1.5em; }
+mark { padding: 0.1em 0.25em; border-radius: 4px; background: #c8d7ff; }
+mark::after { content: attr(data-label); font-size: 0.6em; margin-left: 0.3em; vertical-align: super; }
+mark.POS { background: #7be08a; } mark.NEU { background: #ffd84d; } mark.NEG { background: #ff8a80; }
+#error { color: #cf222e; }
+table { border-collapse: collapse; } td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #d0d7de; }
+</style></head>
+<body>
+<h1>mmlabel</h1>
+<div id="model">loading the model's description...</div>
+<form id="form">
+<p><textarea id="text" name="text" placeholder="Type a post, e.g. Kevin Durant joins the Warriors!"></textarea></p>
+<div id="drop">Drop a photo here or <input type="file" id="image" accept="image/*"><img id="preview" alt=""></div>
+<button type="submit" id="tag">Tag</button> <span id="error"></span>
+</form>
+<div id="result"></div>
+<table id="spans"></table>
+<script>
+"use strict";
+let photo = null;
+const $ = (id) => document.getElementById(id);
+
+function showPhoto(blob) {
+  photo = blob;
+  $("preview").src = URL.createObjectURL(blob);
+  $("preview").style.display = "block";
+}
+
+async function describe() {
+  const model = await (await fetch("/model")).json();
+  const f1 = (split) => (model[split] && model[split].f1 !== undefined) ? model[split].f1.toFixed(1) : "-";
+  const parts = Object.entries(model.components).map(([key, name]) => key + " " + name).join(", ");
+  $("model").textContent = "run " + model.run + ": " + parts + "; labels " + model.labels.join(", ") +
+    "; dev F1 " + f1("dev") + ", test F1 " + f1("test") + (model.multimodal ? " (reads the photo)" : " (text only)");
+}
+
+function render(result) {
+  const box = $("result"), text = result.text;
+  box.replaceChildren();
+  let at = 0;
+  for (const span of result.spans) {
+    box.append(document.createTextNode(text.slice(at, span.start_char)));
+    const mark = document.createElement("mark");
+    mark.className = span.label;
+    mark.dataset.label = span.label;
+    mark.textContent = text.slice(span.start_char, span.end_char);
+    box.append(mark);
+    at = span.end_char;
+  }
+  box.append(document.createTextNode(text.slice(at)));
+  const rows = result.spans.map((s) => "<tr><td></td><td></td><td></td></tr>").join("");
+  $("spans").innerHTML = "<tr><th>span</th><th>label</th><th>words</th></tr>" + rows;
+  result.spans.forEach((s, i) => {
+    const cells = $("spans").rows[i + 1].cells;
+    cells[0].textContent = s.text; cells[1].textContent = s.label; cells[2].textContent = s.start + "-" + s.end;
+  });
+  box.dataset.done = String(result.spans.length);
+}
+
+async function tag(event) {
+  if (event) event.preventDefault();
+  $("error").textContent = "";
+  const form = new FormData();
+  form.append("text", $("text").value);
+  if (photo) form.append("image", photo, "photo");
+  const answer = await fetch("/predict", {method: "POST", body: form});
+  const body = await answer.json();
+  if (!answer.ok) { $("error").textContent = body.error; $("result").dataset.done = "error"; return; }
+  render(body);
+}
+
+async function fromLink() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has("text")) return;
+  $("text").value = params.get("text");
+  if (params.has("image")) showPhoto(await (await fetch(params.get("image"))).blob());
+  await tag();
+}
+
+$("form").addEventListener("submit", tag);
+$("image").addEventListener("change", () => { if ($("image").files[0]) showPhoto($("image").files[0]); });
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault(); drop.classList.remove("over");
+  if (e.dataTransfer.files[0]) showPhoto(e.dataTransfer.files[0]);
+});
+describe().then(fromLink).catch((e) => { $("error").textContent = String(e); });
+</script>
+</body></html>
+"""

@@ -1,0 +1,237 @@
+"""`mmlabel serve` for real: a server process on a tiny trained run, called over a socket with httpx, loaded by 16
+concurrent clients, and its page rendered by headless Chromium."""
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import REPO, SHORT, run_cli
+
+httpx = pytest.importorskip("httpx", reason="the serve tests need the dev extra (httpx)")
+pytest.importorskip("fastapi", reason="mmlabel serve needs the serve extra (fastapi, uvicorn, python-multipart)")
+
+TINY = [*SHORT, "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=12", "--set", "train.batch_size=4",
+        "--set", "train.lr=3e-3"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def glued(tokens: list[str]) -> str:
+    """A synthetic post as typed: punctuation glued to the words (the run's tokenizer splits it off again)."""
+    return " ".join(tokens).replace(" ,", ",").replace(" !", "!").replace("@ ", "@").replace(" :", ":")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(run, *options: str) -> tuple[subprocess.Popen, str]:
+    """`mmlabel serve RUN` in a subprocess on a free port, once it answers /health."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "mmlabel", "serve", str(run), "--port", str(port), *options],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {process.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the server did not answer /health within 60 s")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic, tmp_path_factory):
+    """A tiny quickstart run trained on the synthetic data (two short epochs: it already predicts spans)."""
+    out = tmp_path_factory.mktemp("serve") / "run"
+    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *TINY)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(tiny_run):
+    process, url = start_server(tiny_run, "--max-batch", "16", "--batch-window-ms", "10")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def posts(tiny_run, synthetic):
+    """(raw text, image path, expected spans from Tagger.predict) of the test posts, some with spans."""
+    from mmlabel.tagger import Tagger
+
+    tagger = Tagger.load(tiny_run, device="cpu")
+    records = [json.loads(line) for line in (tiny_run / "predictions-test.jsonl").read_text().splitlines()]
+    found = []
+    for record in records:
+        text, image = glued(record["tokens"]), synthetic / "images" / record["image"]
+        found.append((text, image, [span.to_dict() for span in tagger.predict(text, image=image)]))
+    assert sum(bool(spans) for _, _, spans in found) >= 3  # comparisons of spans below can fail
+    return found
+
+
+def as_base64(path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def spans_of(result: dict) -> list[dict]:
+    return [{key: span[key] for key in ("start", "end", "label", "start_char", "end_char")} for span in result["spans"]]
+
+
+def test_health_and_the_models_description(server, tiny_run):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    model = httpx.get(f"{server}/model").json()
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert model["dev"]["f1"] == metrics["dev"]["f1"] and model["test"]["f1"] == metrics["test"]["f1"]
+    assert model["components"]["fusion_head"] == "dtca" and model["components"]["image_encoder"] == "timm"
+    assert model["multimodal"] is True and model["tokenizer"] == "twitter"
+    assert model["labels"] == ["POS", "NEU", "NEG"] and "B-POS" in model["tags"]
+    assert model["limits"]["max_upload_bytes"] == 10 * 1024 * 1024
+
+
+def test_json_form_and_batch_requests_answer_as_the_tagger(server, posts):
+    text, image, expected = next(post for post in posts if post[2])
+    answer = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["text"] == text and spans_of(result) == expected
+    for span in result["spans"]:
+        assert span["text"] == text[span["start_char"]:span["end_char"]] == span["words"]
+    form = httpx.post(f"{server}/predict", data={"text": text}, files={"image": ("x.png", image.read_bytes())})
+    assert form.status_code == 200, form.text
+    assert form.json() == result
+    batch = [{"text": t, "image": as_base64(i)} for t, i, _ in posts]  # 24 posts: over the server's --max-batch 16
+    answer = httpx.post(f"{server}/predict", json=batch)
+    assert [spans_of(r) for r in answer.json()] == [spans for _, _, spans in posts]
+    tokens = httpx.post(f"{server}/predict", json={"tokens": result["tokens"], "image": as_base64(image)}).json()
+    assert [{k: s[k] for k in ("start", "end", "label")} for s in tokens["spans"]] == \
+        [{k: s[k] for k in ("start", "end", "label")} for s in expected]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` pixels in its header and holds one row of data: a decompression bomb
+    as PIL sees it when it opens the file."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def bad_requests(image) -> list[tuple[str, dict, int, str]]:
+    """(what, httpx.post keyword arguments, status, part of the reason) of every kind of bad input."""
+    png = image.read_bytes()
+    encoded = lambda data: {"json": {"text": "Alice is great", "image": base64.b64encode(data).decode()}}  # noqa: E731
+    return [
+        ("no image", {"json": {"text": "Alice is great"}}, 422, "this model reads images"),
+        ("not an image", encoded(b"hello, this is text"), 415, "not an image"),
+        ("truncated image", encoded(png[: len(png) // 2]), 400, "truncated or damaged"),
+        ("decompression bomb", encoded(png_header(12_000, 12_000)), 413, "12000x12000 pixels, over the limit"),
+        ("huge decompression bomb", encoded(png_header(30_000, 30_000)), 413, "twice the limit"),
+        ("upload over 10 MB", {"data": {"text": "Alice"}, "files": {"image": ("big.png", b"\0" * (11 << 20))}},
+         413, "over the limit"),
+        ("malformed JSON", {"content": b'{"text": "Alice', "headers": {"content-type": "application/json"}}, 400,
+         "malformed JSON"),
+        ("empty text", {"json": {"text": "  ", "image": base64.b64encode(png).decode()}}, 422, "'text' is empty"),
+        ("text over the token limit", {"json": {"text": "word " * 500, "image": base64.b64encode(png).decode()}},
+         422, "over the limit of 60"),
+        ("a path as image", {"json": {"text": "Alice", "image": str(image)}}, 400, "not valid base64"),
+        ("a path as form field", {"files": {"text": (None, "Alice"), "image": (None, str(image))}}, 422,
+         "never reads a path"),
+        ("urlencoded form", {"data": {"text": "Alice"}}, 415, "send JSON"),
+        ("text over the character limit", {"json": {"text": "a" * 10_001, "image": base64.b64encode(png).decode()}},
+         422, "10,001 characters, over the limit of 10,000"),
+        ("empty tokens", {"json": {"tokens": [], "image": base64.b64encode(png).decode()}}, 422, "'tokens' is empty"),
+        ("too many posts", {"json": [{"text": "a"}] * 300}, 413, "300 posts in one request, over the limit of 256"),
+        ("text and tokens", {"json": {"text": "a", "tokens": ["a"]}}, 422, "either 'text'"),
+        ("unknown key", {"json": {"txt": "a"}}, 422, "unknown key 'txt'"),
+    ]
+
+
+def test_bad_input_is_a_4xx_with_one_line_and_the_server_goes_on(server, posts):
+    text, image, expected = posts[0]
+    for what, request, status, reason in bad_requests(image):
+        answer = httpx.post(f"{server}/predict", timeout=60, **request)
+        assert answer.status_code == status, (what, answer.text)
+        error = answer.json()["error"]
+        assert reason in error and "\n" not in error, (what, error)
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    answer = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)})
+    assert spans_of(answer.json()) == expected
+
+
+def test_load_of_16_clients_loses_no_request_and_batches(server, posts):
+    """200 requests from 16 concurrent clients: every answer is the one Tagger.predict gives for its post, and the
+    server ran them in fewer model calls than requests."""
+    before = httpx.get(f"{server}/model").json()["batching"]
+    bodies = [{"text": text, "image": as_base64(image)} for text, image, _ in posts]
+
+    def client(indices: list[int]) -> list[tuple[int, int, list]]:
+        with httpx.Client(timeout=120) as session:
+            answers = [session.post(f"{server}/predict", json=bodies[i % len(posts)]) for i in indices]
+        return [(i, a.status_code, spans_of(a.json()) if a.status_code == 200 else a.text) for i, a in zip(indices, answers)]
+
+    with ThreadPoolExecutor(16) as pool:
+        done = [item for part in pool.map(client, [list(range(k, 200, 16)) for k in range(16)]) for item in part]
+    assert sorted(i for i, _, _ in done) == list(range(200))
+    assert all(status == 200 for _, status, _ in done), [answer for _, status, answer in done if status != 200][:1]
+    wrong = [i for i, _, spans in done if spans != posts[i % len(posts)][2]]
+    assert not wrong, f"{len(wrong)} answers differ from Tagger.predict, e.g. request {wrong[0]}"
+    after = httpx.get(f"{server}/model").json()["batching"]
+    assert after["posts"] - before["posts"] == 200
+    assert after["batches"] - before["batches"] < 200
+
+
+def test_the_server_binds_to_localhost_unless_told(tiny_run):
+    result = run_cli("serve", "--help")
+    assert "127.0.0.1" in result.stdout
+    result = run_cli("serve", str(tiny_run.parent / "nothing"))
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def chromium(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--virtual-time-budget=20000", "--window-size=1000,900", *arguments],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_the_page_tags_a_post_in_headless_chromium(server, posts, tmp_path):
+    """The page, opened with a post and its photo in its link, shows the tagger's spans highlighted; the screenshot
+    is not blank and holds the highlight colour of a predicted label."""
+    from urllib.parse import quote
+
+    from PIL import Image
+
+    text, image, expected = next(post for post in posts if post[2])
+    link = f"{server}/#text={quote(text)}&image={quote('data:image/png;base64,' + as_base64(image))}"
+    dom = chromium("--dump-dom", link)
+    assert 'data-done="' in dom.stdout, dom.stderr[-2000:]
+    marks = [(span["label"], text[span["start_char"]:span["end_char"]]) for span in expected]
+    for label, words in marks:
+        assert f'<mark class="{label}" data-label="{label}">{words}</mark>' in dom.stdout
+    assert "test F1" in dom.stdout
+    shot = tmp_path / "page.png"
+    chromium(f"--screenshot={shot}", link)
+    pixels = Image.open(shot).convert("RGB")
+    colours = {colour for _, colour in pixels.getcolors(1 << 20)}
+    assert len(colours) > 20  # text, boxes and highlights, not a blank page
+    highlight = {"POS": (0x7B, 0xE0, 0x8A), "NEU": (0xFF, 0xD8, 0x4D), "NEG": (0xFF, 0x8A, 0x80)}[marks[0][0]]
+    assert highlight in colours
