@@ -132,6 +132,25 @@ class TaggingModel(nn.Module):
         emissions = self._encode(batch)[3]
         return self.fusion_head.decode(emissions, batch["word_mask"].bool())
 
+    @property
+    def has_attention(self) -> bool:
+        """Whether `attention` works: the model reads images and its fusion head has the optional `attention`."""
+        return self.image_encoder is not None and getattr(self.fusion_head, "attention", None) is not None
+
+    @torch.no_grad()
+    def attention(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, words, patches) word-to-patch attention of the fusion head (its optional `attention` member; call
+        `eval()` first); the patches are the image encoder's tokens, in its order."""
+        if not self.has_attention:
+            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
+                             "without `attention`)")
+        text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])
+        if "image_states" in batch:
+            image_states, image_mask = batch["image_states"], batch["image_mask"]
+        else:
+            image_states, image_mask = self.image_encoder(batch["pixel_values"])
+        return self.fusion_head.attention(text_states, batch["first_subword_index"], image_states, image_mask)
+
     def _encode(self, batch):
         text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
         image_states = image_mask = None
