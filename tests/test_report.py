@@ -175,3 +175,27 @@ def test_the_filters_hide_posts(page):
                    for words in re.findall(r'data-words="([^"]*)"', html))
     dom = _chromium("--dump-dom", page.as_uri() + f"#search={word}").stdout
     assert f'id="shown">{matching} of 24 posts' in dom
+
+
+def test_the_page_escapes_the_posts_and_marks_errors_and_disagreements():
+    """The page from a hand-made report: words are text, never markup; flags follow the spans."""
+    from pathlib import Path
+
+    from mmlabel.data.example import Example, Span
+    from mmlabel.report.collect import Report, RunView
+    from mmlabel.report.page import render
+
+    examples = [Example("a", ["<script>alert(1)</script>", "is", "good"], None, [Span(0, 1, "POS")]),
+                Example("b", ["Alice", "&", "Bob"], None, [Span(2, 3, "NEG")])]
+    figures = {"precision": 50.0, "recall": 50.0, "f1": 50.0, "per_label": {}, "gold": 2}
+    confusion = {"labels": ["POS", "NEG"], "counts": [[1, 0], [0, 0]]}
+    first = RunView("one</script>", Path("one"), "hf + dtca", figures, [[Span(0, 1, "POS")], [Span(0, 1, "NEG")]],
+                    confusion)
+    second = RunView("two", Path("two"), "hf + dtca", figures, [[Span(0, 1, "POS")], [Span(2, 3, "NEG")]], confusion)
+    html = render(Report("test", examples, [None, None], [first, second]))
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "one</script>" not in html and "Alice &amp; " in html and "Alice & " not in html
+    posts = re.findall(r'<article class="post" data-error="(\d)" data-disagree="(\d)"', html)
+    assert posts == [("0", "0"), ("1", "1")]
+    assert 'class="span label-NEG incorrect"' in html and 'class="span label-NEG correct"' in html
+    assert "missed: Bob (NEG)" in html

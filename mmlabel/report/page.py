@@ -19,7 +19,7 @@ def render(report: Report) -> str:
     return template.render(
         split=report.split, runs=report.runs, figures=figure_rows(report.runs), labels=label_rows(report.runs),
         posts=[post_view(report, index) for index in range(len(report.examples))],
-        figures_json=json.dumps({run.name: run.figures for run in report.runs}).replace("</", "<\\/"),
+        figures_json=json.dumps({run.name: run.figures for run in report.runs}).replace("<", "\\u003c"),
         style=_asset("report.css"), script=_asset("report.js"), label_style=label_style,
     )
 

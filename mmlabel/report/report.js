@@ -31,8 +31,7 @@
     var image = photo.querySelector("img"), canvas = photo.querySelector("canvas.heat");
     if (!image || !canvas) return;
     var size = span.dataset.grid.split("x"), rows = +size[0], columns = +size[1], heat = span.dataset.heat;
-    canvas.width = columns; canvas.height = rows;
-    canvas.style.width = image.clientWidth + "px"; canvas.style.height = image.clientHeight + "px";
+    canvas.width = columns; canvas.height = rows;  // stretched over the photo by the stylesheet
     var context = canvas.getContext("2d"), pixels = context.createImageData(columns, rows);
     for (var cell = 0; cell < rows * columns; cell += 1) {
       var level = parseInt(heat.charAt(cell), 16) || 0;
