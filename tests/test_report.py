@@ -199,3 +199,25 @@ def test_the_page_escapes_the_posts_and_marks_errors_and_disagreements():
     assert posts == [("0", "0"), ("1", "1")]
     assert 'class="span label-NEG incorrect"' in html and 'class="span label-NEG correct"' in html
     assert "missed: Bob (NEG)" in html
+
+
+def test_photos_are_shown_as_the_encoder_saw_them_in_small_thumbnails():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from mmlabel.registry import get
+    from mmlabel.report.photos import encoder_view, thumbnail_uri
+
+    photo = Image.new("RGB", (400, 300), "white")
+    photo.paste((255, 0, 0), (0, 0, 50, 300))  # a red band on the left, outside the centre crop
+    crop = get("image_encoder", "timm").build({"model": "vit_base_patch16_224", "pretrained": False,
+                                               "model_args": {"depth": 1}})
+    view = encoder_view(photo, crop.transform)
+    assert view.size == (224, 224) and view.getpixel((0, 112)) == (255, 255, 255)  # the band was cropped away
+    assert encoder_view(photo, lambda image: image) is photo  # not a Compose: the photo as it is
+    uri = thumbnail_uri(photo)
+    assert uri.startswith("data:image/jpeg;base64,")
+    thumbnail = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert thumbnail.format == "JPEG" and thumbnail.size == (128, 96)
