@@ -9,6 +9,7 @@ from mmlabel import __version__
 from mmlabel.commands import components, sweep, train
 from mmlabel.commands.bench import bench
 from mmlabel.commands.data import data_app
+from mmlabel.commands.report import report
 from mmlabel.commands.score import score
 from mmlabel.commands.serve import serve
 from mmlabel.errors import MMLabelError
@@ -32,6 +33,7 @@ app.command("sweep")(sweep.sweep)
 app.command("reproduce")(sweep.reproduce)
 app.command("bench")(bench)
 app.command("serve")(serve)
+app.command("report")(report)
 
 
 def _version(value: bool) -> None:

@@ -90,6 +90,18 @@ class FusionHead(Protocol):
 
 
 @runtime_checkable
+class FusionHeadAttention(Protocol):
+    """An optional member of a fusion head: heads that have it let reports and servers show where each word looked in
+    the image (`dtca` has it); heads without it meet the contract all the same."""
+
+    def attention(self, text_states: "torch.Tensor", first_subword_index: "torch.Tensor",
+                  image_states: "torch.Tensor", image_mask: "torch.Tensor") -> "torch.Tensor":
+        """The inputs of `forward` (with an image) -> (batch, words, patches) floating-point word-to-patch weights at
+        each word's first sub-word, averaged over heads: each row sums to 1 over the real patches, padded patches
+        (mask False) get 0, and an example without a real patch gets 0 everywhere. Call it in eval mode."""
+
+
+@runtime_checkable
 class AlignmentLoss(Protocol):
     """A `torch.nn.Module` giving one token-patch distance per example (`[alignment_loss]`; factory
     `factory(config)`)."""
@@ -211,15 +223,21 @@ PROTOCOLS: dict[str, type] = {
     "metric": Metric,
     "tag_scheme": TagScheme,
 }
+# Component kind -> the protocol of its optional members: a component may lack them; one it has must be callable as
+# the protocol says.
+OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention}
 # Kinds the model composes: they must be torch.nn.Modules, so that their parameters are trained, moved and saved.
 MODULE_KINDS = ("text_encoder", "image_encoder", "fusion_head", "alignment_loss")
 # The figures every metric reports at the top level of its result.
 METRIC_KEYS = ("precision", "recall", "f1")
 
 
-def members(kind: str) -> dict[str, Any]:
-    """The protocol's members: attribute name -> annotation, method name -> the protocol's function."""
-    protocol = PROTOCOLS[kind]
+def members(kind: str, optional: bool = False) -> dict[str, Any]:
+    """The protocol's members: attribute name -> annotation, method name -> the protocol's function; with `optional`,
+    those of the kind's optional protocol instead (none for most kinds)."""
+    protocol = OPTIONAL_PROTOCOLS.get(kind) if optional else PROTOCOLS[kind]
+    if protocol is None:
+        return {}
     found: dict[str, Any] = dict(get_type_hints(protocol))
     found.update({name: value for name, value in vars(protocol).items()
                   if inspect.isfunction(value) and not name.startswith("_")})
@@ -236,6 +254,9 @@ def problems(kind: str, built: Any) -> list[str]:
         if name == "forward" and kind in MODULE_KINDS:
             continue  # checked with the module
         found += _member_problems(built, name, spec)
+    for name, spec in members(kind, optional=True).items():
+        if getattr(built, name, None) is not None:
+            found += _member_problems(built, name, spec)
     if kind == "metric" and not found:
         found += _metric_problems(built)
     return found

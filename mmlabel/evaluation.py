@@ -1,5 +1,7 @@
 """Scoring a finished run on a split: its own data by default (reproducing its stored figures), or other data."""
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mmlabel.errors import DataError
 
@@ -9,11 +11,34 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: str | Path | No
     """The run's metric on `split` of its recipe's data, or of `data` (a folder or one file) read with `format`
     (default: guessed from the files, else the run's reader). Images come from `images` where given, else from the
     recipe's image folder for its own data and from `images/` beside `data`."""
+    return predict_split(run_dir, split, data, format, images).figures
+
+
+@dataclass
+class SplitPredictions:
+    """A run's predictions on a split and their figures, as `evaluate_run` computes them (`mmlabel report` shows
+    them): the loaded tagger, the gold examples, the image loader (None for a text-only model), the folder the
+    images are read from (also for a text-only model), the predicted spans of each example and the run's metric's
+    figures."""
+
+    tagger: Any
+    examples: list
+    images: Any
+    image_dir: Path
+    predictions: list
+    figures: dict
+
+
+def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | None = None,
+                  format: str | None = None, images: str | Path | None = None) -> SplitPredictions:
+    """`evaluate_run`'s work, with what it predicted: the arguments mean the same."""
     from mmlabel.registry import get
     from mmlabel.tagger import Tagger
-    from mmlabel.data.splits import data_root, image_loader, read_splits
+    from mmlabel.data.splits import SPLITS, data_root, image_loader, read_splits
     from mmlabel.run_dir import RunDir
 
+    if data is None and split not in SPLITS:  # before the model is loaded
+        raise DataError(f"no split {split!r}: choose train, dev or test")
     run = RunDir(run_dir)
     data, images = (Path(data) if data is not None else None), (Path(images) if images is not None else None)
     tagger = Tagger.load(run_dir)
@@ -29,9 +54,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: str | Path | No
         root = data if data.is_dir() else data.parent
         examples = _read_other(recipe, data, format, split)
         images = images or root / "images"
+    image_dir = images or (recipe.data.images_path() if recipe.data.root is not None else root / "images")
     loader = image_loader(recipe, root, {split: examples}, [split], images) if tagger.multimodal else None
     predictions = tagger.predict_examples(examples, images=loader)
-    return metric.score([example.spans for example in examples], predictions)
+    figures = metric.score([example.spans for example in examples], predictions)
+    return SplitPredictions(tagger, examples, loader, image_dir, predictions, figures)
 
 
 def _read_other(recipe, data: Path, format: str | None, split: str) -> list:

@@ -146,7 +146,27 @@ class TaggingModel(nn.Module):
         prefix_states, prefix_mask = self.fusion_head.prefix(image_states, image_mask)
         return {"prefix_states": prefix_states, "prefix_mask": prefix_mask}
 
+    @property
+    def has_attention(self) -> bool:
+        """Whether `attention` works: the model reads images and its fusion head has the optional `attention`."""
+        return self.image_encoder is not None and getattr(self.fusion_head, "attention", None) is not None
+
+    @torch.no_grad()
+    def attention(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, words, patches) word-to-patch attention of the fusion head (its optional `attention` member; call
+        `eval()` first); the patches are the image encoder's tokens, in its order."""
+        if not self.has_attention:
+            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
+                             "without `attention`)")
+        text_states, image_states, image_mask = self._states(batch)
+        return self.fusion_head.attention(text_states, batch["first_subword_index"], image_states, image_mask)
+
     def _encode(self, batch):
+        text_states, image_states, image_mask = self._states(batch)
+        emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
+        return text_states, image_states, image_mask, emissions
+
+    def _states(self, batch):
         if declares(self.fusion_head, "needs_prefix"):  # early fusion: the image first, into the text encoder
             image_states, image_mask = self._image_states(batch)
             text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"],
@@ -154,8 +174,7 @@ class TaggingModel(nn.Module):
         else:  # text first, as always: the order in which dropout draws random numbers is kept
             text_states = self.text_encoder(batch["input_ids"], batch["attention_mask"])  # (batch, tokens, text_dim)
             image_states, image_mask = self._image_states(batch)
-        emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
-        return text_states, image_states, image_mask, emissions
+        return text_states, image_states, image_mask
 
     def _image_states(self, batch):
         """(batch, patches, image_dim) states and (batch, patches) mask, or None and None without an image."""

@@ -110,6 +110,39 @@ class Tagger:
                     predicted[index] = self._spans(tag_ids, len(examples[index].tokens))
         return predicted
 
+    @property
+    def has_attention(self) -> bool:
+        """Whether `attention` works: a multimodal model whose fusion head exposes its word-to-patch attention."""
+        return self.model.has_attention
+
+    def attention(self, examples: list[Example], images=None) -> list[torch.Tensor]:
+        """The fusion head's word-to-patch attention of each example, in order: a float32 CPU tensor (words, patches),
+        one row per word (averaged over heads, at the word's first sub-word; rows of words cut off by `max_tokens`
+        are 0) and one column per image-encoder token, in the encoder's order (a ViT's class token first:
+        `mmlabel.report.heatmap.patch_grid` places the columns on the image). Raises ValueError where
+        `has_attention` is False."""
+        if not self.has_attention:
+            raise ValueError("this model has no word-to-patch attention (text-only, or a fusion head without "
+                             "`attention`)")
+        images = images if images is not None else self.images
+        features = self.features if images is self.images else None
+        dataset = TaggingDataset(examples, self.scheme, images, self.model.image_encoder.transform, features)
+        loader = make_loader(dataset, Collator(self.model.text_encoder.tokenize, self.max_tokens), self.batch_size,
+                             shuffle=False, seed=0, pad=False)
+        found: dict[int, torch.Tensor] = {}
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            for batch in loader:
+                indices, word_mask = batch.pop("index").tolist(), batch["word_mask"].bool()
+                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+                weights = self.model.attention(batch).float().cpu()  # (batch, words, patches)
+                for row, index in enumerate(indices):
+                    words = torch.zeros(len(examples[index].tokens), weights.shape[-1])
+                    real = int(word_mask[row].sum())
+                    words[:real] = weights[row, :real]
+                    found[index] = words
+        return [found[index] for index in range(len(examples))]
+
     def _spans(self, tag_ids: list[int], n_words: int) -> list[Span]:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
         tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O

@@ -112,7 +112,7 @@ def test_component_checks_are_one_callable_per_check_for_parametrize():
     checks = component_checks("fusion_head", "dtca", heads=2)
     assert [str(check) for check in checks] == [
         f"fusion_head:dtca:{name}" for name in
-        ("build", "forward", "image_padding", "loss", "loss_padding", "decode", "reload", "determinism")]
+        ("build", "forward", "image_padding", "loss", "loss_padding", "decode", "reload", "determinism", "attention")]
 
 
 # -- checked when built ----------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ def test_the_sdist_and_the_wheel_carry_every_recipe_and_experiment_file(built):
     assert not any(name.startswith("recipes/") for name in wheel)  # inside the package, not a top-level folder
 
 
+def test_the_wheel_carries_the_report_page_template_style_and_script(built):
+    wheel = set(zipfile.ZipFile(built["wheel"]).namelist())
+    assert {f"mmlabel/report/{name}" for name in ("page.html.j2", "report.css", "report.js")} <= wheel
+
+
 def test_the_installed_wheel_reproduces_an_experiment_from_another_directory(installed, synthetic, tmp_path):
     """`mmlabel reproduce encoder-swap --tiny` (one cell, one seed, cut short) from a directory outside the
     checkout, with the wheel's files alone: the experiment file and its base recipe come from the package."""

@@ -88,12 +88,30 @@ class DTCAHead(nn.Module):
         """Viterbi tag ids per example, one per real word."""
         return self.crf.decode(emissions, word_mask)
 
+    def attention(self, text_states: torch.Tensor, first_subword_index: torch.Tensor, image_states: torch.Tensor,
+                  image_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, words, patches) weights of the cross-attention from each word's first sub-word to the patches,
+        averaged over heads (the optional `attention` member of the fusion-head contract; in eval mode, since the
+        weights are taken after attention dropout): rows sum to 1 over real patches, padded patches get 0."""
+        if self.cross_attention is None:
+            raise ValueError("this dtca head was built without an image encoder (image_dim=None): it has no attention")
+        _, weights = self._cross_attention(text_states, image_states, image_mask, need_weights=True)
+        return gather_words(weights, first_subword_index)  # (batch, words, patches)
+
     def _attend(self, text_states, image_states, image_mask):
+        attended, _ = self._cross_attention(text_states, image_states, image_mask, need_weights=False)
+        return attended  # (batch, tokens, text_dim)
+
+    def _cross_attention(self, text_states, image_states, image_mask, need_weights: bool):
+        """The attended states (batch, tokens, text_dim) and, with `need_weights`, the head-averaged weights
+        (batch, tokens, patches); both 0 for an example without a real patch."""
         if image_mask is None:
             image_mask = torch.ones(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
         # An example with no real patch would make softmax NaN: let it see every patch, then drop the result.
         no_image = ~image_mask.any(1)
         ignore = ~(image_mask | no_image[:, None])
-        attended, _ = self.cross_attention(text_states, image_states, image_states, key_padding_mask=ignore,
-                                           need_weights=False)
-        return attended.masked_fill(no_image[:, None, None], 0.0)  # (batch, tokens, text_dim)
+        attended, weights = self.cross_attention(text_states, image_states, image_states, key_padding_mask=ignore,
+                                                 need_weights=need_weights, average_attn_weights=True)
+        if weights is not None:
+            weights = weights.masked_fill(no_image[:, None, None], 0.0)
+        return attended.masked_fill(no_image[:, None, None], 0.0), weights

@@ -234,6 +234,24 @@ def fusion_determinism(subject: Subject) -> None:
            "two eval-mode passes differ")
 
 
+def fusion_attention(subject: Subject) -> None:
+    """The optional `attention` member, where a head has it: (batch, words, patches) weights, each real word's row
+    summing to 1 over the real patches, padded patches at 0. A head without it passes."""
+    head, runtime = subject.built, subject.runtime
+    if getattr(head, "attention", None) is None:
+        return
+    inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
+    weights = head.attention(inputs["text_states"], inputs["first_subword_index"], inputs["image_states"],
+                             inputs["image_mask"])
+    expected = (len(WORDS), max(WORDS), inputs["image_mask"].shape[1])
+    expect(getattr(weights, "shape", None) == expected and weights.is_floating_point(),
+           f"attention is {shape(weights)}, not floating (batch, words, patches) = {expected}")
+    padded = ~inputs["image_mask"][:, None, :].expand(expected)
+    expect(bool((weights[padded] == 0).all()), "attention gives weight to padded patches (image_mask False)")
+    sums = weights.sum(-1)[inputs["word_mask"]]
+    expect(close(sums, torch.ones_like(sums)), f"attention rows of real words sum to {sums.tolist()}, not 1")
+
+
 # -- alignment loss -------------------------------------------------------------------------------------------
 def alignment_inputs() -> tuple:
     generator = torch.Generator().manual_seed(0)
@@ -272,7 +290,7 @@ CHECKS = {
                       ("determinism", image_determinism)],
     "fusion_head": [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
                     ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
-                    ("determinism", fusion_determinism)],
+                    ("determinism", fusion_determinism), ("attention", fusion_attention)],
     "alignment_loss": [("forward", alignment_forward), ("padding", alignment_padding),
                        ("determinism", alignment_determinism)],
 }
