@@ -55,6 +55,8 @@ def setting_flags(setting: str, mode: str, freeze_image: bool, accelerator: bool
     flags = applicable(mode, freeze_image, accelerator)
     if setting.startswith("alignment-"):  # optimised, with another alignment loss (`bench(also_alignments=...)`)
         return flags
+    if setting == "with-compile":  # optimised, with the model's encoding compiled by torch.compile
+        return flags + ["compile"]
     if setting == "with-workers" and "workers" not in flags:
         return flags + ["workers"]
     if setting == "naive":
@@ -63,7 +65,8 @@ def setting_flags(setting: str, mode: str, freeze_image: bool, accelerator: bool
         return flags
     if setting.startswith("without-") and setting[len("without-"):] in flags:
         return [flag for flag in flags if flag != setting[len("without-"):]]
-    raise ValueError(f"unknown setting {setting!r}: naive, optimised, with-workers (on a CPU) or without-NAME with "
+    raise ValueError(f"unknown setting {setting!r}: naive, optimised, with-compile, with-workers (on a CPU), "
+                     f"alignment-NAME or without-NAME with "
                      f"NAME in {', '.join(flags)}")
 
 
@@ -100,16 +103,17 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
           only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False,
           profile: bool = False, recipe=None, naive_alignment: str | None = None,
-          also_alignments: tuple[str, ...] = ()) -> dict:
+          also_alignments: tuple[str, ...] = (), compile: bool = False) -> dict:
     """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
     `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"; `profile` adds each
     setting's torch.profiler table of its last round under "profile". With a `recipe` (mmlabel.recipe.Recipe), its
     components, loss and sizes are timed (`recipe_model`), and `batch`, `freeze_image`, `alignment` come from it;
     `naive_alignment` names the alignment loss of the naive setting (default: the same as the optimised);
-    `also_alignments` adds one setting `alignment-NAME` per name: optimised, with that alignment loss."""
+    `also_alignments` adds one setting `alignment-NAME` per name: optimised, with that alignment loss; `compile`
+    adds `with-compile`: optimised, with the encoding compiled (torch.compile)."""
     if recipe is not None:
         batch, freeze_image = recipe.train.batch_size, _frozen(recipe)
-    settings = _settings(mode, freeze_image, only, ablate, also_alignments)
+    settings = _settings(mode, freeze_image, only, ablate, also_alignments, compile)
     flags = {setting: setting_flags(setting, mode, freeze_image) for setting in settings}  # a typo fails here
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
@@ -130,6 +134,12 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
                 results[setting].append(_run_worker(job))
                 if progress:
                     progress(f"round {round_index + 1}/{rounds} {setting}: {results[setting][-1]['examples_per_s']:.2f} ex/s")
+    return _summary(results, settings, only, ablate, profile)
+
+
+def _summary(results: dict[str, list[dict]], settings: list[str], only: str | None, ablate: bool,
+             profile: bool) -> dict:
+    """Each setting's figures under its name (`without-NAME` under "without"), and optimised/naive as "ratio"."""
     figures = {setting: _figures(runs) for setting, runs in results.items()}
     if profile:
         for setting, runs in results.items():
@@ -139,16 +149,17 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
         summary[only] = figures[only]
     if "naive" in figures and "optimised" in figures:
         summary["ratio"] = figures["optimised"]["examples_per_s"] / figures["naive"]["examples_per_s"]
-    summary.update({setting: figures[setting] for setting in settings if setting.startswith("alignment-")})
+    summary.update({setting: figures[setting] for setting in settings
+                    if setting.startswith(("alignment-", "with-"))})
     if ablate:
         summary["without"] = {setting[len("without-"):]: figures[setting] for setting in settings
                               if setting.startswith("without-")}
-        summary.update({setting: figures[setting] for setting in settings if setting.startswith("with-")})
     return summary
 
 
-def _settings(mode: str, freeze_image: bool, only: str | None, ablate: bool, also_alignments) -> list[str]:
-    settings = [only] if only else list(SETTINGS)
+def _settings(mode: str, freeze_image: bool, only: str | None, ablate: bool, also_alignments,
+              compile: bool = False) -> list[str]:
+    settings = ([only] if only else list(SETTINGS)) + ["with-compile"] * compile
     if ablate:
         optimisations = applicable(mode, freeze_image)
         settings += [f"without-{name}" for name in optimisations]
@@ -206,7 +217,10 @@ def worker(job: dict) -> dict:
     model, dataset, collate = _build(job, device)
     batches = _batches(dataset, collate, job)
     step = (_train_step if job["mode"] == "train" else _predict_step)(model, device, job["flags"])
-    step(next(batches))  # warm-up: first-call allocations and kernel selection
+    if "compile" in job["flags"]:  # the encoders and the fusion head's emissions; the CRF's loops stay eager
+        model._encode = torch.compile(model._encode)
+    for _ in range(3 if "compile" in job["flags"] else 1):
+        step(next(batches))  # warm-up: first-call allocations, kernel selection (and compilation, shapes)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

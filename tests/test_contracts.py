@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from conftest import SHORT, registered, run_cli
-from mmlabel import contracts
+from mmlabel import contracts, probe
 from mmlabel.alignment.none import NoAlignment
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.dtca import DTCAHead
@@ -201,9 +201,9 @@ def test_the_probe_names_a_fusion_head_whose_emissions_have_the_wrong_shape(tmp_
     with pytest.raises(ComponentError, match=r"^fusion_head WordlessHead: emissions on the first batch are \(2, 3\) "
                                              r"float32; the contract is a floating-point tensor \(batch, words, "
                                              r"num_tags\) = \(2, 2, 3\)$"):
-        contracts.check_model_outputs(model, batch)
+        probe.check_model_outputs(model, batch)
     model.fusion_head = DTCAHead(text_dim=text.hidden_size, num_tags=len(scheme.tags), heads=2)
-    contracts.check_model_outputs(model, batch)  # the right head passes
+    probe.check_model_outputs(model, batch)  # the right head passes
     assert model.training  # and the model is left in the mode it was in
 
 

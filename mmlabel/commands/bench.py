@@ -28,9 +28,12 @@ NaiveAlignmentOption = Annotated[Optional[str], typer.Option(
 AlsoAlignmentOption = Annotated[Optional[list[str]], typer.Option(
     help="Also time the optimised setting with this alignment loss (repeatable): setting alignment-NAME.")]
 OnlyOption = Annotated[Optional[str], typer.Option(
-    help="Run one setting: optimised, naive, without-NAME, with-workers or alignment-NAME.")]
+    help="Run one setting: optimised, naive, without-NAME, with-workers, with-compile or alignment-NAME.")]
 AblateOption = Annotated[bool, typer.Option(
     help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="Also time the optimised setting with the encoders and emissions compiled by torch.compile "
+                      "(setting with-compile; 3 warm-up steps).")]
 ProfileOption = Annotated[bool, typer.Option(
     help="Profile the timed steps (torch.profiler) and print each setting's table of the costliest operations; "
          "profiling slows them.")]
@@ -54,6 +57,7 @@ def bench(
     also_alignment: AlsoAlignmentOption = None,
     only: OnlyOption = None,
     ablate: AblateOption = False,
+    compile: CompileOption = False,
     profile: ProfileOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -75,7 +79,7 @@ def bench(
                        rounds=rounds, freeze_image=freeze_image, lengths=lengths, only=only, progress=say,
                        alignment=alignment or "sinkhorn", ablate=ablate, profile=profile, recipe=loaded,
                        naive_alignment=naive_alignment or ("ipot" if loaded else None),
-                       also_alignments=tuple(also_alignment or ()))
+                       also_alignments=tuple(also_alignment or ()), compile=compile)
     if as_json:
         echo_json(result)
     else:

@@ -237,7 +237,7 @@ class Trainer:
     def _probe(self, loader) -> None:
         """Check what each component returns on the first training examples, before any step (`contracts`); with
         several processes, find the parameters the loss leaves out and wrap the model in DDP."""
-        from mmlabel.contracts import check_model_outputs
+        from mmlabel.probe import check_model_outputs
 
         items = [loader.dataset[index] for index in range(min(len(loader.dataset), 4))]
         batch = self._to_device(loader.collate_fn(items)) if items else None
