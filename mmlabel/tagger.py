@@ -71,17 +71,27 @@ class Tagger:
     def predict_posts(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[list[Span]]:
         """Spans of each post, given as (raw text or words, its decoded image or None), decoded in batches: the
         spans of a raw text carry character offsets. An image-reading model is given a blank image for None."""
-        tokens = [self.words(text) if isinstance(text, str) else None for text, _ in posts]
-        examples = [Example(str(index), [t.text for t in found] if found is not None else list(text),
-                            str(index) if image is not None else None)
-                    for index, ((text, image), found) in enumerate(zip(posts, tokens))]
+        examples, tokens, images = self._post_examples(posts)
         kept = [index for index, example in enumerate(examples) if example.tokens]
-        images = PostImages({str(index): image for index, (_, image) in enumerate(posts) if image is not None})
         predicted = self.predict_examples([examples[index] for index in kept], images=images) if kept else []
         spans: list[list[Span]] = [[] for _ in posts]
         for index, found in zip(kept, predicted):
             spans[index] = with_offsets(found, tokens[index]) if tokens[index] is not None else found
         return spans
+
+    def post_attention(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[torch.Tensor]:
+        """`attention` of posts given as in `predict_posts`: per post, (words, image-encoder tokens)."""
+        examples, _, images = self._post_examples(posts)
+        return self.attention(examples, images=images)
+
+    def _post_examples(self, posts):
+        """The examples of (raw text or words, image or None) posts, the raw texts' tokens, and their images."""
+        tokens = [self.words(text) if isinstance(text, str) else None for text, _ in posts]
+        examples = [Example(str(index), [t.text for t in found] if found is not None else list(text),
+                            str(index) if image is not None else None)
+                    for index, ((text, image), found) in enumerate(zip(posts, tokens))]
+        images = PostImages({str(index): image for index, (_, image) in enumerate(posts) if image is not None})
+        return examples, tokens, images
 
     def predict_examples(self, examples: list[Example], images=None) -> list[list[Span]]:
         """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""

@@ -125,6 +125,33 @@ def test_json_form_and_batch_requests_answer_as_the_tagger(server, posts):
         [{k: s[k] for k in ("start", "end", "label")} for s in expected]
 
 
+def test_attention_on_request_is_the_taggers_over_the_photos_grid(server, posts, tiny_run):
+    """"attention": true adds the grid and, per span, the report's heat map of the tagger's own attention."""
+    from mmlabel.data.example import Span
+    from mmlabel.report.heatmap import patch_grid, span_heat
+    from mmlabel.tagger import Tagger
+
+    text, image, expected = next(post for post in posts if post[2])
+    result = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image), "attention": True}).json()
+    tagger = Tagger.load(tiny_run, device="cpu")
+    from PIL import Image
+
+    weights = tagger.post_attention([(text, Image.open(image).convert("RGB"))])[0]
+    grid = patch_grid(tagger.model.image_encoder, weights.shape[-1])
+    assert result["attention_grid"] == {"prefix": grid[0], "rows": grid[1], "columns": grid[2]} and grid[1] == 8
+    for span in result["spans"]:
+        cells = span["attention"]
+        assert len(cells) == grid[1] * grid[2] and "f" in cells  # scaled: the strongest cell is f
+        assert cells == span_heat(weights, Span(span["start"], span["end"], span["label"]), grid)
+    plain = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)}).json()
+    assert "attention_grid" not in plain and all("attention" not in span for span in plain["spans"])
+    form = httpx.post(f"{server}/predict", data={"text": text, "attention": "true"},
+                      files={"image": ("x.png", image.read_bytes())}).json()
+    assert form["spans"] == result["spans"]
+    refused = httpx.post(f"{server}/predict", json={"text": text, "attention": True})
+    assert refused.status_code == 422 and "this model reads images" in refused.json()["error"]
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares `width` x `height` pixels in its header and holds one row of data: a decompression bomb
     as PIL sees it when it opens the file."""
@@ -159,6 +186,8 @@ def bad_requests(image) -> list[tuple[str, dict, int, str]]:
         ("text over the character limit", {"json": {"text": "a" * 10_001, "image": base64.b64encode(png).decode()}},
          422, "10,001 characters, over the limit of 10,000"),
         ("empty tokens", {"json": {"tokens": [], "image": base64.b64encode(png).decode()}}, 422, "'tokens' is empty"),
+        ("attention not a boolean", {"json": {"text": "Alice", "image": base64.b64encode(png).decode(),
+                                              "attention": "yes"}}, 422, "'attention' must be true or false"),
         ("too many posts", {"json": [{"text": "a"}] * 300}, 413, "300 posts in one request, over the limit of 256"),
         ("text and tokens", {"json": {"text": "a", "tokens": ["a"]}}, 422, "either 'text'"),
         ("unknown key", {"json": {"txt": "a"}}, 422, "unknown key 'txt'"),
@@ -235,3 +264,8 @@ def test_the_page_tags_a_post_in_headless_chromium(server, posts, tmp_path):
     assert len(colours) > 20  # text, boxes and highlights, not a blank page
     highlight = {"POS": (0x7B, 0xE0, 0x8A), "NEU": (0xFF, 0xD8, 0x4D), "NEG": (0xFF, 0x8A, 0x80)}[marks[0][0]]
     assert highlight in colours
+    assert 'data-drawn=""' in dom.stdout  # no heat map unless asked for
+    first = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image),
+                                                  "attention": True}).json()["spans"][0]["attention"]
+    heated = chromium("--dump-dom", link + "&attention")
+    assert f'data-drawn="{first}"' in heated.stdout, heated.stdout[-2000:]  # the first span's map, over the photo

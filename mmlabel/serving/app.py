@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from mmlabel.serving.batcher import Batcher
 from mmlabel.serving.inputs import BadInput, Limits, image_from_base64, parse_json, post_from_fields
 from mmlabel.serving.page import PAGE
-from mmlabel.serving.responses import post_result
+from mmlabel.serving.responses import post_result, with_attention
 
 
 def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: int = 32,
@@ -29,7 +29,13 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
 
     def tag(posts: list) -> list[dict]:  # on the model thread
         found = tagger.predict_posts([(post.content, post.image) for post in posts])
-        return [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
+        results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
+        wanted = [index for index, post in enumerate(posts) if post.attention]
+        if wanted:
+            maps = tagger.post_attention([(posts[index].content, posts[index].image) for index in wanted])
+            for index, weights in zip(wanted, maps):
+                with_attention(results[index], weights, found[index], tagger.model.image_encoder)
+        return results
 
     batcher = Batcher(tag, max_batch, window_ms)
 
@@ -79,10 +85,12 @@ async def read_posts(request: Request, limits: Limits, tagger) -> tuple[list, bo
     needs_image, tokenizer = tagger.multimodal, tagger.tokenizer
     if content_type.startswith("multipart/form-data"):
         fields, image_bytes = await read_form(request)
+        _check_attention([fields], tagger)
         return [await run_in_threadpool(post_from_fields, fields, image_bytes, limits, needs_image, tokenizer)], False
     if content_type and not content_type.startswith("application/json"):
         raise BadInput(415, f"send JSON (application/json) or a form (multipart/form-data), not {content_type}")
     objects, many = parse_json(body)
+    _check_attention(objects, tagger)
 
     def checked() -> list:  # on a worker thread: a large image takes a while to decode
         return [post_from_fields(fields, image_from_base64(fields.get("image"), where), limits, needs_image,
@@ -119,10 +127,11 @@ async def read_form(request: Request) -> tuple[dict, bytes | None]:
     except Exception as error:  # starlette reports a malformed form as an HTTPException or a MultiPartException
         reason = getattr(error, "detail", None) or getattr(error, "message", None) or type(error).__name__
         raise BadInput(400, f"malformed form: {reason}") from None
-    fields = {key: value for key, value in form.items() if key in ("text", "tokens") and isinstance(value, str)}
-    unknown = sorted(set(form.keys()) - {"text", "tokens", "image"})
+    fields = {key: value for key, value in form.items()
+              if key in ("text", "tokens", "attention") and isinstance(value, str)}
+    unknown = sorted(set(form.keys()) - {"text", "tokens", "image", "attention"})
     if unknown:
-        raise BadInput(422, f"unknown form field {unknown[0]!r} (expected text or tokens, and image)")
+        raise BadInput(422, f"unknown form field {unknown[0]!r} (expected text or tokens, image, attention)")
     if "tokens" in fields:
         try:
             fields["tokens"] = json.loads(fields["tokens"])
@@ -132,6 +141,12 @@ async def read_form(request: Request) -> tuple[dict, bytes | None]:
     if isinstance(image, str):
         raise BadInput(422, "form field 'image' must be a file upload (the server never reads a path)")
     return fields, (await image.read() if image is not None else None)
+
+
+def _check_attention(objects: list[dict], tagger) -> None:
+    if not tagger.has_attention and any(post.get("attention") not in (None, False, "false") for post in objects):
+        raise BadInput(422, "this model has no word-to-patch attention (text only, or a fusion head without "
+                            "`attention`): leave out 'attention'")
 
 
 def _words(tagger, post) -> list[str]:

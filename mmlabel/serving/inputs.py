@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmlabel.data.images import to_rgb
 
-POST_KEYS = ("text", "tokens", "image")
+POST_KEYS = ("text", "tokens", "image", "attention")
 MAX_POSTS_PER_REQUEST = 256
 
 
@@ -42,6 +42,7 @@ class Post:
     text: str | None = None
     tokens: list[str] | None = None
     image: Image.Image | None = field(default=None, repr=False)
+    attention: bool = False  # the fusion head's word-to-patch attention, asked for with "attention": true
 
     @property
     def content(self) -> str | list[str]:
@@ -85,7 +86,18 @@ def post_from_fields(fields: dict, image_bytes: bytes | None, limits: Limits, ne
     if image_bytes is None and needs_image:
         raise BadInput(422, f"{where}: this model reads images: give 'image'")
     image = decode_image(image_bytes, limits, where) if image_bytes is not None else None
-    return Post(text, tokens, image)
+    return Post(text, tokens, image, _attention(fields.get("attention", False), image, where))
+
+
+def _attention(value, image, where: str) -> bool:
+    """Whether the post asks for attention (JSON true/false; a form's "true"/"false"); it needs an image."""
+    if isinstance(value, str) and value in ("true", "false"):
+        value = value == "true"
+    if not isinstance(value, bool):
+        raise BadInput(422, f"{where}: 'attention' must be true or false")
+    if value and image is None:
+        raise BadInput(422, f"{where}: 'attention' needs an image: the attention is over the photo's patches")
+    return value
 
 
 def image_from_base64(value, where: str = "post") -> bytes | None:

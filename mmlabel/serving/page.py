@@ -1,6 +1,7 @@
 """The page `GET /` serves: type a post, drop a photo, see the spans highlighted in the text. One self-contained
 HTML document (inline style and script, no external resource). A link may prefill it and tag at once:
-`/#text=...&image=data:image/png;base64,...` (the image as a data URL, read by the browser, never by the server)."""
+`/#text=...&image=data:image/png;base64,...` (the image as a data URL, read by the browser, never by the server),
+with `&attention` to draw the fusion head's attention of each span over the photo (hover a span to see its own)."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mmlabel</title>
@@ -12,7 +13,9 @@ h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 textarea { width: 100%; min-height: 5em; font: inherit; box-sizing: border-box; }
 #drop { border: 2px dashed #8c959f; border-radius: 8px; padding: 1em; margin: 0.8em 0; text-align: center; }
 #drop.over { background: #f0f6ff; }
-#preview { max-width: 16em; max-height: 12em; display: none; margin: 0.5em auto 0; }
+#photo { position: relative; display: inline-block; margin: 0.5em auto 0; }
+#preview { max-width: 16em; max-height: 12em; display: none; }
+#heat { position: absolute; left: 0; top: 0; pointer-events: none; }
 button { font: inherit; padding: 0.4em 1.4em; }
 #result { font-size: 1.2em; margin: 1em 0; padding: 0.8em; border-radius: 8px; background: #f6f8fa; min-height: 1.5em; }
 mark { padding: 0.1em 0.25em; border-radius: 4px; background: #c8d7ff; }
@@ -26,8 +29,10 @@ table { border-collapse: collapse; } td, th { padding: 0.2em 0.8em; border-botto
 <div id="model">loading the model's description...</div>
 <form id="form">
 <p><textarea id="text" name="text" placeholder="Type a post, e.g. Kevin Durant joins the Warriors!"></textarea></p>
-<div id="drop">Drop a photo here or <input type="file" id="image" accept="image/*"><img id="preview" alt=""></div>
-<button type="submit" id="tag">Tag</button> <span id="error"></span>
+<div id="drop">Drop a photo here or <input type="file" id="image" accept="image/*"><br>
+<span id="photo"><img id="preview" alt=""><canvas id="heat" width="0" height="0"></canvas></span></div>
+<button type="submit" id="tag">Tag</button>
+<label><input type="checkbox" id="attend"> attention over the photo</label> <span id="error"></span>
 </form>
 <div id="result"></div>
 <table id="spans"></table>
@@ -64,6 +69,9 @@ function render(result) {
     at = span.end_char;
   }
   box.append(document.createTextNode(text.slice(at)));
+  const grid = result.attention_grid, marks = box.querySelectorAll("mark");
+  if (grid) result.spans.forEach((s, i) => marks[i].addEventListener("mouseenter", () => heat(s.attention, grid)));
+  heat(grid && result.spans.length ? result.spans[0].attention : "", grid);
   const rows = result.spans.map((s) => "<tr><td></td><td></td><td></td></tr>").join("");
   $("spans").innerHTML = "<tr><th>span</th><th>label</th><th>words</th></tr>" + rows;
   result.spans.forEach((s, i) => {
@@ -73,12 +81,27 @@ function render(result) {
   box.dataset.done = String(result.spans.length);
 }
 
+function heat(cells, grid) {
+  // one hexadecimal digit per grid cell (0-f, the strongest cell f), drawn as red squares over the photo
+  const img = $("preview"), canvas = $("heat"), context = canvas.getContext("2d");
+  canvas.width = img.clientWidth; canvas.height = img.clientHeight;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  canvas.dataset.drawn = cells || "";
+  if (!cells) return;
+  const w = canvas.width / grid.columns, h = canvas.height / grid.rows;
+  for (let i = 0; i < cells.length; i++) {
+    context.fillStyle = "rgba(220, 0, 0, " + (0.65 * parseInt(cells[i], 16) / 15).toFixed(3) + ")";
+    context.fillRect((i % grid.columns) * w, Math.floor(i / grid.columns) * h, w, h);
+  }
+}
+
 async function tag(event) {
   if (event) event.preventDefault();
   $("error").textContent = "";
   const form = new FormData();
   form.append("text", $("text").value);
   if (photo) form.append("image", photo, "photo");
+  if (photo && $("attend").checked) form.append("attention", "true");
   const answer = await fetch("/predict", {method: "POST", body: form});
   const body = await answer.json();
   if (!answer.ok) { $("error").textContent = body.error; $("result").dataset.done = "error"; return; }
@@ -90,6 +113,8 @@ async function fromLink() {
   if (!params.has("text")) return;
   $("text").value = params.get("text");
   if (params.has("image")) showPhoto(await (await fetch(params.get("image"))).blob());
+  $("attend").checked = params.has("attention");
+  await new Promise((done) => { if ($("preview").complete) done(); else $("preview").onload = done; });
   await tag();
 }
 

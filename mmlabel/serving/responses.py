@@ -1,7 +1,7 @@
 """The JSON the server answers with: a tagged post, and the description of the model behind it.
 
-A post's result is built field by field from the post and its spans (`post_result`); a new field (for instance a
-fusion head's attention) is one more function of the same shape added to `post_result`."""
+A post's result is built field by field from the post and its spans (`post_result`); the fusion head's attention,
+where asked for, is added by `with_attention`."""
 from pathlib import Path
 
 from mmlabel.data.example import Span
@@ -20,6 +20,20 @@ def span_result(span: Span, tokens: list[str], text: str | None) -> dict:
     if text is not None and span.start_char is not None:
         result["text"] = text[span.start_char:span.end_char]
     return result
+
+
+def with_attention(result: dict, weights, spans: list[Span], image_encoder) -> None:
+    """Add the fusion head's attention to a post's `result`: `attention_grid` {prefix, rows, columns} (the image
+    encoder's tokens on the photo) and, for each span, `attention`: its words' attention over the grid, one
+    hexadecimal digit (0-f, scaled to the strongest cell) per cell, row by row (as in `mmlabel report`)."""
+    from mmlabel.report.heatmap import patch_grid, span_heat
+
+    grid = patch_grid(image_encoder, weights.shape[-1])
+    if grid is None:
+        return
+    result["attention_grid"] = dict(zip(("prefix", "rows", "columns"), grid))
+    for span, entry in zip(spans, result["spans"]):
+        entry["attention"] = span_heat(weights, span, grid)
 
 
 def describe(run_dir: str | Path, tagger) -> dict:
