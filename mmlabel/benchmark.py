@@ -53,7 +53,7 @@ def setting_flags(setting: str, mode: str, freeze_image: bool, accelerator: bool
     """`naive`, `optimised` or `without-NAME` (optimised with one optimisation left out) as a list of flags;
     `with-workers` adds the decoding worker where it is not one of the optimisations (on a CPU)."""
     flags = applicable(mode, freeze_image, accelerator)
-    if setting.startswith("alignment-"):  # optimised, with another alignment loss (`bench(also_alignments=...)`)
+    if setting.startswith(("alignment-", "fusion-")):  # optimised, with another alignment loss or fusion head
         return flags
     if setting == "with-compile":  # optimised, with the model's encoding compiled by torch.compile
         return flags + ["compile"]
@@ -103,17 +103,20 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
           steps: int = 10, rounds: int = 3, freeze_image: bool = False, lengths: list[int] | None = None,
           only: str | None = None, progress=None, alignment: str = "sinkhorn", ablate: bool = False,
           profile: bool = False, recipe=None, naive_alignment: str | None = None,
-          also_alignments: tuple[str, ...] = (), compile: bool = False) -> dict:
+          also_alignments: tuple[str, ...] = (), compile: bool = False,
+          also_fusion_heads: tuple[str, ...] = ()) -> dict:
     """Examples per second and peak memory of each setting (median over `rounds` alternating worker runs).
     `ablate` adds `without-NAME` for every optimisation that applies, under the key "without"; `profile` adds each
     setting's torch.profiler table of its last round under "profile". With a `recipe` (mmlabel.recipe.Recipe), its
     components, loss and sizes are timed (`recipe_model`), and `batch`, `freeze_image`, `alignment` come from it;
     `naive_alignment` names the alignment loss of the naive setting (default: the same as the optimised);
     `also_alignments` adds one setting `alignment-NAME` per name: optimised, with that alignment loss; `compile`
-    adds `with-compile`: optimised, with the encoding compiled (torch.compile)."""
+    adds `with-compile`: optimised, with the encoding compiled (torch.compile); `also_fusion_heads` adds
+    `fusion-NAME` per name: optimised, with that fusion head."""
     if recipe is not None:
         batch, freeze_image = recipe.train.batch_size, _frozen(recipe)
     settings = _settings(mode, freeze_image, only, ablate, also_alignments, compile)
+    settings += [f"fusion-{name}" for name in also_fusion_heads]
     flags = {setting: setting_flags(setting, mode, freeze_image) for setting in settings}  # a typo fails here
     results: dict[str, list[dict]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="mmlabel-bench-") as directory:
@@ -127,7 +130,7 @@ def bench(mode: str, text_size: str = "base", image_model: str = "vit_base_patch
         for round_index in range(rounds):
             order = settings if round_index % 2 == 0 else settings[::-1]
             for setting in order:
-                setting_model = _alignment_of(model, setting, naive_alignment)
+                setting_model = _model_of(model, setting, naive_alignment)
                 job = {"mode": mode, "setting": setting, "flags": flags[setting], "model": setting_model,
                        "batch": batch, "steps": steps, "max_tokens": recipe.data.max_tokens if recipe else 60,
                        "freeze_image": freeze_image, "workload": directory, "profile": profile}
@@ -150,7 +153,7 @@ def _summary(results: dict[str, list[dict]], settings: list[str], only: str | No
     if "naive" in figures and "optimised" in figures:
         summary["ratio"] = figures["optimised"]["examples_per_s"] / figures["naive"]["examples_per_s"]
     summary.update({setting: figures[setting] for setting in settings
-                    if setting.startswith(("alignment-", "with-"))})
+                    if setting.startswith(("alignment-", "fusion-", "with-"))})
     if ablate:
         summary["without"] = {setting[len("without-"):]: figures[setting] for setting in settings
                               if setting.startswith("without-")}
@@ -167,8 +170,13 @@ def _settings(mode: str, freeze_image: bool, only: str | None, ablate: bool, als
     return settings + [f"alignment-{name}" for name in also_alignments]
 
 
-def _alignment_of(model: dict, setting: str, naive_alignment: str | None) -> dict:
-    """The model a setting times: `naive` with `naive_alignment`, `alignment-NAME` with NAME (default options)."""
+def _model_of(model: dict, setting: str, naive_alignment: str | None) -> dict:
+    """The model a setting times: `naive` with `naive_alignment`, `alignment-NAME` with that alignment loss and
+    `fusion-NAME` with that fusion head (default options; `fusion-text` without the image encoder, the text-only
+    row)."""
+    if setting.startswith("fusion-"):
+        head = setting[len("fusion-"):]
+        return {**model, "fusion_head": {"name": head}, **({"image_encoder": None} if head == "text" else {})}
     name = naive_alignment if setting == "naive" else setting.partition("alignment-")[2] or None
     return {**model, "alignment_loss": {"name": name}} if name else model
 
@@ -276,7 +284,7 @@ def _build(job: dict, device):
     names = sorted(path.name for path in workload.glob("*.jpg"))
     examples = [Example(str(i), words, names[i % len(names)]) for i, words in enumerate(sentences)]
     features = None
-    if "cache" in job["flags"]:
+    if "cache" in job["flags"] and model.image_encoder is not None:
         precision = "bf16" if "bf16" in job["flags"] else "fp32"
         features = ImageFeatureCache(model.image_encoder, images, device, precision)
         features.fill([example.image for example in examples])

@@ -160,11 +160,12 @@ def test_a_recipe_is_timed_with_its_own_components_and_random_weights_of_the_sam
 
 
 def test_bench_a_recipe_with_another_alignment_reports_the_alignment_share():
-    result = run_cli("bench", "train", "--recipe", "quickstart", "--also-alignment", "emd", "--steps", "2",
-                     "--rounds", "1", "--json")
+    result = run_cli("bench", "train", "--recipe", "quickstart", "--also-alignment", "emd", "--also-fusion-head",
+                     "text", "--steps", "2", "--rounds", "1", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert set(figures) == {"naive", "optimised", "alignment-emd", "ratio"}
+    assert set(figures) == {"naive", "optimised", "alignment-emd", "fusion-text", "ratio"}
+    assert "alignment_ms" not in figures["fusion-text"]  # the text-only row: no image, no alignment
     for setting in ("naive", "optimised", "alignment-emd"):
         assert 0 < figures[setting]["alignment_ms"] < figures[setting]["step_ms"]
         assert figures[setting]["alignment_share"] == pytest.approx(
@@ -173,6 +174,7 @@ def test_bench_a_recipe_with_another_alignment_reports_the_alignment_share():
 
 def test_bench_options_that_need_a_recipe_or_a_known_name_fail_in_one_line():
     for arguments, expected in ((["--fusion-head", "dtca"], "--recipe"), (["--also-alignment", "emdd"], "'emd'"),
+                                (["--also-fusion-head", "gatde"], "'gated'"),
                                 (["--recipe", "quickstart", "--set", "fusion_head.name=nope"], "nope")):
         result = run_cli("bench", "train", *TINY, *arguments)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -27,8 +27,11 @@ NaiveAlignmentOption = Annotated[Optional[str], typer.Option(
          "optimised).")]
 AlsoAlignmentOption = Annotated[Optional[list[str]], typer.Option(
     help="Also time the optimised setting with this alignment loss (repeatable): setting alignment-NAME.")]
+AlsoFusionHeadOption = Annotated[Optional[list[str]], typer.Option(
+    help="Also time the optimised setting with this fusion head (repeatable): setting fusion-NAME (text: without "
+         "the image encoder).")]
 OnlyOption = Annotated[Optional[str], typer.Option(
-    help="Run one setting: optimised, naive, without-NAME, with-workers, with-compile or alignment-NAME.")]
+    help="Run one setting: optimised, naive, without-NAME, with-workers, with-compile, alignment-NAME or fusion-NAME.")]
 AblateOption = Annotated[bool, typer.Option(
     help="Also run the optimised setting without each optimisation in turn (and, on a CPU, with a decoding worker).")]
 CompileOption = Annotated[bool, typer.Option(
@@ -55,6 +58,7 @@ def bench(
     alignment: AlignmentOption = None,
     naive_alignment: NaiveAlignmentOption = None,
     also_alignment: AlsoAlignmentOption = None,
+    also_fusion_head: AlsoFusionHeadOption = None,
     only: OnlyOption = None,
     ablate: AblateOption = False,
     compile: CompileOption = False,
@@ -65,7 +69,7 @@ def bench(
     download); --data (read with --format) gives the sentence lengths."""
     from mmlabel.benchmark import bench as run_bench, twitter_lengths
 
-    _check(mode, text_size, only, freeze_image, naive_alignment, also_alignment)
+    _check(mode, text_size, only, freeze_image, naive_alignment, also_alignment, also_fusion_head)
     lengths = twitter_lengths(data, reader_name(data, format_name)) if data else None
     loaded = _recipe(recipe, overrides, fusion_head, alignment, batch, freeze_image) if recipe or overrides else None
     if loaded is None and fusion_head:
@@ -79,7 +83,8 @@ def bench(
                        rounds=rounds, freeze_image=freeze_image, lengths=lengths, only=only, progress=say,
                        alignment=alignment or "sinkhorn", ablate=ablate, profile=profile, recipe=loaded,
                        naive_alignment=naive_alignment or ("ipot" if loaded else None),
-                       also_alignments=tuple(also_alignment or ()), compile=compile)
+                       also_alignments=tuple(also_alignment or ()), compile=compile,
+                       also_fusion_heads=tuple(also_fusion_head or ()))
     if as_json:
         echo_json(result)
     else:
@@ -87,7 +92,7 @@ def bench(
 
 
 def _check(mode: str, text_size: str, only: str | None, freeze_image: bool, naive_alignment: str | None,
-           also_alignment: list[str] | None) -> None:
+           also_alignment: list[str] | None, also_fusion_head: list[str] | None) -> None:
     """Every argument that could be misspelt, checked before anything runs (one line, exit 2)."""
     from mmlabel.benchmark import TEXT_SIZES, setting_flags
     from mmlabel.registry import get
@@ -103,6 +108,8 @@ def _check(mode: str, text_size: str, only: str | None, freeze_image: bool, naiv
             raise typer.BadParameter(str(error), param_hint="--only") from None
     for name in [*(also_alignment or ()), *([naive_alignment] if naive_alignment else [])]:
         get("alignment_loss", name)
+    for name in also_fusion_head or ():
+        get("fusion_head", name)
 
 
 def _recipe(path: str | None, overrides: list[str] | None, fusion_head: str | None, alignment: str | None,
