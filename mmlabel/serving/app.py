@@ -11,6 +11,7 @@ on.
 """
 import json
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -27,17 +28,7 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
     """The application serving `tagger`, described by `description` (`responses.describe`)."""
     tagger.batch_size = max(max_batch, 1)  # a collected batch is one forward pass
 
-    def tag(posts: list) -> list[dict]:  # on the model thread
-        found = tagger.predict_posts([(post.content, post.image) for post in posts])
-        results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
-        wanted = [index for index, post in enumerate(posts) if post.attention]
-        if wanted:
-            maps = tagger.post_attention([(posts[index].content, posts[index].image) for index in wanted])
-            for index, weights in zip(wanted, maps):
-                with_attention(results[index], weights, found[index], tagger.model.image_encoder)
-        return results
-
-    batcher = Batcher(tag, max_batch, window_ms)
+    batcher = Batcher(partial(tag, tagger), max_batch, window_ms)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -76,6 +67,18 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
         return JSONResponse(results if many else results[0])  # plain JSON already: no jsonable_encoder pass
 
     return app
+
+
+def tag(tagger, posts: list) -> list[dict]:
+    """The results of a batch of checked posts (on the model thread), with attention where a post asked for it."""
+    found = tagger.predict_posts([(post.content, post.image) for post in posts])
+    results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
+    wanted = [index for index, post in enumerate(posts) if post.attention]
+    if wanted:
+        maps = tagger.post_attention([(posts[index].content, posts[index].image) for index in wanted])
+        for index, weights in zip(wanted, maps):
+            with_attention(results[index], weights, found[index], tagger.model.image_encoder)
+    return results
 
 
 async def read_posts(request: Request, limits: Limits, tagger) -> tuple[list, bool]:
