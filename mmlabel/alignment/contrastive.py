@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from mmlabel.alignment.base import check_sizes
 from mmlabel.registry import ComponentConfig
 
 
@@ -37,8 +38,7 @@ class ContrastiveAlignment(nn.Module):
     ) -> torch.Tensor:
         """(batch, tokens, dim), (batch, tokens) bool, (batch, patches, dim), (batch, patches) bool -> (batch,).
         A post without a real token or patch gets 0."""
-        if text_states.shape[-1] != image_states.shape[-1]:
-            raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
+        check_sizes(text_states, image_states)
         dtype = torch.float64 if text_states.dtype == torch.float64 else torch.float32
         text_mask, image_mask = text_mask.bool(), image_mask.bool()
         present = text_mask.any(1) & image_mask.any(1)  # (batch,)

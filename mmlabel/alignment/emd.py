@@ -21,6 +21,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from mmlabel.alignment.base import check_sizes
 from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, SinkhornAlignment, unit_cost
 from mmlabel.registry import ComponentConfig
 
@@ -56,8 +57,7 @@ class EMDAlignment(nn.Module):
         An example without a real token or patch gets 0."""
         if self.approximation is not None:
             return self.approximation(text_states, text_mask, image_states, image_mask)
-        if text_states.shape[-1] != image_states.shape[-1]:
-            raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
+        check_sizes(text_states, image_states)
         with torch.autocast(device_type=text_states.device.type, enabled=False):
             cost = unit_cost(text_states, image_states, self.config.cost)  # (batch, tokens, patches)
             plans = optimal_plans(cost.detach(), text_mask, image_mask, self.config.threads)

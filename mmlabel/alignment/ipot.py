@@ -24,6 +24,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from mmlabel.alignment.base import check_sizes
 from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, unit_cost
 from mmlabel.registry import ComponentConfig
 
@@ -47,8 +48,7 @@ class IPOTAlignment(nn.Module):
     ) -> torch.Tensor:
         """(batch, tokens, dim), (batch, tokens) bool, (batch, patches, dim), (batch, patches) bool -> (batch,).
         An example without a real token or patch gets 0."""
-        if text_states.shape[-1] != image_states.shape[-1]:
-            raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
+        check_sizes(text_states, image_states)
         with torch.autocast(device_type=text_states.device.type, enabled=False):
             cost = unit_cost(text_states, image_states, self.config.cost)  # (batch, tokens, patches)
             text_mask, image_mask = text_mask.bool(), image_mask.bool()

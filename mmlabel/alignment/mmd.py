@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from mmlabel.alignment.base import check_sizes
 from mmlabel.registry import ComponentConfig
 
 
@@ -42,8 +43,7 @@ class MMDAlignment(nn.Module):
     ) -> torch.Tensor:
         """(batch, tokens, dim), (batch, tokens) bool, (batch, patches, dim), (batch, patches) bool -> (batch,).
         An example without a real token or patch gets 0."""
-        if text_states.shape[-1] != image_states.shape[-1]:
-            raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
+        check_sizes(text_states, image_states)
         dtype = torch.float64 if text_states.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=text_states.device.type, enabled=False):
             text = F.normalize(text_states.to(dtype), dim=-1)

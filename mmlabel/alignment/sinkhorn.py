@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from mmlabel.alignment.base import check_sizes
 from mmlabel.registry import ComponentConfig
 
 # Unit vectors are at most 2 apart; a fixed diameter keeps GeomLoss's epsilon schedule independent of the batch
@@ -49,8 +50,7 @@ class SinkhornAlignment(nn.Module):
     ) -> torch.Tensor:
         """(batch, tokens, dim), (batch, tokens) bool, (batch, patches, dim), (batch, patches) bool -> (batch,).
         An example without a real token or patch gets 0."""
-        if text_states.shape[-1] != image_states.shape[-1]:
-            raise ValueError(f"alignment needs states of one size: text {text_states.shape[-1]}, image {image_states.shape[-1]}")
+        check_sizes(text_states, image_states)
         dim = text_states.shape[-1]
         with torch.autocast(device_type=text_states.device.type, enabled=False):
             text = F.normalize(text_states.float(), dim=-1)
