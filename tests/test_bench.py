@@ -178,3 +178,19 @@ def test_bench_options_that_need_a_recipe_or_a_known_name_fail_in_one_line():
                                 (["--recipe", "quickstart", "--set", "fusion_head.name=nope"], "nope")):
         result = run_cli("bench", "train", *TINY, *arguments)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_on_a_cpu_at_tiny_size(tmp_path):
+    """benchmarks/gpu.sh end to end (about 6 minutes on 2 busy cores, most of it compiling): its three JSON files,
+    with the compiled and the Sinkhorn settings beside naive and optimised."""
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path), "--text-size", "tiny",
+                             "--set", "image_encoder.model=vit_tiny_patch16_224", "--steps", "2", "--rounds", "1"],
+                            cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = json.loads((tmp_path / "bench-train.json").read_text())
+    predict = json.loads((tmp_path / "bench-predict.json").read_text())
+    assert set(train) == {"naive", "optimised", "with-compile", "alignment-sinkhorn", "ratio"}
+    assert set(predict) == {"naive", "optimised", "with-compile", "ratio"}
+    assert json.loads((tmp_path / "machine.json").read_text())["device"] == "cpu"
