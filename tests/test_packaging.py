@@ -126,7 +126,7 @@ def test_an_editable_install_maps_the_recipes_package_onto_the_checkouts_folder(
     assert result.returncode == 0, result.stderr
     origin, names = result.stdout.splitlines()
     assert Path(origin) == built["source"] / "recipes" / "__init__.py"
-    assert names == "['ablation', 'alpha-beta', 'encoder-swap']"
+    assert names == "['ablation', 'alpha-beta', 'encoder-swap', 'methods']"
 
 
 # -- names and paths -----------------------------------------------------------------------------------------------
