@@ -152,15 +152,21 @@ def _execute(plan, figure: dict, title: str, as_json: bool, launch: dict) -> Non
 
 
 def _run(plan, recipes: dict, launch: dict) -> list[dict]:
-    from mmlabel.experiments.sweep import run_sweep
-
-    if "slurm" not in launch:
-        return run_sweep(plan, recipes=recipes, jobs=launch["jobs"])
+    """Sequentially in this process, `--jobs` at once in processes of their own, or as Slurm jobs."""
     from rich.console import Console
 
-    from mmlabel.experiments.slurm import run_on_slurm
+    from mmlabel.experiments.sweep import run_sweep
 
-    return run_on_slurm(plan, recipes, launch["slurm"], launch["jobs"], Console(stderr=True, soft_wrap=True))
+    console = Console(stderr=True, soft_wrap=True)
+    if "slurm" in launch:
+        from mmlabel.experiments.slurm import run_on_slurm
+
+        return run_on_slurm(plan, recipes, launch["slurm"], launch["jobs"], console)
+    if launch["jobs"] > 1:
+        from mmlabel.experiments.launch import run_parallel
+
+        return run_parallel(plan, launch["jobs"], console, recipes)
+    return run_sweep(plan, console, recipes=recipes)
 
 
 def _exit(plan, rows: list[dict], stopped_by: int | None) -> None:

@@ -51,19 +51,14 @@ class Sweep:
         return recipes
 
 
-def run_sweep(sweep: Sweep, console: Console | None = None, recipes: dict[str, Recipe] | None = None,
-              jobs: int = 1) -> list[dict]:
+def run_sweep(sweep: Sweep, console: Console | None = None, recipes: dict[str, Recipe] | None = None) -> list[dict]:
     """Train every cell and seed not finished yet; returns the rows of results.csv (rewritten after every run).
     A stop signal (see `interrupts`) ends it after the run in progress, recorded as "interrupted"; the rows not
-    reached stay "pending". `jobs` > 1 trains that many runs at once, each in a process of its own (`launch`)."""
+    reached stay "pending"."""
     from mmlabel.training import interrupts
 
     console = console or Console(stderr=True, soft_wrap=True)
     recipes = recipes or sweep.recipes()
-    if jobs > 1:
-        from mmlabel.experiments.launch import run_parallel
-
-        return run_parallel(sweep, jobs, console, recipes)
     rows = [_pending_row(sweep, cell, seed) for cell in sweep.cells for seed in sweep.seeds]
     write_results(sweep.out, rows, sweep.axes)
     with interrupts.stop_requests():
