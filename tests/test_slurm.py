@@ -1,0 +1,83 @@
+"""`--launcher slurm` against a real single-node Slurm (tests/slurm_cluster.py): a sweep of 4 runs as a job array,
+one job requeued while it trains (as preemption does) and resumed from its checkpoint, the same figures as the sweep
+run locally; the waiting command stopped and run again submits nothing twice; `mmlabel sweep-status`.
+
+Where Slurm cannot start here the test skips and says why; MMLABEL_REQUIRE_SLURM=1 (set by .ci/run) makes that a
+failure instead."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from slurm_cluster import ClusterUnavailable, start, stop
+from test_launchers import figures, read_csv
+
+STEPS = ["--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=6"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """SLURM_CONF of a running test cluster, for this module's tests; the daemons are stopped after them."""
+    folder = tmp_path_factory.mktemp("slurm")
+    try:
+        environment = start(folder)
+    except (ClusterUnavailable, subprocess.SubprocessError, OSError) as error:
+        if os.environ.get("MMLABEL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"Slurm is required here (MMLABEL_REQUIRE_SLURM=1) but could not start: {error}")
+        print(f"\nSlurm tests skipped: {error}", file=sys.stderr)
+        pytest.skip(f"Slurm cannot start here: {error}")
+    yield environment
+    stop(folder)
+
+
+def sweep_args(synthetic, out: Path, *extra: str) -> list[str]:
+    return ["sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--seeds", "1,2",
+            "--set", f"data.root={synthetic}", *STEPS, *extra]
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_slurm_sweep_with_a_requeued_job_gives_the_local_figures(slurm, synthetic, tmp_path):
+    local = run_cli(*sweep_args(synthetic, tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    out = tmp_path / "slurm"
+    args = sweep_args(synthetic, out, "--launcher", "slurm", "--slurm", "cpus=1", "--slurm", "time=10")
+    environment = {**os.environ, **slurm, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with open(tmp_path / "first.txt", "w") as log:
+        first = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, env=environment,
+                                 stdout=log, stderr=subprocess.STDOUT)
+    target = out / "beta=0" / "seed-1"
+    wait_for(lambda: (target / "run.json").exists() or first.poll() is not None, 120, "the first run to start")
+    job_id = json.loads((out / "slurm-jobs.json").read_text())["beta=0.seed-1"]
+    subprocess.run(["scontrol", "requeue", job_id], env=environment, check=True, timeout=30)
+    first.send_signal(signal.SIGINT)  # stop waiting; the jobs go on in Slurm
+    assert first.wait(timeout=60) == 130, (tmp_path / "first.txt").read_text()
+    assert "submitted as job" in (tmp_path / "first.txt").read_text()
+
+    second = run_cli(*args, env=slurm)  # submits nothing again, waits for the jobs
+    assert second.returncode == 0, second.stderr
+    assert "submitted as job" not in second.stderr and "already in Slurm" in second.stderr
+    shown = subprocess.run(["scontrol", "show", "job", job_id], env=environment, capture_output=True, text=True)
+    assert "Restarts=1" in shown.stdout, shown.stdout
+    job_log = "".join(path.read_text() for path in (out / "slurm-logs").glob(f"{job_id}_*log.err"))
+    assert "resuming after" in job_log, job_log
+    rows = read_csv(out / "results.csv")
+    assert [row["status"] for row in rows] == ["finished"] * 4
+    assert figures(rows) == figures(read_csv(tmp_path / "local" / "results.csv"))
+
+    status = run_cli("sweep-status", str(out), env=slurm)
+    assert status.returncode == 0 and "4 finished" in status.stderr, status.stderr
+    assert f"beta=0  seed 1  finished  {job_id}" in status.stdout
+    again = run_cli(*args, env=slurm)
+    assert again.returncode == 0 and again.stderr.count("already finished, skipped") == 4, again.stderr
