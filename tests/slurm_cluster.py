@@ -88,7 +88,8 @@ SlurmdUser=root
 SlurmctldPort={controller}
 SlurmdPort={node}
 AuthType=auth/munge
-AuthInfo=socket={folder / 'munge' / 'munge.socket'}
+# a requeued job waits cred_expire seconds (default 120) before it starts again
+AuthInfo=socket={folder / 'munge' / 'munge.socket'},cred_expire=10
 CredType=cred/munge
 StateSaveLocation={folder / 'state'}
 SlurmdSpoolDir={folder / 'spool'}
