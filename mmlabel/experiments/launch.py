@@ -65,10 +65,21 @@ def run_job(job: Path) -> int:
     recipe = sweep.recipes()[cell.name]
     console = Console(stderr=True, soft_wrap=True, quiet=os.environ.get("RANK", "0") != "0")
     with interrupts.stop_requests():
+        if hasattr(signal, "SIGUSR2"):
+            signal.signal(signal.SIGUSR2, _stop_once)  # Slurm's time-limit warning (submitit's --signal=USR2)
         row = _run_or_stop(recipe, sweep, cell, spec["seed"], spec["where"], console)
     if os.environ.get("RANK", "0") == "0":
         atomic.write_json(row_path(job), row)
     return {"finished": 0, "interrupted": 3}.get(row["status"], 1)
+
+
+def _stop_once(number: int, frame) -> None:
+    """SIGUSR2 asks the run to stop with a checkpoint, as SIGTERM does; sent again (by Slurm to every process of
+    the job, then by `RunJob.checkpoint`), it is still one request, never the second signal that stops at once."""
+    from mmlabel.training import interrupts
+
+    if not interrupts.requested():
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_command(job: Path, processes: int = 1) -> list[str]:

@@ -68,8 +68,8 @@ def parse_slurm_options(texts: list[str]) -> SlurmOptions:
 class RunJob:
     """What a Slurm job calls: train one job file in a child process; `checkpoint` is submitit's requeue hook."""
 
-    def __init__(self, job: str, processes: int = 1):
-        self.job, self.processes = job, processes
+    def __init__(self, job: str, processes: int = 1, checkpoint_wait_s: int = 60):
+        self.job, self.processes, self.checkpoint_wait_s = job, processes, checkpoint_wait_s
 
     def __call__(self) -> dict:
         from mmlabel.threads import ENV_THREADS
@@ -78,7 +78,9 @@ class RunJob:
         if ENV_THREADS not in environment and os.environ.get("SLURM_CPUS_PER_TASK"):
             environment[ENV_THREADS] = os.environ["SLURM_CPUS_PER_TASK"]
         _child[:] = [subprocess.Popen(worker_command(Path(self.job), self.processes), env=environment)]
-        code = _child[0].wait()
+        while _child[0].poll() is None:  # not wait(): `checkpoint` runs in a signal handler and waits itself
+            time.sleep(1)
+        code = _child[0].returncode
         return read_row(Path(self.job), Path(self.job).parent.parent / "slurm-logs", code)
 
     def checkpoint(self, *args, **kwargs):
@@ -87,9 +89,12 @@ class RunJob:
         import submitit
 
         if _child and _child[0].poll() is None:
-            _child[0].send_signal(signal.SIGTERM)
-            _child[0].wait()
-        return submitit.helpers.DelayedSubmission(RunJob(self.job, self.processes))
+            _child[0].send_signal(signal.SIGUSR2)  # one stop request, however many USR2 Slurm sent too
+            try:
+                _child[0].wait(timeout=self.checkpoint_wait_s)
+            except subprocess.TimeoutExpired:
+                pass  # requeued all the same: the run resumes from its previous checkpoint
+        return submitit.helpers.DelayedSubmission(RunJob(self.job, self.processes, self.checkpoint_wait_s))
 
 
 def run_on_slurm(sweep: Sweep, recipes: dict, options: SlurmOptions, jobs: int | None, console: Console,
@@ -137,7 +142,8 @@ def _submit_missing(sweep: Sweep, rows: list[dict], todo: list[int], options: Sl
         files = [write_job(sweep, sweep.cells[i // len(sweep.seeds)], rows[i]["seed"], where(sweep, rows, i))
                  for i in missing]
         with executor.batch():
-            submitted = [executor.submit(RunJob(str(path.resolve()), max(options.gpus, 1))) for path in files]
+            wait = max(options.signal_delay_s - 15, 5)  # the checkpoint must be written before the time limit
+            submitted = [executor.submit(RunJob(str(path.resolve()), max(options.gpus, 1), wait)) for path in files]
         for index, job in zip(missing, submitted):
             known[_key(sweep, rows, index)] = job.job_id
             console.print(f"{where(sweep, rows, index)}: submitted as job {job.job_id}")
