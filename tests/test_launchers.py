@@ -65,3 +65,31 @@ def test_launcher_usage_errors_are_one_line(tmp_path):
                           (["--launcher", "slurm", "--slurm", "time"], "--slurm time: expected key=value")):
         result = run_cli("sweep", "quickstart", "--out", str(tmp_path / "s"), *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_sigterm_reaches_the_parallel_runs_which_checkpoint_and_the_rerun_resumes_them(synthetic, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    out = tmp_path / "sweep"
+    args = ["sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--jobs", "2",
+            "--set", f"data.root={synthetic}", "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=6"]
+    with open(tmp_path / "stderr.txt", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, stdout=log, stderr=log)
+    runs = [out / "beta=0" / "seed-1", out / "beta=0.6" / "seed-1"]
+    deadline = time.time() + 120
+    while not all((run / "run.json").exists() for run in runs) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143, (tmp_path / "stderr.txt").read_text()
+    rows = read_csv(out / "results.csv")
+    assert [row["status"] for row in rows] == ["interrupted"] * 2, (tmp_path / "stderr.txt").read_text()
+    assert all((run / "checkpoint.pt").exists() for run in runs)
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert [row["status"] for row in read_csv(out / "results.csv")] == ["finished"] * 2
+    assert all("resuming after" in (out / "logs" / f"{cell}.seed-1.log").read_text() for cell in ("beta=0", "beta=0.6"))
