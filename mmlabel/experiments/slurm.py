@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
 from mmlabel import atomic
-from mmlabel.errors import RecipeError
+from mmlabel.errors import MMLabelError, RecipeError
 from mmlabel.experiments.launch import job_key, read_back, read_row, where, worker_command, write_job
 from mmlabel.experiments.results import write_results
 from mmlabel.experiments.sweep import Sweep, _pending_row
@@ -30,6 +30,10 @@ JOBS_FILE = "slurm-jobs.json"
 LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"}
 _child: list[subprocess.Popen] = []  # the training process of the job running in this process
+
+
+class SlurmError(MMLabelError):
+    """Slurm's commands do not answer."""
 
 
 class SlurmOptions(BaseModel):
@@ -110,6 +114,9 @@ def run_on_slurm(sweep: Sweep, recipes: dict, options: SlurmOptions, jobs: int |
     with interrupts.stop_requests():
         while todo and not interrupts.requested():
             states = queue_states(list(ids.values()))
+            if states is None:
+                time.sleep(poll_seconds)
+                continue
             for index in [i for i in todo if states.get(ids[_key(sweep, rows, i)]) not in LIVE_STATES]:
                 todo.remove(index)
                 job = sweep.out / "jobs" / f"{_key(sweep, rows, index)}.json"
@@ -133,6 +140,8 @@ def _submit_missing(sweep: Sweep, rows: list[dict], todo: list[int], options: Sl
     """Submit, as one job array, the runs of `todo` whose job is not queued or running; returns every run's job id."""
     known = read_job_ids(sweep.out)
     states = queue_states([known[k] for k in (_key(sweep, rows, i) for i in todo) if k in known])
+    if states is None:
+        raise SlurmError("squeue failed: is the Slurm controller reachable? Nothing was submitted")
     missing = [i for i in todo if states.get(known.get(_key(sweep, rows, i), "")) not in LIVE_STATES]
     for index in todo:
         if index not in missing:
@@ -168,10 +177,13 @@ def read_job_ids(out: Path) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def queue_states(job_ids: list[str]) -> dict[str, str]:
-    """{job id: Slurm state} of the jobs squeue still lists (one line per array task)."""
+def queue_states(job_ids: list[str]) -> dict[str, str] | None:
+    """{job id: Slurm state} of the jobs squeue still lists (one line per array task); None when squeue fails (the
+    controller busy or restarting): then nothing is known to have ended."""
     if not job_ids:
         return {}
     listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        return None
     states = dict(line.split()[:2] for line in listed.stdout.splitlines() if len(line.split()) >= 2)
     return {job_id: states[job_id] for job_id in job_ids if job_id in states}

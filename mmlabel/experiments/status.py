@@ -17,7 +17,7 @@ def run_states(out: Path) -> list[dict]:
     if not path.exists():
         raise MMLabelError(f"{path}: no such file (not a sweep folder, or the sweep has not started)")
     ids = read_job_ids(out)
-    live = queue_states(list(ids.values())) if ids and shutil.which("squeue") else {}
+    live = (queue_states(list(ids.values())) if ids and shutil.which("squeue") else {}) or {}
     states = []
     for row in read_results(path):
         job_id = ids.get(f"{row['cell']}.seed-{row['seed']}", "")
