@@ -78,6 +78,12 @@ def test_a_slurm_sweep_with_a_requeued_job_gives_the_local_figures(slurm, synthe
     job_id, warned_id = (json.loads((out / "slurm-jobs.json").read_text())[f"beta=0.seed-{n}"] for n in (1, 2))
     subprocess.run(["scontrol", "requeue", job_id], env=environment, check=True, timeout=30)  # as preemption does
     warn_of_time_limit(warned_id, environment)
+    during = run_cli("sweep-status", str(out), env=slurm)  # results.csv says "pending"; the queue says more
+    ids = json.loads((out / "slurm-jobs.json").read_text())
+    assert during.returncode == 0 and len(set(ids.values())) == 4, during.stderr
+    for line in during.stdout.splitlines():
+        cell, _, seed, status, job = line.split()
+        assert status in ("queued", "running") and job == ids[f"{cell}.seed-{seed}"], during.stdout
     first.send_signal(signal.SIGINT)  # stop waiting; the jobs go on in Slurm
     assert first.wait(timeout=60) == 130, (tmp_path / "first.txt").read_text()
     assert "submitted as job" in (tmp_path / "first.txt").read_text()
