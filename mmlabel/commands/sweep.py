@@ -14,6 +14,14 @@ from mmlabel.commands.options import JsonOption, SetOption
 from mmlabel.commands.train import _parse_seeds
 from mmlabel.errors import RecipeError
 
+LauncherOption = Annotated[str, typer.Option(
+    "--launcher", help="local: runs on this machine; slurm: each run a Slurm job, submitted with submitit.")]
+JobsOption = Annotated[Optional[int], typer.Option(
+    "--jobs", min=1, help="Runs at once: local, in processes of their own, one GPU each where there are GPUs "
+                          "(default 1, in this process); slurm, the most jobs running at once (default: no limit).")]
+SlurmOption = Annotated[Optional[list[str]], typer.Option(
+    "--slurm", help="What each Slurm job asks for: partition=NAME, time=MINUTES, gpus=N, cpus=N, mem_gb=N, "
+                    "signal_delay_s=S, sbatch.<parameter>=VALUE (repeatable).")]
 OnlyOption = Annotated[
     Optional[list[str]],
     typer.Option("--only", help="Run only these values of an axis: --only dataset=twitter2017 (repeatable)."),
@@ -28,6 +36,9 @@ def sweep(
         "--grid", help="An axis: key.path=v1,v2,... (repeatable; the cells are the cartesian product).")] = None,
     set_: SetOption = None,
     seeds: Annotated[str, typer.Option(help="Seeds run in every cell, e.g. 1,2,3.")] = "1",
+    launcher: LauncherOption = "local",
+    jobs: JobsOption = None,
+    slurm: SlurmOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train every cell of a grid of recipe changes with every seed; finished runs are skipped, failed ones recorded."""
@@ -45,7 +56,7 @@ def sweep(
     for override in set_ or []:
         apply_override(base, override)
     plan = Sweep(base, str(recipe), expand([axes]), _seeds(seeds), out, names)
-    _execute(plan, default_figure(names), f"Sweep of {recipe.name}", as_json)
+    _execute(plan, default_figure(names), f"Sweep of {recipe.name}", as_json, _launch(launcher, jobs, slurm))
 
 
 def reproduce(
@@ -58,6 +69,9 @@ def reproduce(
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 1,2,3 (default: the experiment file's).")] = None,
     only: OnlyOption = None,
     set_: SetOption = None,
+    launcher: LauncherOption = "local",
+    jobs: JobsOption = None,
+    slurm: SlurmOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reproduce one of the paper's experiments: its sweep, summary.md and figure. Run again to continue."""
@@ -76,10 +90,44 @@ def reproduce(
     plan = Sweep(base, str(loaded.recipe), expand(loaded.grids, restrict), _seeds(seeds) if seeds else loaded.seeds,
                  out, axes)
     title = f"{loaded.figure.get('title', loaded.name)}{' (tiny, synthetic data)' if tiny else ''}"
-    _execute(plan, {**loaded.figure, "title": title}, title, as_json)
+    _execute(plan, {**loaded.figure, "title": title}, title, as_json, _launch(launcher, jobs, slurm))
 
 
-def _execute(plan, figure: dict, title: str, as_json: bool) -> None:
+def sweep_status(
+    out: Annotated[Path, typer.Argument(help="The sweep folder.")],
+) -> None:
+    """Each run of a sweep: pending, queued, running, finished, failed or interrupted, with its Slurm job id."""
+    from mmlabel.experiments.status import run_states
+
+    states = run_states(out)
+    for state in states:
+        typer.echo(f"{state['cell']}  seed {state['seed']}  {state['status']}  {state['job_id'] or '-'}")
+    counts = {status: sum(s["status"] == status for s in states) for status in dict.fromkeys(s["status"] for s in states)}
+    typer.echo(", ".join(f"{count} {status}" for status, count in counts.items()) or "no runs", err=True)
+
+
+def _launch(launcher: str, jobs: int | None, slurm: list[str] | None) -> dict:
+    """How the runs are started: {"jobs": N} for local, plus {"slurm": SlurmOptions} for Slurm."""
+    if launcher not in ("local", "slurm"):
+        raise RecipeError(f"--launcher {launcher}: expected local or slurm")
+    if slurm and launcher != "slurm":
+        raise RecipeError("--slurm: only with --launcher slurm")
+    if launcher == "local":
+        return {"jobs": jobs or 1}
+    import importlib.util
+    import shutil
+
+    from mmlabel.experiments.slurm import parse_slurm_options
+
+    options = parse_slurm_options(slurm or [])
+    if importlib.util.find_spec("submitit") is None:
+        raise RecipeError("--launcher slurm: needs submitit: pip install 'mmlabel[slurm]'")
+    if shutil.which("sbatch") is None:
+        raise RecipeError("--launcher slurm: sbatch is not on the PATH (run it on a Slurm login node)")
+    return {"jobs": jobs, "slurm": options}
+
+
+def _execute(plan, figure: dict, title: str, as_json: bool, launch: dict) -> None:
     """Run the sweep, write the summary and the figure, print where they are (and the runs as JSON with --json);
     exit 130 / 143 if a SIGINT / SIGTERM ended it, else 1 if a run failed."""
     from mmlabel.experiments.results import aggregate, cell_table, run_records
@@ -90,7 +138,7 @@ def _execute(plan, figure: dict, title: str, as_json: bool) -> None:
     recipes = plan.recipes()  # every cell's recipe is checked before the first trains: a typo fails at once
     typer.echo(f"sweep: {len(plan.cells)} cells x {len(plan.seeds)} seeds into {plan.out}", err=True)
     with interrupts.stop_requests():  # outermost: a signal during the report is acted on too, once it is written
-        rows = run_sweep(plan, recipes=recipes)
+        rows = _run(plan, recipes, launch)
         summary, figure_path = report(plan, rows, figure, title, "mmlabel " + shlex.join(sys.argv[1:]))
         stopped_by = interrupts.requested()
     typer.echo(cell_table(aggregate(rows, plan.axes), plan.axes), err=as_json)
@@ -101,6 +149,24 @@ def _execute(plan, figure: dict, title: str, as_json: bool) -> None:
         typer.echo(json.dumps(run_records(rows, plan.axes), indent=2))
     typer.echo(f"time: {time.perf_counter() - started:.0f} s", err=True)
     _exit(plan, rows, stopped_by)
+
+
+def _run(plan, recipes: dict, launch: dict) -> list[dict]:
+    """Sequentially in this process, `--jobs` at once in processes of their own, or as Slurm jobs."""
+    from rich.console import Console
+
+    from mmlabel.experiments.sweep import run_sweep
+
+    console = Console(stderr=True, soft_wrap=True)
+    if "slurm" in launch:
+        from mmlabel.experiments.slurm import run_on_slurm
+
+        return run_on_slurm(plan, recipes, launch["slurm"], launch["jobs"], console)
+    if launch["jobs"] > 1:
+        from mmlabel.experiments.launch import run_parallel
+
+        return run_parallel(plan, launch["jobs"], console, recipes)
+    return run_sweep(plan, console, recipes=recipes)
 
 
 def _exit(plan, rows: list[dict], stopped_by: int | None) -> None:

@@ -1,0 +1,157 @@
+"""A single-node Slurm cluster for the tests, in a folder of its own: munged, slurmctld and slurmd (Debian's
+`slurm-wlm` and `munge`) configured for a container (no cgroups: proctrack/linuxproc, task/none, no accounting),
+this host as its one node with its real CPUs, on free ports. `SLURM_CONF` points Slurm's commands at it.
+
+    python tests/slurm_cluster.py start DIR     # prints the export line for SLURM_CONF
+    python tests/slurm_cluster.py stop DIR
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+
+
+class ClusterUnavailable(RuntimeError):
+    """Slurm cannot run here; the message says why."""
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in BINARIES if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
+
+
+def start(folder: Path, timeout: float = 30.0) -> dict:
+    """Start the three daemons; returns the environment (SLURM_CONF) that Slurm's commands need. Raises
+    ClusterUnavailable with the reason (and the daemons stopped) when the node does not come up."""
+    if missing_binaries():
+        raise ClusterUnavailable(f"not installed: {', '.join(missing_binaries())} (apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        raise ClusterUnavailable("the test cluster runs its daemons as root")
+    folder = Path(folder).resolve()
+    for sub in ("state", "spool", "munge"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    _start_munge(folder)
+    conf = folder / "slurm.conf"
+    conf.write_text(_config(folder), encoding="utf-8")
+    environment = {"SLURM_CONF": str(conf)}
+    for daemon in ("slurmctld", "slurmd"):
+        log = open(folder / f"{daemon}.out", "w")
+        process = subprocess.Popen([_binary(daemon), "-D", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **environment}, start_new_session=True)
+        (folder / f"{daemon}.pid").write_text(str(process.pid))
+    if not _node_idle(environment, timeout):
+        logs = " | ".join((folder / f"{d}.log").read_text(errors="replace")[-300:] for d in ("slurmctld", "slurmd")
+                          if (folder / f"{d}.log").exists())
+        stop(folder)
+        raise ClusterUnavailable(f"the Slurm node did not come up within {timeout:.0f} s: {logs}")
+    return environment
+
+
+def stop(folder: Path) -> None:
+    """Stop the daemons started in `folder` (by their recorded process ids)."""
+    folder = Path(folder).resolve()
+    for name in ("slurmd", "slurmctld"):
+        pid_file = folder / f"{name}.pid"
+        if pid_file.exists():
+            _terminate(int(pid_file.read_text()))
+            pid_file.unlink()
+    munge_pid = folder / "munge" / "munged.pid"
+    if munge_pid.exists():
+        _terminate(int(munge_pid.read_text().strip()))
+
+
+def _start_munge(folder: Path) -> None:
+    key = folder / "munge" / "munge.key"
+    if not key.exists():
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+    subprocess.run([_binary("munged"), "--force", f"--socket={folder / 'munge' / 'munge.socket'}",
+                    f"--key-file={key}", f"--pid-file={folder / 'munge' / 'munged.pid'}",
+                    f"--log-file={folder / 'munge' / 'munged.log'}", f"--seed-file={folder / 'munge' / 'seed'}"],
+                   check=True, capture_output=True, timeout=30)
+
+
+def _config(folder: Path) -> str:
+    host = socket.gethostname().split(".")[0]
+    cpus = os.cpu_count() or 1
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    controller, node = _free_port(), _free_port()
+    return f"""ClusterName=mmlabeltest
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={controller}
+SlurmdPort={node}
+AuthType=auth/munge
+# a requeued job waits cred_expire seconds (default 120) before it starts again
+AuthInfo=socket={folder / 'munge' / 'munge.socket'},cred_expire=10
+CredType=cred/munge
+StateSaveLocation={folder / 'state'}
+SlurmdSpoolDir={folder / 'spool'}
+SlurmctldPidFile={folder / 'state' / 'slurmctld.pidfile'}
+SlurmdPidFile={folder / 'spool' / 'slurmd.pidfile'}
+SlurmctldLogFile={folder / 'slurmctld.log'}
+SlurmdLogFile={folder / 'slurmd.log'}
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+KillWait=30
+MinJobAge=600
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN
+PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _node_idle(environment: dict, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        listed = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                                env={**os.environ, **environment}, check=False)
+        if listed.returncode == 0 and "idle" in listed.stdout:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _binary(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    command, where = sys.argv[1], Path(sys.argv[2])
+    if command == "start":
+        print(f"export SLURM_CONF={start(where)['SLURM_CONF']}")
+    else:
+        stop(where)
