@@ -158,6 +158,9 @@ CONTRACT_OPTIONS = {
     ("alignment_loss", "emd"): {},
     ("alignment_loss", "sinkhorn"): {},
     ("alignment_loss", "none"): {},
+    ("alignment_loss", "ipot"): {},
+    ("alignment_loss", "mmd"): {},
+    ("alignment_loss", "contrastive"): {},
 }
 
 
