@@ -9,9 +9,11 @@
     log.jsonl                 one JSON line per epoch
     metrics.json              {"dev": {...}, "test": {...}, "best_epoch": n}
     predictions-{dev,test}.jsonl
-    run.json                  the mmlabel version and the run's status
+    run.json                  the mmlabel version, the run's status, and the host and pid that last started it
 """
 import json
+import os
+import socket
 import tomllib
 from pathlib import Path
 
@@ -53,7 +55,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic.remove_temporaries(self.path)  # left by a run killed while writing
         atomic.write_text(self.recipe_path, recipe_toml)
-        self.set_status("running")
+        self.set_status("running", host=socket.gethostname(), pid=os.getpid())  # for `mmlabel sweep-status`
 
     def set_status(self, status: str, **facts) -> None:
         """run.json: the mmlabel version, the run format, the status and what the run chose (`precision`), kept

@@ -55,7 +55,7 @@ def computing_processes() -> int:
         atexit.register(mine.unlink, missing_ok=True)
     alive = 0
     for entry in folder.iterdir():
-        if entry.name.isdigit() and _is_alive(int(entry.name)):
+        if entry.name.isdigit() and process_alive(int(entry.name)):
             alive += 1
         else:
             entry.unlink(missing_ok=True)  # left by a process that was killed
@@ -73,7 +73,8 @@ def _folder() -> Path:
     return folder
 
 
-def _is_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id exists (for run.json's `pid` too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -150,6 +150,30 @@ def interrupted_sweep_args(synthetic, out: Path) -> list[str]:
             *SHORT]
 
 
+def test_sweep_status_shows_a_local_run_in_progress_as_running_and_a_killed_one_as_interrupted(synthetic, tmp_path):
+    """results.csv says "pending" for the run being trained; sweep-status asks the run's run.json and its process:
+    running while the sweep lives (stopped with SIGSTOP so that it cannot finish meanwhile), interrupted once it
+    is killed without recording an end."""
+    out = tmp_path / "sweep"
+    first = out / "beta=0" / "seed-1"
+    process = start_sweep(interrupted_sweep_args(synthetic, out), tmp_path)
+    deadline = time.time() + 120
+    while not (first / "run.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGSTOP)
+    try:
+        assert [row["status"] for row in read_csv(out / "results.csv")] == ["pending", "pending"]
+        during = run_cli("sweep-status", str(out))
+        assert during.returncode == 0, during.stderr
+        assert during.stdout.splitlines() == ["beta=0  seed 1  running  -", "beta=0.6  seed 1  pending  -"]
+        assert during.stderr.strip() == "1 running, 1 pending"
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    after = run_cli("sweep-status", str(out))
+    assert after.stdout.splitlines()[0] == "beta=0  seed 1  interrupted  -", after.stdout
+
+
 def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes_it(synthetic, tmp_path):
     """SIGINT during the first of two runs: that run saves a checkpoint and is recorded as interrupted, summary.md
     says so, the second run never starts, exit 130. The same command again resumes the first run and trains the

@@ -1,6 +1,9 @@
 """Where each run of a sweep stands (`mmlabel sweep-status DIR`): results.csv's status, made current by the Slurm
-queue for the runs submitted as jobs (DIR/slurm-jobs.json): queued or running while Slurm lists them so."""
+queue for the runs submitted as jobs (DIR/slurm-jobs.json): queued or running while Slurm lists them so; and, for a
+run of this machine, by its run.json: running while the process that started it is alive, interrupted once that
+process is gone without recording an end (killed)."""
 import shutil
+import socket
 from pathlib import Path
 
 from mmlabel.errors import MMLabelError
@@ -24,5 +27,18 @@ def run_states(out: Path) -> list[dict]:
         status = row["status"]
         if live.get(job_id) in LIVE_STATES:
             status = "queued" if live[job_id] in QUEUED else "running"
+        elif status in ("pending", "interrupted"):
+            status = _local_state(Path(out) / row["cell"] / f"seed-{row['seed']}") or status
         states.append({"cell": row["cell"], "seed": row["seed"], "status": status, "job_id": job_id})
     return states
+
+
+def _local_state(run_dir: Path) -> str | None:
+    """"running" or "interrupted" for a run whose run.json says running and was started on this machine."""
+    from mmlabel.run_dir import RunDir
+    from mmlabel.threads import process_alive
+
+    info = RunDir(run_dir).info()
+    if info.get("status") != "running" or info.get("host") != socket.gethostname() or not info.get("pid"):
+        return None
+    return "running" if process_alive(int(info["pid"])) else "interrupted"
