@@ -18,13 +18,19 @@ class CRFHeadConfig(ComponentConfig):
 
 
 class CRFHead(nn.Module):
-    """Base of a fusion head that scores words and tags them with a CRF: subclasses build their layers and
-    `forward` (emissions (batch, words, tags)); `loss` and `decode` are the CRF's."""
+    """Base of a fusion head that scores words and tags them with a CRF: subclasses define `Config`, build their
+    layers after `super().__init__(config, **arguments)` and define `forward` (emissions (batch, words, tags));
+    `loss` and `decode` are the CRF's. The arguments are the fusion-head factory's (`contracts.FusionHead`); a
+    head built without a config gets `Config(**options)`."""
 
-    def __init__(self, config: CRFHeadConfig, *, text_dim: int, num_tags: int, image_dim: int | None,
-                 allowed_start=None, allowed_transitions=None, allowed_end=None):
+    Config = CRFHeadConfig
+
+    def __init__(self, config: CRFHeadConfig | None = None, *, text_dim: int, num_tags: int,
+                 image_dim: int | None = None, allowed_start: list[bool] | None = None,
+                 allowed_transitions: list[list[bool]] | None = None, allowed_end: list[bool] | None = None,
+                 **options):
         super().__init__()
-        self.config = config
+        self.config = config or self.Config(**options)
         self.text_dim, self.image_dim, self.num_tags = text_dim, image_dim, num_tags
         self.dropout = nn.Dropout(config.dropout)
         self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, allowed_end, constrained=config.constrained)

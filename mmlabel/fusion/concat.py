@@ -29,11 +29,9 @@ class ConcatHead(CRFHead):
                                 "encoder's `cls_token = true`), or `mean`, the mean of the real patches")
         mlp_ratio: float = Field(1.0, gt=0, description="MLP hidden size as a multiple of the text hidden size")
 
-    def __init__(self, config: Config | None = None, *, text_dim: int, num_tags: int, image_dim: int | None = None,
-                 allowed_start: list[bool] | None = None, allowed_transitions: list[list[bool]] | None = None,
-                 allowed_end: list[bool] | None = None, **options):
-        super().__init__(config or self.Config(**options), text_dim=text_dim, num_tags=num_tags, image_dim=image_dim,
-                         allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
+    def __init__(self, config: Config | None = None, **arguments):
+        super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
+        text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         self.image_projection = nn.Linear(image_dim, text_dim) if image_dim is not None else None
         hidden = max(1, round(text_dim * self.config.mlp_ratio))
         self.mlp = nn.Sequential(nn.Linear(2 * text_dim, hidden), nn.GELU(), nn.Dropout(self.config.dropout),

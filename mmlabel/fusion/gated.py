@@ -28,11 +28,9 @@ class GatedHead(CRFHead):
         heads: int = Field(8, ge=1, description="attention heads of the word-to-patch cross-attention")
         attention_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the cross-attention weights")
 
-    def __init__(self, config: Config | None = None, *, text_dim: int, num_tags: int, image_dim: int | None = None,
-                 allowed_start: list[bool] | None = None, allowed_transitions: list[list[bool]] | None = None,
-                 allowed_end: list[bool] | None = None, **options):
-        super().__init__(config or self.Config(**options), text_dim=text_dim, num_tags=num_tags, image_dim=image_dim,
-                         allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
+    def __init__(self, config: Config | None = None, **arguments):
+        super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
+        text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         if image_dim is not None:
             if text_dim % self.config.heads:
                 raise ComponentError(f"fusion_head.heads: the text hidden size {text_dim} is not divisible by "

@@ -29,11 +29,9 @@ class PrefixHead(CRFHead):
     class Config(CRFHeadConfig):
         pass
 
-    def __init__(self, config: Config | None = None, *, text_dim: int, num_tags: int, image_dim: int | None = None,
-                 allowed_start: list[bool] | None = None, allowed_transitions: list[list[bool]] | None = None,
-                 allowed_end: list[bool] | None = None, **options):
-        super().__init__(config or self.Config(**options), text_dim=text_dim, num_tags=num_tags, image_dim=image_dim,
-                         allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
+    def __init__(self, config: Config | None = None, **arguments):
+        super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
+        text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         # The model routes `prefix(image)` into the text encoder where this is True (`contracts.PrefixFusionHead`).
         self.needs_prefix: bool = image_dim is not None
         self.prefix_projection = None

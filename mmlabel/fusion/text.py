@@ -20,12 +20,9 @@ class TextHead(CRFHead):
     class Config(CRFHeadConfig):
         pass
 
-    def __init__(self, config: Config | None = None, *, text_dim: int, num_tags: int, image_dim: int | None = None,
-                 allowed_start: list[bool] | None = None, allowed_transitions: list[list[bool]] | None = None,
-                 allowed_end: list[bool] | None = None, **options):
-        super().__init__(config or self.Config(**options), text_dim=text_dim, num_tags=num_tags, image_dim=image_dim,
-                         allowed_start=allowed_start, allowed_transitions=allowed_transitions, allowed_end=allowed_end)
-        self.emissions = nn.Linear(text_dim, num_tags)
+    def __init__(self, config: Config | None = None, **arguments):
+        super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
+        self.emissions = nn.Linear(self.text_dim, self.num_tags)
 
     def forward(self, text_states: torch.Tensor, first_subword_index: torch.Tensor,
                 image_states: torch.Tensor | None = None, image_mask: torch.Tensor | None = None) -> torch.Tensor:
