@@ -161,6 +161,18 @@ class TaggingModel(nn.Module):
         text_states, image_states, image_mask = self._states(batch)
         return self.fusion_head.attention(text_states, batch["first_subword_index"], image_states, image_mask)
 
+    def decode_with_attention(self, batch: dict[str, torch.Tensor]) -> tuple[list[list[int]], torch.Tensor]:
+        """`decode` and `attention` from one encoding pass: the tag ids per example and the (batch, words, patches)
+        word-to-patch attention."""
+        if not self.has_attention:
+            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
+                             "without `attention`)")
+        text_states, image_states, image_mask = self._states(batch)
+        first = batch["first_subword_index"]
+        emissions = self.fusion_head(text_states, first, image_states, image_mask)
+        weights = self.fusion_head.attention(text_states, first, image_states, image_mask)
+        return self.fusion_head.decode(emissions, batch["word_mask"].bool()), weights
+
     def _encode(self, batch):
         text_states, image_states, image_mask = self._states(batch)
         emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)

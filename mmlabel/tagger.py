@@ -71,18 +71,30 @@ class Tagger:
     def predict_posts(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[list[Span]]:
         """Spans of each post, given as (raw text or words, its decoded image or None), decoded in batches: the
         spans of a raw text carry character offsets. An image-reading model is given a blank image for None."""
-        examples, tokens, images = self._post_examples(posts)
-        kept = [index for index, example in enumerate(examples) if example.tokens]
-        predicted = self.predict_examples([examples[index] for index in kept], images=images) if kept else []
-        spans: list[list[Span]] = [[] for _ in posts]
-        for index, found in zip(kept, predicted):
-            spans[index] = with_offsets(found, tokens[index]) if tokens[index] is not None else found
-        return spans
+        return self._decode_posts(posts, attention=False)[0]
+
+    def predict_posts_with_attention(self, posts: list[tuple[str | list[str], "Image.Image | None"]]
+                                     ) -> tuple[list[list[Span]], list[torch.Tensor | None]]:
+        """`predict_posts` and each post's `attention` (words, image-encoder tokens) from one encoding pass (None for
+        a post with no words). Raises ValueError where `has_attention` is False."""
+        self._check_attention()
+        return self._decode_posts(posts, attention=True)
 
     def post_attention(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[torch.Tensor]:
         """`attention` of posts given as in `predict_posts`: per post, (words, image-encoder tokens)."""
         examples, _, images = self._post_examples(posts)
         return self.attention(examples, images=images)
+
+    def _decode_posts(self, posts, attention: bool) -> tuple[list[list[Span]], list[torch.Tensor | None]]:
+        examples, tokens, images = self._post_examples(posts)
+        kept = [index for index, example in enumerate(examples) if example.tokens]
+        decoded = self._decode([examples[index] for index in kept], images, attention=attention) if kept else {}
+        spans: list[list[Span]] = [[] for _ in posts]
+        weights: list[torch.Tensor | None] = [None for _ in posts]
+        for position, index in enumerate(kept):
+            found, weights[index] = decoded[position]
+            spans[index] = with_offsets(found, tokens[index]) if tokens[index] is not None else found
+        return spans, weights
 
     def _post_examples(self, posts):
         """The examples of (raw text or words, image or None) posts, the raw texts' tokens, and their images."""
@@ -103,22 +115,8 @@ class Tagger:
         """Example index -> predicted spans, for the examples of batches `rank`, `rank + world_size`, ... of the
         one-process batches: each example is decoded in the same batch as by one process, so the shards of a
         data-parallel evaluation, gathered, are exactly the one-process predictions."""
-        images = images if images is not None else self.images
-        transform = self.model.image_encoder.transform if self.multimodal else None
-        features = self.features if images is self.images else None
-        dataset = TaggingDataset(examples, self.scheme, images, transform, features)
-        collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
-        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, rank=rank,
-                             world_size=world_size, pad=False)
-        predicted: dict[int, list[Span]] = {}
-        self.model.eval()
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            for batch in loader:
-                indices = batch.pop("index").tolist()
-                batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-                for index, tag_ids in zip(indices, self.model.decode(batch)):
-                    predicted[index] = self._spans(tag_ids, len(examples[index].tokens))
-        return predicted
+        decoded = self._decode(examples, images, rank=rank, world_size=world_size)
+        return {index: spans for index, (spans, _) in decoded.items()}
 
     @property
     def has_attention(self) -> bool:
@@ -131,27 +129,42 @@ class Tagger:
         are 0) and one column per image-encoder token, in the encoder's order (a ViT's class token first:
         `mmlabel.report.heatmap.patch_grid` places the columns on the image). Raises ValueError where
         `has_attention` is False."""
+        self._check_attention()
+        decoded = self._decode(examples, images, attention=True)
+        return [decoded[index][1] for index in range(len(examples))]
+
+    def _check_attention(self) -> None:
         if not self.has_attention:
             raise ValueError("this model has no word-to-patch attention (text-only, or a fusion head without "
                              "`attention`)")
+
+    def _decode(self, examples: list[Example], images=None, rank: int = 0, world_size: int = 1,
+                attention: bool = False) -> dict[int, tuple[list[Span], torch.Tensor | None]]:
+        """Example index -> (spans, attention or None) for the examples of the one-process batches `rank`,
+        `rank + world_size`, ..., under inference mode; the attention (words, patches) is `attention`'s."""
         images = images if images is not None else self.images
+        transform = self.model.image_encoder.transform if self.multimodal else None
         features = self.features if images is self.images else None
-        dataset = TaggingDataset(examples, self.scheme, images, self.model.image_encoder.transform, features)
-        loader = make_loader(dataset, Collator(self.model.text_encoder.tokenize, self.max_tokens), self.batch_size,
-                             shuffle=False, seed=0, pad=False)
-        found: dict[int, torch.Tensor] = {}
+        dataset = TaggingDataset(examples, self.scheme, images, transform, features)
+        collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
+        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, rank=rank,
+                             world_size=world_size, pad=False)
+        decoded: dict[int, tuple[list[Span], torch.Tensor | None]] = {}
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for batch in loader:
                 indices, word_mask = batch.pop("index").tolist(), batch["word_mask"].bool()
                 batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-                weights = self.model.attention(batch).float().cpu()  # (batch, words, patches)
+                if attention:
+                    tag_ids, weights = self.model.decode_with_attention(batch)
+                    weights = weights.float().cpu()  # (batch, words, patches)
+                else:
+                    tag_ids, weights = self.model.decode(batch), None
                 for row, index in enumerate(indices):
-                    words = torch.zeros(len(examples[index].tokens), weights.shape[-1])
-                    real = int(word_mask[row].sum())
-                    words[:real] = weights[row, :real]
-                    found[index] = words
-        return [found[index] for index in range(len(examples))]
+                    n_words = len(examples[index].tokens)
+                    rows = _word_rows(weights[row], int(word_mask[row].sum()), n_words) if attention else None
+                    decoded[index] = (self._spans(tag_ids[row], n_words), rows)
+        return decoded
 
     def _spans(self, tag_ids: list[int], n_words: int) -> list[Span]:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
@@ -172,6 +185,13 @@ class PostImages:
         from PIL import Image
 
         return self.images[name] if name else Image.new("RGB", self.blank_size)
+
+
+def _word_rows(weights: torch.Tensor, real: int, n_words: int) -> torch.Tensor:
+    """(n_words, patches): the attention rows of the `real` words that reached the model, 0 for those cut off."""
+    rows = torch.zeros(n_words, weights.shape[-1])
+    rows[:real] = weights[:real]
+    return rows
 
 
 def with_offsets(spans: list[Span], tokens: list[Token]) -> list[Span]:

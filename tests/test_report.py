@@ -112,6 +112,30 @@ def test_the_tagger_gives_one_attention_row_per_word(runs):
         text_only.attention(examples)
 
 
+def test_spans_and_attention_from_one_pass_equal_the_two_calls(runs):
+    """`predict_posts_with_attention` (the server's path for "attention": true) gives `predict_posts`'s spans and
+    `post_attention`'s maps; a post with no words gets no spans and no map."""
+    from PIL import Image
+
+    from mmlabel.data.splits import image_loader, read_splits
+    from mmlabel.recipe import load_recipe
+    from mmlabel.tagger import Tagger
+
+    tagger = Tagger.load(runs["multimodal"], device="cpu")
+    recipe = load_recipe(runs["multimodal"] / "recipe.toml")
+    examples = read_splits(recipe, recipe.data.root_path())["test"][:6]
+    loader = image_loader(recipe, recipe.data.root_path(), {"test": examples}, ["test"])
+    posts = [(example.tokens, Image.open(loader.path(example.image)).convert("RGB")) for example in examples]
+    posts.insert(2, ([], None))
+    spans, maps = tagger.predict_posts_with_attention(posts)
+    assert spans == tagger.predict_posts(posts) and spans[2] == [] and maps[2] is None
+    assert any(spans)  # the comparison covers predicted spans
+    expected = tagger.post_attention(posts[:2] + posts[3:])
+    assert all(torch.allclose(got, want, atol=1e-5) for got, want in zip(maps[:2] + maps[3:], expected))
+    with pytest.raises(ValueError, match="no word-to-patch attention"):
+        Tagger.load(runs["text-only"], device="cpu").predict_posts_with_attention(posts)
+
+
 def test_posts_without_photos_show_none_and_the_report_still_works(runs, tmp_path):
     from mmlabel.report import write_report
 

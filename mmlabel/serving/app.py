@@ -71,13 +71,15 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
 
 def tag(tagger, posts: list) -> list[dict]:
     """The results of a batch of checked posts (on the model thread), with attention where a post asked for it."""
-    found = tagger.predict_posts([(post.content, post.image) for post in posts])
+    pairs = [(post.content, post.image) for post in posts]
+    if any(post.attention for post in posts):  # one encoding pass gives the spans and the attention
+        found, maps = tagger.predict_posts_with_attention(pairs)
+    else:
+        found, maps = tagger.predict_posts(pairs), [None] * len(posts)
     results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
-    wanted = [index for index, post in enumerate(posts) if post.attention]
-    if wanted:
-        maps = tagger.post_attention([(posts[index].content, posts[index].image) for index in wanted])
-        for index, weights in zip(wanted, maps):
-            with_attention(results[index], weights, found[index], tagger.model.image_encoder)
+    for post, result, spans, weights in zip(posts, results, found, maps):
+        if post.attention and weights is not None:
+            with_attention(result, weights, spans, tagger.model.image_encoder)
     return results
 
 
