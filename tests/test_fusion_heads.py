@@ -159,6 +159,40 @@ def test_a_batch_without_padding_takes_prefixes_too(family_encoders):
         encoder(batch["input_ids"], batch["attention_mask"], prefix_states=torch.randn(1, 2, 8))
 
 
+def test_threads_sharing_one_encoder_get_the_prefixed_and_plain_results_of_a_lone_call(family_encoders):
+    """Prefixed and plain forward passes on one model from four threads at once, overlapping: each gives what it
+    gives alone, and the model's attention setting is restored once the last prefixed pass ends."""
+    import threading
+
+    encoder = family_encoders["bert", "sdpa"]
+    batch = encoder.tokenize([s.split() for s in SENTENCES[:2]], max_tokens=40)
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    prefixes = [torch.randn(2, 3, encoder.hidden_size, generator=torch.Generator().manual_seed(n)) for n in range(3)]
+    calls = [{}] + [{"prefix_states": prefix} for prefix in prefixes]  # one plain, three prefixed
+    with torch.no_grad():
+        alone = [encoder(ids, attention, **call) for call in calls]
+    start, found, errors = threading.Barrier(len(calls)), [[] for _ in calls], []
+
+    def work(slot: int) -> None:
+        try:
+            start.wait()
+            with torch.no_grad():
+                for _ in range(30):
+                    found[slot].append(encoder(ids, attention, **calls[slot]))
+        except Exception as error:  # noqa: BLE001 - reported below, with the others
+            errors.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for slot, results in enumerate(found):
+        assert all(torch.allclose(result, alone[slot], atol=1e-5) for result in results), f"call {slot}"
+    assert encoder.model.config._attn_implementation == "sdpa"
+
+
 def test_a_kernel_without_prefix_support_is_one_line(family_encoders):
     from mmlabel.text_encoders.prefix import prefixed
 

@@ -8,12 +8,15 @@ How: transformers dispatches each self-attention layer's attention product throu
 `config._attn_implementation` (BERT, RoBERTa, ALBERT, ELECTRA and every family written to that interface). Within
 `prefixed(...)` the model's implementation is switched to a registered wrapper of the one it had (`sdpa` or
 `eager`), which adds the prefix keys, values and mask and calls the original; the padding mask is built by the
-original's mask function. Outside the `with` block the model is untouched. Families whose attention layers have no
+original's mask function. Outside the `with` block the model is untouched (with threads, once the last overlapping
+prefixed pass has ended). Families whose attention layers have no
 `key` and `value` projections are refused with a `ComponentError`.
 """
 import contextlib
 import contextvars
 import sys
+import threading
+import weakref
 
 import torch
 
@@ -22,25 +25,37 @@ from mmlabel.errors import ComponentError
 # The prefix of the forward pass in progress: (states (batch, prefix, hidden), mask (batch, prefix) bool).
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("mmlabel_prefix", default=None)
 BASES = ("sdpa", "eager")
+# Per model, while prefixed passes are in progress: its own implementation and how many passes use the wrapper.
+_BASE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_USERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SWITCH = threading.Lock()
 WRAPPED = "mmlabel_prefix_"
 
 
 @contextlib.contextmanager
 def prefixed(model, prefix_states: torch.Tensor, prefix_mask: torch.Tensor):
     """Within the block, every self-attention layer of the Hugging Face `model` also attends to `prefix_states`
-    (batch, prefix, hidden) where `prefix_mask` (batch, prefix) is True."""
-    base = model.config._attn_implementation
-    if base not in BASES:
-        raise ComponentError(f"text_encoder.attn_implementation: image prefixes need 'sdpa' or 'eager' attention, "
-                             f"not {base!r}")
-    _register(base)
+    (batch, prefix, hidden) where `prefix_mask` (batch, prefix) is True. Safe for threads sharing the model: the
+    prefix is the calling thread's (a context variable), and the model keeps the wrapped implementation until the
+    last of the overlapping prefixed passes ends (a plain pass meanwhile goes straight to the original)."""
+    with _SWITCH:
+        base = _BASE.get(model, model.config._attn_implementation)
+        if base not in BASES:
+            raise ComponentError(f"text_encoder.attn_implementation: image prefixes need 'sdpa' or 'eager' attention, "
+                                 f"not {base!r}")
+        _register(base)
+        _BASE[model], _USERS[model] = base, _USERS.get(model, 0) + 1
+        model.config._attn_implementation = WRAPPED + base
     token = _ACTIVE.set((prefix_states, prefix_mask.bool()))
-    model.config._attn_implementation = WRAPPED + base
     try:
         yield
     finally:
-        model.config._attn_implementation = base
         _ACTIVE.reset(token)
+        with _SWITCH:
+            _USERS[model] -= 1
+            if not _USERS[model]:
+                model.config._attn_implementation = _BASE.pop(model)
+                del _USERS[model]
 
 
 def _register(base: str) -> None:
