@@ -18,8 +18,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data: str | Path | No
 class SplitPredictions:
     """A run's predictions on a split and their figures, as `evaluate_run` computes them (`mmlabel report` shows
     them): the loaded tagger, the gold examples, the image loader (None for a text-only model), the folder the
-    images are read from (also for a text-only model), the predicted spans of each example and the run's metric's
-    figures."""
+    images are read from (also for a text-only model), the predicted spans of each example, the run's metric's
+    figures and, where asked for and the model has it, each example's word-to-patch attention from the same pass
+    (`Tagger.attention`'s form)."""
 
     tagger: Any
     examples: list
@@ -27,11 +28,14 @@ class SplitPredictions:
     image_dir: Path
     predictions: list
     figures: dict
+    attention: list | None = None
 
 
 def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | None = None,
-                  format: str | None = None, images: str | Path | None = None) -> SplitPredictions:
-    """`evaluate_run`'s work, with what it predicted: the arguments mean the same."""
+                  format: str | None = None, images: str | Path | None = None,
+                  attention: bool = False) -> SplitPredictions:
+    """`evaluate_run`'s work, with what it predicted: the arguments mean the same. With `attention`, a model that has
+    word-to-patch attention also returns it, from the same encoding pass as the predictions."""
     from mmlabel.registry import get
     from mmlabel.tagger import Tagger
     from mmlabel.data.splits import SPLITS, data_root, image_loader, read_splits
@@ -56,9 +60,13 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
         images = images or root / "images"
     image_dir = images or (recipe.data.images_path() if recipe.data.root is not None else root / "images")
     loader = image_loader(recipe, root, {split: examples}, [split], images) if tagger.multimodal else None
-    predictions = tagger.predict_examples(examples, images=loader)
+    weights = None
+    if attention and tagger.has_attention:
+        predictions, weights = tagger.predict_examples_with_attention(examples, images=loader)
+    else:
+        predictions = tagger.predict_examples(examples, images=loader)
     figures = metric.score([example.spans for example in examples], predictions)
-    return SplitPredictions(tagger, examples, loader, image_dir, predictions, figures)
+    return SplitPredictions(tagger, examples, loader, image_dir, predictions, figures, weights)
 
 
 def _read_other(recipe, data: Path, format: str | None, split: str) -> list:

@@ -110,6 +110,14 @@ class Tagger:
         predicted = self.predict_shard(examples, images)
         return [predicted[index] for index in range(len(examples))]
 
+    def predict_examples_with_attention(self, examples: list[Example], images=None
+                                        ) -> tuple[list[list[Span]], list[torch.Tensor]]:
+        """`predict_examples` and `attention` from one encoding pass. Raises ValueError where `has_attention` is
+        False."""
+        self._check_attention()
+        decoded = self._decode(examples, images, attention=True)
+        return [decoded[i][0] for i in range(len(examples))], [decoded[i][1] for i in range(len(examples))]
+
     def predict_shard(self, examples: list[Example], images=None, rank: int = 0,
                       world_size: int = 1) -> dict[int, list[Span]]:
         """Example index -> predicted spans, for the examples of batches `rank`, `rank + world_size`, ... of the

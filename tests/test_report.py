@@ -8,6 +8,8 @@ import subprocess
 import pytest
 import torch
 
+from mmlabel.evaluation import predict_split
+from mmlabel.tagger import Tagger
 from tests.conftest import REPO, run_cli
 
 # Two epochs at a high rate: enough for the tiny models to predict spans (some right, some wrong) in seconds.
@@ -92,6 +94,27 @@ def test_heat_maps_only_for_the_run_whose_head_exposes_attention(page):
     assert heats and {run for *_, run in heats} == {"multimodal"}
     # the quickstart's ViT sees 64 pixels in 8-pixel patches: an 8 x 8 grid, its class token left out
     assert all((rows, columns) == ("8", "8") and len(heat) == 64 and "f" in heat for heat, rows, columns, _ in heats)
+
+
+def test_each_heat_map_is_its_spans_attention_from_the_tagger(runs):
+    """The report's heat maps (taken from the evaluation pass itself) equal `span_heat` of `Tagger.attention` called
+    on its own (same posts, so same batches: equal to the digit)."""
+    from mmlabel.report.collect import collect
+    from mmlabel.report.heatmap import patch_grid, span_heat
+
+    report = collect([runs["multimodal"]])
+    view = report.runs[0]
+    tagger = Tagger.load(runs["multimodal"], device="cpu")
+    result = predict_split(runs["multimodal"], "test")
+    assert view.predictions == result.predictions and view.figures == result.figures
+    attention = tagger.attention(report.examples, images=result.images)
+    grid = patch_grid(tagger.model.image_encoder, attention[0].shape[1])
+    checked = 0
+    for weights, heats in zip(attention, view.heat):
+        for span, heat in heats.items():
+            assert heat == span_heat(weights, span, grid)
+            checked += 1
+    assert checked > 5
 
 
 def test_the_tagger_gives_one_attention_row_per_word(runs):

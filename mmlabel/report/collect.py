@@ -41,7 +41,7 @@ def collect(run_dirs: list[Path], split: str = "test") -> Report:
     when the runs' splits are not the same posts."""
     from mmlabel.evaluation import predict_split
 
-    results = [predict_split(run_dir, split) for run_dir in run_dirs]
+    results = [predict_split(run_dir, split, attention=True) for run_dir in run_dirs]
     examples = results[0].examples
     for run_dir, result in zip(run_dirs[1:], results[1:]):
         _check_same_posts(run_dirs[0], examples, run_dir, result.examples, split)
@@ -85,13 +85,13 @@ def _add_heat(view: RunView, result, images: list) -> None:
     from mmlabel.report.heatmap import patch_grid, span_heat
 
     with_photo = [index for index, image in enumerate(images) if image is not None]
-    attention = result.tagger.attention([result.examples[index] for index in with_photo], images=result.images)
     view.heat = [{} for _ in result.examples]
-    grid = patch_grid(result.tagger.model.image_encoder, attention[0].shape[1]) if attention else None
+    grid = patch_grid(result.tagger.model.image_encoder, result.attention[0].shape[1]) if with_photo else None
     if grid is None:
         return
     view.grid = grid[1:]
-    for index, weights in zip(with_photo, attention):
+    for index in with_photo:
+        weights = result.attention[index]
         for span in result.predictions[index]:
             heat = span_heat(weights, span, grid)
             if heat:
