@@ -14,15 +14,12 @@ import base64
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 
 SETTINGS = {"batching (max 32, 5 ms)": ["--max-batch", "32", "--batch-window-ms", "5"],
             "none (one at a time)": ["--max-batch", "1", "--batch-window-ms", "0"]}
@@ -38,19 +35,12 @@ def bodies(run: Path, images: Path | None) -> list[dict]:
 
 
 def serve(run: Path, options: list[str]) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "mmlabel", "serve", str(run), "--port", str(port), *options])
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
+    from mmlabel.serving.local import start_server
+
+    try:
+        return start_server(run, *options)
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
 
 
 def load(url: str, posts: list[dict], requests: int, concurrency: int) -> tuple[float, list[float]]:

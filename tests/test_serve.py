@@ -1,15 +1,11 @@
 """`mmlabel serve` for real: a server process on a tiny trained run, called over a socket with httpx, loaded by 16
 concurrent clients, and its page rendered by headless Chromium."""
 import base64
-import io
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
-import sys
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,29 +26,12 @@ def glued(tokens: list[str]) -> str:
     return " ".join(tokens).replace(" ,", ",").replace(" !", "!").replace("@ ", "@").replace(" :", ":")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(run, *options: str) -> tuple[subprocess.Popen, str]:
-    """`mmlabel serve RUN` in a subprocess on a free port, once it answers /health."""
-    port = free_port()
+    """`mmlabel serve RUN` in a subprocess on a free port, once it answers /health (its output kept for errors)."""
+    from mmlabel.serving.local import start_server as start
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "mmlabel", "serve", str(run), "--port", str(port), *options],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("the server did not answer /health within 60 s")
+    return start(run, *options, env=env, capture=True)
 
 
 @pytest.fixture(scope="session")
