@@ -37,6 +37,18 @@ def test_each_head_passes_the_conformance_kit_and_is_listed_in_one_line(name):
 
 
 @pytest.mark.parametrize("name", HEADS)
+def test_each_head_builds_from_keyword_options_without_the_registry(name):
+    """`Head(text_dim=..., num_tags=..., dropout=...)`: the class makes its own Config from the options, as the
+    registry's build does, and refuses an unknown option."""
+    factory = get("fusion_head", name).factory
+    head = factory(text_dim=16, image_dim=12, num_tags=5, dropout=0.3, constrained=False)
+    assert isinstance(head.config, factory.Config) and head.config.dropout == 0.3 and not head.config.constrained
+    assert head.dropout.p == 0.3 and head(*inputs()).shape == (2, 4, 5)
+    with pytest.raises(ValueError, match="dropuot"):
+        factory(text_dim=16, image_dim=12, num_tags=5, dropuot=0.3)
+
+
+@pytest.mark.parametrize("name", HEADS)
 def test_padding_words_and_patches_do_not_change_the_real_words_emissions(name):
     head = build(name)
     text, index, image, mask = inputs()

@@ -32,8 +32,9 @@ class CRFHead(nn.Module):
         super().__init__()
         self.config = config or self.Config(**options)
         self.text_dim, self.image_dim, self.num_tags = text_dim, image_dim, num_tags
-        self.dropout = nn.Dropout(config.dropout)
-        self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, allowed_end, constrained=config.constrained)
+        self.dropout = nn.Dropout(self.config.dropout)
+        self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, allowed_end,
+                           constrained=self.config.constrained)
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """(batch,) CRF negative log-likelihood of the gold tags."""
