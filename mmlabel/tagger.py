@@ -137,9 +137,7 @@ class Tagger:
         are 0) and one column per image-encoder token, in the encoder's order (a ViT's class token first:
         `mmlabel.report.heatmap.patch_grid` places the columns on the image). Raises ValueError where
         `has_attention` is False."""
-        self._check_attention()
-        decoded = self._decode(examples, images, attention=True)
-        return [decoded[index][1] for index in range(len(examples))]
+        return self.predict_examples_with_attention(examples, images)[1]
 
     def _check_attention(self) -> None:
         if not self.has_attention:
