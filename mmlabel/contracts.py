@@ -114,6 +114,18 @@ class AlignmentLoss(Protocol):
 
 
 @runtime_checkable
+class DeferredAlignmentLoss(Protocol):
+    """An optional member of an alignment loss whose work is not device work (the exact EMD is solved on the host):
+    the model calls `begin` as soon as the encoders are done and the returned function after the fusion head, the
+    CRF and the text tagger, so that the two overlap. Losses without it are called as `forward`."""
+
+    def begin(self, text_states: "torch.Tensor", text_mask: "torch.Tensor", image_states: "torch.Tensor",
+              image_mask: "torch.Tensor") -> Callable[[], "torch.Tensor"]:
+        """The inputs of `forward` -> a function of no arguments returning what `forward` would (the (batch,)
+        distances, with their gradient); called once."""
+
+
+@runtime_checkable
 class DatasetReader(Protocol):
     """Reads and writes one data format (`[data] reader`; factory `factory(config)`)."""
 
@@ -225,7 +237,7 @@ PROTOCOLS: dict[str, type] = {
 }
 # Component kind -> the protocol of its optional members: a component may lack them; one it has must be callable as
 # the protocol says.
-OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention}
+OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention, "alignment_loss": DeferredAlignmentLoss}
 # Kinds the model composes: they must be torch.nn.Modules, so that their parameters are trained, moved and saved.
 MODULE_KINDS = ("text_encoder", "image_encoder", "fusion_head", "alignment_loss")
 # The figures every metric reports at the top level of its result.

@@ -8,6 +8,7 @@ The text-only baseline is the same model without an image encoder (no alignment 
 and beta = 0. Predictions always come from the fusion head's Viterbi decoding.
 """
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -106,14 +107,15 @@ class TaggingModel(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """The joint loss of a batch with `tags` (batch, words); padding tags are ignored through `word_mask`."""
-        text_states, image_states, image_mask, emissions = self._encode(batch)
+        text_states, image_states, image_mask = self._states(batch)
+        # started now, joined last: an alignment loss solved on the host (the exact EMD) works while the device runs
+        # the fusion head, the CRF and the text tagger
+        align_loss = self._begin_align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask)
+        emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
         word_mask = batch["word_mask"].bool()
         crf_losses = self.fusion_head.loss(emissions, batch["tags"], word_mask)  # (batch,)
-        losses = {
-            "crf": crf_losses.mean(),
-            "text": self._text_loss(text_states, batch, word_mask),
-            "align": self._align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask),
-        }
+        losses = {"crf": crf_losses.mean(), "text": self._text_loss(text_states, batch, word_mask),
+                  "align": align_loss()}
         crf_term = crf_losses.sum() if self.crf_reduction == "sum" else losses["crf"]
         weighted = {"crf": self.crf_weight * crf_term, "text": self.alpha * losses["text"],
                     "align": self.beta * losses["align"]}
@@ -197,13 +199,23 @@ class TaggingModel(nn.Module):
         return None, None
 
     def _text_loss(self, text_states, batch, word_mask) -> torch.Tensor:
-        """Cross-entropy of the text-only tagger on first sub-words, averaged over real words."""
+        """Cross-entropy of the text-only tagger on first sub-words, averaged over real words (0 for a batch without
+        any): masked, not indexed by the mask, whose result's size the host would have to wait for."""
         logits = self.text_head(gather_words(text_states, batch["first_subword_index"]))  # (batch, words, tags)
-        if not word_mask.any():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits[word_mask].float(), batch["tags"][word_mask])
+        per_word = F.cross_entropy(logits.float().flatten(0, 1), batch["tags"].flatten().clamp(min=0),
+                                   reduction="none").view(word_mask.shape)
+        mask = word_mask.to(per_word.dtype)
+        return (per_word * mask).sum() / mask.sum().clamp(min=1.0)
 
-    def _align_loss(self, text_states, text_mask, image_states, image_mask) -> torch.Tensor:
+    def _begin_align_loss(self, text_states, text_mask, image_states, image_mask) -> Callable[[], torch.Tensor]:
+        """The batch mean of the alignment loss, as a function that returns it: a loss with the optional `begin`
+        member (`contracts.DeferredAlignmentLoss`) starts its work here and finishes when it is called."""
         if image_states is None or self.alignment_loss is None or self.beta == 0:
-            return text_states.new_zeros((), dtype=torch.float32)
-        return self.alignment_loss(text_states, text_mask, self.image_projection(image_states), image_mask).mean()
+            zero = text_states.new_zeros((), dtype=torch.float32)
+            return lambda: zero
+        arguments = (text_states, text_mask, self.image_projection(image_states), image_mask)
+        if callable(getattr(self.alignment_loss, "begin", None)):
+            finish = self.alignment_loss.begin(*arguments)
+            return lambda: finish().mean()
+        distances = self.alignment_loss(*arguments)
+        return lambda: distances.mean()

@@ -106,6 +106,9 @@ class TrainSection(Section):
     cache_image_features: bool = Field(True, description="with a frozen image encoder, encode each image once")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN or infinite loss stops the run, or its batch is skipped and counted in the log")
+    log_every: int = Field(
+        50, ge=1, description="read the loss back from the device every N optimiser steps (progress, callbacks' "
+                              "on_log); each read makes the host wait for the device")
     checkpoint_every: int | None = Field(
         None, ge=1, description="also save a resumable checkpoint every N optimiser steps, inside epochs")
     deterministic: bool = Field(

@@ -87,6 +87,13 @@ class RunDir:
         with atomic.atomic_path(self.model_path) as temporary:
             save_model(model, str(temporary))
 
+    def save_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """The dev-selected weights from a state dict on the host (a copy that training no longer changes)."""
+        from safetensors.torch import save_file
+
+        with atomic.atomic_path(self.model_path) as temporary:
+            save_file({name: tensor.contiguous() for name, tensor in weights.items()}, str(temporary))
+
     def load_model_weights(self, model: torch.nn.Module) -> None:
         from safetensors.torch import load_file
 

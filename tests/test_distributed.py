@@ -83,7 +83,7 @@ def test_the_effective_batch_size_round_trips_and_resume_ignores_it(tmp_path):
 
     from mmlabel.errors import RunError
     from mmlabel.recipe import load_recipe, recipe_from_dict
-    from mmlabel.training.runner import with_effective_batch_size
+    from mmlabel.training.assemble import with_effective_batch_size
     from mmlabel.run_dir import RunDir
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.toml", ["train.grad_accum=3"])

@@ -324,7 +324,7 @@ def test_the_schedule_plans_for_schedule_epochs_and_the_heads_get_their_own_rate
 
 def test_parameter_groups_give_the_heads_their_own_rate_and_keep_weight_decay_groups(trained):
     from mmlabel.tagger import Tagger
-    from mmlabel.training.trainer import parameter_groups
+    from mmlabel.training.optim import parameter_groups
 
     model = Tagger.load(trained[0]).model
     names = {id(parameter): name for name, parameter in model.named_parameters()}

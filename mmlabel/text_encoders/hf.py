@@ -45,6 +45,7 @@ class HFTextEncoder(nn.Module):
         """(batch, tokens) ids and mask -> (batch, tokens, hidden) last-layer states. With `prefix_states`
         (batch, prefix, hidden) and `prefix_mask` (batch, prefix) bool (default: all True), every self-attention layer
         also attends to the prefix, through its own key and value projections (mmlabel.text_encoders.prefix)."""
+        attention_mask = self._prepared_mask(attention_mask)
         if prefix_states is None:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         from mmlabel.text_encoders.prefix import prefixed
@@ -56,6 +57,20 @@ class HFTextEncoder(nn.Module):
             prefix_mask = torch.ones(prefix_states.shape[:2], dtype=torch.bool, device=prefix_states.device)
         with prefixed(self.model, prefix_states, prefix_mask):
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def _prepared_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The (batch, tokens) padding mask as the (batch, 1, 1, tokens) mask the attention product takes (bool for
+        sdpa, additive float for eager), for the families that accept one prepared (those whose masks
+        `transformers.masking_utils.create_bidirectional_mask` builds): built from the 2D mask, transformers first asks
+        whether the batch has any padding at all, a read that makes the host wait for the device at every step."""
+        implementation = self.model.config._attn_implementation
+        if implementation not in ("sdpa", "eager") or not _takes_prepared_masks(self.model):
+            return attention_mask
+        keep = attention_mask.bool()[:, None, None, :]
+        if implementation == "sdpa":
+            return keep
+        return torch.zeros(keep.shape, dtype=torch.float32, device=keep.device).masked_fill(
+            ~keep, torch.finfo(torch.float32).min)
 
     def tokenize(self, words: list[list[str]], max_tokens: int) -> dict[str, torch.Tensor]:
         """Token ids for pre-split words, padded to the batch's longest, with each word's first sub-word position.
@@ -177,6 +192,14 @@ def _with_attention(build, attn_implementation: str | None):
         if attn_implementation != "sdpa":
             raise
         return build(attn_implementation="eager")
+
+
+def _takes_prepared_masks(model: nn.Module) -> bool:
+    """Whether the model's family builds its attention masks with `create_bidirectional_mask`, which passes a
+    prepared 4D mask through as it is (BERT, RoBERTa, ALBERT, ELECTRA, ...)."""
+    import sys
+
+    return "create_bidirectional_mask" in vars(sys.modules[type(model).__module__])
 
 
 def _replace_empty_words(tokenizer, words: list[list[str]]) -> list[list[str]]:

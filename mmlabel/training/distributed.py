@@ -83,6 +83,15 @@ class Distributed:
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
         return int(value.item())
 
+    def finite_everywhere(self, finite: torch.Tensor) -> torch.Tensor:
+        """A 0-d bool flag on the device, True where it is True in every process: a collective on the device (NCCL
+        queues it, the host does not wait), so that every process skips a batch together or none does."""
+        if not self.enabled:
+            return finite
+        flag = finite.to(torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return flag.bool()
+
     def main_first(self, function: Callable[[], None], local: bool = False) -> None:
         """Run `function` on rank 0 (with `local`, on each machine's local rank 0) while the others wait; a toolkit
         error there is raised in every process, printed by rank 0 only."""
@@ -133,7 +142,7 @@ class FollowerRunDir(RunDir):
     def _nothing(self, *args, **kwargs) -> None:
         return None
 
-    start = set_status = save_tags = save_architecture = save_model = _nothing
+    start = set_status = save_tags = save_architecture = save_model = save_weights = _nothing
     save_checkpoint = log = keep_log_until = save_metrics = save_predictions = _nothing
 
 
