@@ -106,6 +106,14 @@ class TrainSection(Section):
     cache_image_features: bool = Field(True, description="with a frozen image encoder, encode each image once")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="a NaN or infinite loss stops the run, or its batch is skipped and counted in the log")
+    compile: bool = Field(
+        False, description="compile the training loss with torch.compile (sequence lengths bucketed: the first "
+                           "epoch compiles one graph per bucket, later epochs none); evaluation stays eager")
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        "inductor", description="torch.compile backend: inductor (generated kernels); aot_eager and eager only trace "
+                                "(for checking that the model compiles)")
+    compile_bucket: int = Field(16, ge=1, description="with compile: token and word lengths padded up to a multiple "
+                                                      "of this")
     log_every: int = Field(
         50, ge=1, description="read the loss back from the device every N optimiser steps (progress, callbacks' "
                               "on_log); each read makes the host wait for the device")

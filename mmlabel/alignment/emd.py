@@ -86,6 +86,7 @@ def optimal_plans(cost: torch.Tensor, text_mask: torch.Tensor, image_mask: torch
     return start_plans(cost, text_mask, image_mask, threads)()
 
 
+@torch.compiler.disable  # host work: threads and numpy (a graph break under train.compile)
 def start_plans(cost: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor,
                 threads: int = 0) -> Callable[[], torch.Tensor]:
     """`optimal_plans`, started: the costs and masks are copied to the host without blocking (pinned memory beside a
@@ -113,6 +114,7 @@ def start_plans(cost: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.T
     else:
         pending = [_pool(1).submit(lambda: [solve(row) for row in range(len(costs))])]
 
+    @torch.compiler.disable
     def result() -> torch.Tensor:
         for future in pending:
             future.result()

@@ -29,6 +29,7 @@ from mmlabel.tagger import Tagger
 from mmlabel.training import distributed, interrupts
 from mmlabel.training.callbacks import Callback, CallbackList, default_callbacks
 from mmlabel.training.checkpoints import BackgroundWriter, HostCopy
+from mmlabel.training.compiling import BucketedCollator, compile_loss, compiled_graphs
 from mmlabel.training.meter import LOSS_TERMS, BatchLoss, LossMeter
 from mmlabel.training.optim import fused_available, make_optimizer
 from mmlabel.training.seeds import rng_state, set_rng_state
@@ -67,6 +68,7 @@ class Trainer:
         self.parts = parts
         self.model = parts.model.to(parts.device)
         self.network = self.model  # wrapped in DDP by `fit` when several processes train
+        self.loss_function = self.network  # what `step` calls: the network, compiled under `train.compile`
         self.settings = parts.recipe.train
         self.processes, self.device, self.run = parts.processes, parts.device, parts.run
         self.metric, self.console = parts.metric, parts.console
@@ -128,7 +130,7 @@ class Trainer:
         batch = self._to_device(batch)
         with self.processes.no_sync(self.network, accumulating=not update):
             with autocast(self.device, self.settings.precision):
-                output = self.network(batch)
+                output = self.loss_function(batch)
             finite_here = torch.isfinite(output.loss.detach())
             finite = self.processes.finite_everywhere(finite_here)
             self.meter.add(output, finite_here, finite, place or {})
@@ -293,6 +295,8 @@ class Trainer:
                   "train_examples_per_s": round(examples / seconds, 2)}
         if self.parts.images is not None:  # blank images included: what data.missing_image = "blank" stood in for
             record["images"] = self.parts.images.counts()
+        if self.settings.compile:
+            record["compiled_graphs"] = compiled_graphs()
         return record
 
     def _finish(self, dev: list, test: list) -> dict:
@@ -312,6 +316,9 @@ class Trainer:
         transform = self.model.image_encoder.transform if self.model.image_encoder is not None else None
         dataset = TaggingDataset(train, self.parts.scheme, self.parts.images, transform, self.parts.features)
         collate = Collator(self.model.text_encoder.tokenize, self.parts.recipe.data.max_tokens)
+        if self.settings.compile:
+            pad_id = getattr(self.model.text_encoder, "pad_token_id", None) or 0
+            collate = BucketedCollator(collate, self.settings.compile_bucket, pad_id)
         return make_loader(dataset, collate, self.settings.batch_size, shuffle=True, seed=self.settings.seed,
                            workers=self.settings.workers, rank=self.processes.rank,
                            world_size=self.processes.world_size)
@@ -335,6 +342,9 @@ class Trainer:
                 self.console.print(f"{len(unused)} parameters get no gradient ({', '.join(unused[:3])}"
                                    f"{', ...' if len(unused) > 3 else ''}): DDP looks for them every step")
             self.network = self.processes.wrap(self.model, self.device, unused)
+        self.loss_function = self.network
+        if self.settings.compile:
+            self.loss_function = compile_loss(self.network, self.settings.compile_backend)
 
     def _update(self) -> None:
         """The optimiser step of the accumulated gradients, skipped on the device where a batch of the window was
