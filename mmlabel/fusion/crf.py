@@ -107,10 +107,10 @@ def forward_algorithm(emissions: torch.Tensor, mask: torch.Tensor, start: torch.
     """(batch,) log of the sum over every tag sequence of exp(score), for (batch, words, tags) emissions and a
     (batch, words) prefix mask; a row without words gets the value of its first position (the caller masks it)."""
     score = start + emissions[:, 0]  # (batch, tags)
-    for position in range(1, emissions.shape[1]):
-        # (batch, from, to) -> (batch, to)
-        extended = torch.logsumexp(score[:, :, None] + transitions + emissions[:, position, None, :], dim=1)
-        score = torch.where(mask[:, position, None], extended, score)  # padding: the row's sum stays as it was
+    moves = transitions + emissions[:, 1:, None, :]  # (batch, words - 1, from, to): one op instead of one per word
+    for step_moves, step_mask in zip(moves.unbind(1), mask[:, 1:, None].unbind(1)):
+        extended = torch.logsumexp(score[:, :, None] + step_moves, dim=1)  # (batch, to)
+        score = torch.where(step_mask, extended, score)  # padding: the row's sum stays as it was
     return torch.logsumexp(score + end, dim=1)
 
 
@@ -147,20 +147,24 @@ def viterbi_paths(
     if words == 0:
         return torch.zeros(batch, 0, dtype=torch.long, device=emissions.device), lengths
     score = start + emissions[:, 0]  # (batch, tags)
-    backpointers = []  # at position p: (batch, to) the best previous tag
-    for position in range(1, words):
-        best, previous = (score[:, :, None] + transitions + emissions[:, position, None, :]).max(dim=1)
-        score = torch.where(mask[:, position, None], best, score)
+    moves = transitions + emissions[:, 1:, None, :]  # (batch, words - 1, from, to)
+    backpointers = []  # per position from the second: (batch, to) the best previous tag
+    for step_moves, step_mask in zip(moves.unbind(1), mask[:, 1:, None].unbind(1)):
+        best, previous = (score[:, :, None] + step_moves).max(dim=1)
+        score = torch.where(step_mask, best, score)
         backpointers.append(previous)
-    tag = (score + end).argmax(dim=1)  # (batch,) the last real word's tag
-    # Backwards from the end of the padded rows: a row keeps its last tag until its own last word, then follows its
-    # backpointers.
+    tag = (score + end).argmax(dim=1, keepdim=True)  # (batch, 1) the last real word's tag
+    if words == 1:
+        return tag, lengths
+    # Padding positions point each tag to itself, so that walking back from the last column carries a row's last
+    # tag unchanged to its own last word, then follows its backpointers: one gather per position.
+    stay = torch.arange(num_tags, device=emissions.device)
+    backpointers = torch.where(mask[:, 1:, None], torch.stack(backpointers, dim=1), stay)  # (batch, words - 1, tags)
     path = [tag]
-    for position in range(words - 2, -1, -1):
-        previous = backpointers[position].gather(1, tag[:, None])[:, 0]
-        tag = torch.where(position < lengths - 1, previous, tag)
+    for step_backpointers in reversed(backpointers.unbind(1)):
+        tag = step_backpointers.gather(1, tag)  # (batch, 1)
         path.append(tag)
-    return torch.stack(path[::-1], dim=1), lengths
+    return torch.cat(path[::-1], dim=1), lengths
 
 
 def gather_words(token_states: torch.Tensor, first_subword_index: torch.Tensor) -> torch.Tensor:
