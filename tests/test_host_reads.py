@@ -18,6 +18,10 @@ READS_OF = {  # a call that reads `tensor` (one element, on the CPU) back, per g
     "__int__": lambda tensor: int(tensor),
     "__index__": lambda tensor: [0, 1][tensor],
     "to": lambda tensor: meta_to_cpu(),
+    "__getitem__": lambda tensor: tensor[tensor > 0],
+    "nonzero": lambda tensor: tensor.nonzero(),
+    "masked_select": lambda tensor: tensor.masked_select(tensor > 0),
+    "unique": lambda tensor: tensor.unique(),
 }
 
 
@@ -85,3 +89,12 @@ def test_an_unknown_method_name_is_refused():
     with pytest.raises(ValueError, match="tolsit"):
         with no_host_reads(allowed={"tolsit": 1}):
             pass
+
+
+def test_indexing_reads_only_with_a_boolean_mask():
+    tensor = torch.arange(4)
+    with no_host_reads() as calls:
+        tensor[1], tensor[1:3], tensor[torch.tensor([0, 2])], tensor[None, :2]
+    assert calls["__getitem__"] == 0
+    with no_host_reads() as calls, pytest.raises(HostRead, match="__getitem__"):
+        tensor[:, None][tensor > 1, 0]

@@ -15,12 +15,14 @@ default): `.item()`, `.tolist()`, `.cpu()`, `.numpy()` (and so `numpy.asarray(te
 `and`, `assert` on a tensor), `float(tensor)`, `int(tensor)`, `operator.index(tensor)` (a tensor used as a Python
 index or size), and `.to(...)` to the CPU of a tensor that is elsewhere. They are flagged on CPU tensors too, where
 they cost nothing, so that a CPU test catches what would stall a GPU; `.to` is the exception, as `.to(device)` is
-the ordinary way to place a batch and on a CPU run that device is the CPU. Only calls from the thread that entered
+the ordinary way to place a batch and on a CPU run that device is the CPU. Operations whose result's size depends on
+the values are reads too, when called as tensor methods: boolean-mask indexing `x[mask]`, `.nonzero()`,
+`.masked_select()`, `.unique()`. Only calls from the thread that entered
 the block count (a loader thread may read what it likes); the patches are class-wide while the block runs, so other
 threads pay one identity check per call.
 
-What it cannot see: reads made inside C++ (an operator whose output size depends on values: `nonzero`, boolean-mask
-indexing `x[mask]`, `masked_select`, `unique`; `torch.equal`). On a GPU,
+What it cannot see: reads made inside C++ or through the `torch.` functions (`torch.nonzero(x)`, `torch.equal`), and
+those of operators called from C++. On a GPU,
 `torch.cuda.set_sync_debug_mode("error")` catches those, process-wide.
 """
 import threading
@@ -30,7 +32,8 @@ from typing import Iterator
 
 import torch
 
-READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "to")
+READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "to", "__getitem__",
+         "nonzero", "masked_select", "unique")
 _MISSING = object()
 
 
@@ -66,7 +69,7 @@ def _guarded(name: str, original, owner: int, calls: Counter, allowance: int):
     """`original` (a Tensor method), counting and refusing calls from the `owner` thread beyond `allowance`."""
 
     def method(self, *args, **kwargs):
-        if threading.get_ident() == owner and (name != "to" or _leaves_device(self, args, kwargs)):
+        if threading.get_ident() == owner and _reads(name, self, args, kwargs):
             calls[name] += 1
             if calls[name] > allowance:
                 raise HostRead(f"Tensor.{name} read a tensor back to the host inside no_host_reads "
@@ -76,6 +79,18 @@ def _guarded(name: str, original, owner: int, calls: Counter, allowance: int):
     method.__name__ = method.__qualname__ = name
     method.__doc__ = getattr(original, "__doc__", None)
     return method
+
+
+def _reads(name: str, tensor: torch.Tensor, args: tuple, kwargs: dict) -> bool:
+    """Whether this call of the guarded method reads values back: `.to` only to the CPU from elsewhere, indexing only
+    with a boolean mask (its result's size depends on the mask's values); the others always."""
+    if name == "to":
+        return _leaves_device(tensor, args, kwargs)
+    if name == "__getitem__":
+        index = args[0] if args else None
+        parts = index if isinstance(index, tuple) else (index,)
+        return any(isinstance(part, torch.Tensor) and part.dtype in (torch.bool, torch.uint8) for part in parts)
+    return True
 
 
 def _leaves_device(tensor: torch.Tensor, args: tuple, kwargs: dict) -> bool:

@@ -99,12 +99,15 @@ class ProgressBar(Callback):
         self._started, self._seen_at_start = time.perf_counter(), trainer.state.epoch_examples
 
     def on_step_end(self, trainer) -> None:
+        if self._progress is None:  # a step outside `fit`'s epochs
+            return
         seen = trainer.state.epoch_examples - self._seen_at_start
         self._progress.update(self._task, completed=trainer.state.batch, lr=trainer.scheduler.get_last_lr()[0],
                               speed=seen / max(time.perf_counter() - self._started, 1e-9))
 
     def on_log(self, trainer, figures) -> None:
-        self._progress.update(self._task, loss=f"{figures['loss']:.4f}")
+        if self._progress is not None:
+            self._progress.update(self._task, loss=f"{figures['loss']:.4f}")
 
     def on_epoch_trained(self, trainer, epoch) -> None:
         self._close()
