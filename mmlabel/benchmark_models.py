@@ -85,11 +85,19 @@ class AlignmentInputs:
     def __enter__(self) -> "AlignmentInputs":
         if self.module is not None:
             self._hook = self.module.register_forward_pre_hook(self._record)
+            begin = getattr(self.module, "begin", None)
+            if callable(begin):  # the model starts a deferred loss through `begin`, not `forward`
+                def recorded_begin(*inputs):
+                    self._record(self.module, inputs)
+                    return begin(*inputs)
+
+                self.module.begin = recorded_begin
         return self
 
     def __exit__(self, *exc) -> None:
         if self._hook is not None:
             self._hook.remove()
+            self.module.__dict__.pop("begin", None)
 
     def _record(self, module, inputs) -> None:
         self.calls.append(tuple(value.detach().clone() if hasattr(value, "detach") else value for value in inputs))
@@ -106,7 +114,7 @@ class AlignmentInputs:
                       for value in call]
             with torch.set_grad_enabled(train), autocast(device, "bf16" if bf16 else "fp32"):
                 distance = module(*inputs).mean()
-            if train:
+            if train and distance.requires_grad:  # `none` returns constant zeros: nothing to differentiate
                 distance.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -127,7 +127,8 @@ def _recipe(path: str | None, overrides: list[str] | None, fusion_head: str | No
 
 def _print_result(result: dict) -> None:
     """Each setting's profile table (with --profile), then a line of figures per setting and the ratio."""
-    rows = {setting: figures for setting, figures in result.items() if setting not in ("ratio", "without")}
+    rows = {setting: figures for setting, figures in result.items()
+            if setting not in ("ratio", "without", "alignment_cost")}
     rows.update({f"without-{name}": figures for name, figures in result.get("without", {}).items()})
     width = max(map(len, rows))
     for setting, figures in rows.items():
@@ -140,3 +141,6 @@ def _print_result(result: dict) -> None:
                    f"{alignment}")
     if "ratio" in result:
         typer.echo(f"{'ratio':>{width}}: {result['ratio']:.2f}x")
+    if "alignment_cost" in result:
+        typer.echo(f"the optimised setting's alignment loss adds {100 * result['alignment_cost']:.1f}% to a step "
+                   f"(its step against alignment-none's)")
