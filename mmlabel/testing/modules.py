@@ -282,6 +282,22 @@ def alignment_determinism(subject: Subject) -> None:
     expect(torch.equal(subject.built(*inputs), subject.built(*inputs)), "two eval-mode passes differ")
 
 
+def alignment_begin(subject: Subject) -> None:
+    """The optional `begin` member, where a loss has it: the function it returns gives what `forward` gives, with
+    the gradient to the states."""
+    loss = subject.built
+    if not callable(getattr(loss, "begin", None)):
+        return
+    text, text_mask, image, image_mask = alignment_inputs()
+    text.requires_grad_(True)
+    finish = loss.begin(text, text_mask, image, image_mask)
+    expect(callable(finish), f"begin returned {type(finish).__name__}, not a function of no arguments")
+    deferred = finish()
+    expect(close(deferred, loss(text, text_mask, image, image_mask)), "begin(...)() differs from forward(...)")
+    deferred.sum().backward()
+    expect(text.grad is not None and bool(text.grad.abs().sum() > 0), "begin(...)() has no gradient to the states")
+
+
 CHECKS = {
     "text_encoder": [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
                      ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)],
@@ -292,5 +308,5 @@ CHECKS = {
                     ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
                     ("determinism", fusion_determinism), ("attention", fusion_attention)],
     "alignment_loss": [("forward", alignment_forward), ("padding", alignment_padding),
-                       ("determinism", alignment_determinism)],
+                       ("determinism", alignment_determinism), ("begin", alignment_begin)],
 }
