@@ -38,6 +38,16 @@ def cpu_computes_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def wait_for(event) -> None:
+    """Block the calling thread (a worker thread) until a CUDA event has happened, by polling it: unlike
+    `event.synchronize()`, polling is not a synchronising call, so it is allowed while the training thread runs under
+    `torch.cuda.set_sync_debug_mode("error")` (the GPU probe's check of a step)."""
+    import time
+
+    while not event.query():
+        time.sleep(0.0002)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` is CUDA where present, else the CPU."""
     if name == "auto":

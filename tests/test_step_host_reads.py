@@ -25,7 +25,7 @@ def trainer_of(recipe, out):
     from mmlabel.training.trainer import Trainer
 
     trainer = Trainer(assemble(recipe, out))
-    loader = trainer._prepare(trainer.parts.splits["train"], resume=False)
+    loader = trainer.prepare(trainer.parts.splits["train"], resume=False)
     return trainer, iter(loader)
 
 

@@ -23,6 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
+from mmlabel.device import wait_for
 from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, SinkhornAlignment, unit_cost
 from mmlabel.registry import ComponentConfig
 
@@ -101,7 +102,7 @@ def start_plans(cost: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.T
 
     def solve(row: int) -> None:
         if copied is not None:
-            copied.synchronize()
+            wait_for(copied)
         tokens = np.flatnonzero(text_masks[row].numpy())
         patches = np.flatnonzero(image_masks[row].numpy())
         if len(tokens) and len(patches):

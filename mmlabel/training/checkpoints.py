@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import torch
 
+from mmlabel.device import wait_for
 from mmlabel.training.callbacks import Callback
 
 
@@ -49,7 +50,7 @@ class HostCopy:
 
     def get(self) -> Any:
         if self._event is not None:
-            self._event.synchronize()
+            wait_for(self._event)
         return self.value
 
     def _copy(self, value: Any) -> Any:

@@ -88,7 +88,7 @@ class Trainer:
         """Train until `epochs` or early stopping, then evaluate the dev-selected model on test once."""
         splits = self.parts.splits
         try:
-            loader = self._prepare(splits["train"], resume)
+            loader = self.prepare(splits["train"], resume)
             self.callbacks.call("on_fit_start", self)
             while self.state.epoch < self.settings.epochs and not self.state.stopped_early:
                 self._run_epoch(loader, splits["dev"], self.state.epoch + 1)
@@ -246,9 +246,10 @@ class Trainer:
         return f"{position} (step {self.state.step})"
 
     # -- the parts of fit ----------------------------------------------------------------------------------
-    def _prepare(self, train: list, resume: bool):
-        """The training loader, the probe of the components, the plan of the epochs and the optimiser; the
-        checkpoint's state where the run resumes."""
+    def prepare(self, train: list, resume: bool = False):
+        """Everything before the first epoch: the training loader (returned), the probe of the components, the plan
+        of the epochs, the optimiser; the checkpoint's state where the run resumes. `fit` calls it; a benchmark that
+        drives `step` itself calls it first."""
         loader = self._train_loader(train)
         self._probe(loader)
         world_size = self.processes.world_size
