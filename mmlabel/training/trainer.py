@@ -14,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mmlabel.errors import DivergedError, RunError, RunInterrupted
 from mmlabel.tagger import Tagger
 from mmlabel.training import distributed, interrupts
-from mmlabel.data.batches import Collator, TaggingDataset, make_loader, start_epoch
+from mmlabel.data.batches import Collator, TaggingDataset, loader_workers, make_loader, start_epoch
+from mmlabel.data.image_store import pixel_source, prepare_photos
+from mmlabel.data.token_rows import TokenRows
 from mmlabel.device import autocast
 from mmlabel.run_dir import without_pooler
 from mmlabel.training.seeds import rng_state, set_rng_state
@@ -72,10 +74,13 @@ class Trainer:
         self.run = run
         self.device = device
         self.images = images
+        self.pixels = pixel_source(images, model.image_encoder)  # the image store (or decoding each time)
+        self.text = TokenRows.for_encoder(model.text_encoder, recipe.data.max_tokens)  # each sentence tokenised once
+        self.workers = loader_workers(self.train_settings.workers, device)
         self.console = console or Console(stderr=True)
         self.features = self._feature_cache()
-        self.tagger = Tagger(model, scheme, recipe.data.max_tokens, images, device, self.train_settings.precision,
-                             features=self.features)
+        self.tagger = Tagger(model, scheme, recipe.data.max_tokens, self.pixels, device, self.train_settings.precision,
+                             features=self.features, workers=self.workers, text=self.text)
         self.state = TrainState()
         self.train_examples: list = []
         self.batches_per_epoch = 0
@@ -86,6 +91,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, train: list, dev: list, test: list, resume: bool = False) -> dict:
         """Train until `epochs` or early stopping, then evaluate the dev-selected model on test once."""
+        prepare_photos(self.pixels, [example.image for example in train + dev + test], self.console)
         if self.features is not None:
             self.console.print("the image encoder is frozen: computing each image's patch states once")
             self.features.fill([example.image for example in train + dev + test])
@@ -135,8 +141,8 @@ class Trainer:
                   **self._learning_rates(lrs), "dev": _headline(dev_figures), "best": improved,
                   "skipped_batches": skipped, "seconds": round(seconds, 2),
                   "train_examples_per_s": round(examples / seconds, 2)}
-        if self.images is not None:  # blank images included: what data.missing_image = "blank" stood in for
-            record["images"] = self.images.counts()
+        if self.pixels is not None:  # blank images included: what data.missing_image = "blank" stood in for
+            record["images"] = self.pixels.counts()
         self.run.log(record)
         self.console.print(f"epoch {epoch}: loss {train_loss:.4f} = crf {terms['weighted_crf']:.4f} + text "
                            f"{terms['weighted_text']:.4f} + align {terms['weighted_align']:.4f} (raw "
@@ -227,11 +233,10 @@ class Trainer:
         return metrics
 
     def _train_loader(self, train: list):
-        transform = self.model.image_encoder.transform if self.model.image_encoder is not None else None
-        dataset = TaggingDataset(train, self.scheme, self.images, transform, self.features)
-        collate = Collator(self.model.text_encoder.tokenize, self.recipe.data.max_tokens)
+        dataset = TaggingDataset(train, self.scheme, self.pixels, self.features, self.text)
+        collate = Collator.for_encoder(self.model.text_encoder, self.recipe.data.max_tokens)
         return make_loader(dataset, collate, self.train_settings.batch_size, shuffle=True,
-                           seed=self.train_settings.seed, workers=self.train_settings.workers,
+                           seed=self.train_settings.seed, workers=self.workers,
                            rank=self.processes.rank, world_size=self.processes.world_size)
 
     def _probe(self, loader) -> None:
@@ -258,10 +263,10 @@ class Trainer:
         """A cache of the image encoder's states where it is frozen (and the recipe does not opt out)."""
         from mmlabel.feature_cache import ImageFeatureCache, is_frozen
 
-        if not (self.train_settings.cache_image_features and self.images is not None
+        if not (self.train_settings.cache_image_features and self.pixels is not None
                 and is_frozen(self.model.image_encoder)):
             return None
-        return ImageFeatureCache(self.model.image_encoder, self.images, self.device, self.train_settings.precision)
+        return ImageFeatureCache(self.model.image_encoder, self.pixels, self.device, self.train_settings.precision)
 
     def _optimizer(self, steps_per_epoch: int):
         settings = self.train_settings
