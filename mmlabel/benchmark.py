@@ -5,7 +5,7 @@ worker processes so that both see the same machine load.
 Each optimisation is a flag of a setting (OPTIMISATIONS); `naive` has none, `optimised` has all, and `--ablate` adds
 one setting per optimisation with that one left out, to measure what each is worth. Naive: fp32, every batch
 padded to `max_tokens`, random batches, eager attention, images decoded and transformed every step in the training
-loop, the image encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at
+loop (float pixels) and words tokenised every batch, the image encoder run even when frozen, AdamW one tensor at a time, glibc's default allocator, prediction at
 the training batch size under `no_grad`.
 """
 import contextlib
@@ -27,7 +27,9 @@ OPTIMISATIONS = {
     "padding": "padding to the batch's longest sentence, length-bucketed batches",
     "attention": "mmlabel's attention kernels: SDPA in the text encoder, and in the image encoder beside an "
                  "accelerator (on a CPU written out, faster there) (naive: written out in both)",
-    "workers": "image decoding in a DataLoader worker",
+    "store": "photos decoded and resized once into the image store, uint8 pixels normalised on the device, words "
+             "tokenised once (with padding)",
+    "workers": "batches gathered (images decoded, without the store) in a DataLoader worker",
     "cache": "cached states of the frozen image encoder (--freeze-image)",
     "fused_adamw": "fused AdamW (training)",
     "allocator": "freed memory kept in the process (mmlabel/device.py)",
@@ -271,7 +273,9 @@ def _profiler(device):
 def _build(job: dict, device):
     from mmlabel.data.batches import Collator, TaggingDataset
     from mmlabel.data.example import Example
+    from mmlabel.data.image_store import DecodedImages, pixel_source
     from mmlabel.data.images import ImageLoader
+    from mmlabel.data.token_rows import TokenRows
     from mmlabel.feature_cache import ImageFeatureCache
     from mmlabel.model import TaggingModel
     from mmlabel.recipe import recipe_from_dict
@@ -287,17 +291,23 @@ def _build(job: dict, device):
     sentences = json.loads((workload / "sentences.json").read_text())
     names = sorted(path.name for path in workload.glob("*.jpg"))
     examples = [Example(str(i), words, names[i % len(names)]) for i, words in enumerate(sentences)]
+    flags, encoder, max_tokens = job["flags"], model.image_encoder, job.get("max_tokens", 60)
+    pixels = None
+    if encoder is not None:  # the store in the workload's folder, filled here, before the timed steps
+        pixels = (pixel_source(images, encoder, root=workload / "store") if "store" in flags
+                  else DecodedImages(images, encoder.transform))
+        pixels.prepare([example.image for example in examples])
     features = None
-    if "cache" in job["flags"] and model.image_encoder is not None:
-        precision = "bf16" if "bf16" in job["flags"] else "fp32"
-        features = ImageFeatureCache(model.image_encoder, images, device, precision)
+    if "cache" in flags and encoder is not None:
+        features = ImageFeatureCache(encoder, pixels, device, "bf16" if "bf16" in flags else "fp32")
         features.fill([example.image for example in examples])
-    transform = model.image_encoder.transform if model.image_encoder is not None else None
-    dataset = TaggingDataset(examples, scheme, images, transform, features)
-    tokenize = model.text_encoder.tokenize
-    if "padding" not in job["flags"]:
-        tokenize = _PadTo(tokenize, model.text_encoder.tokenizer.pad_token_id)
-    return model, dataset, Collator(tokenize, job.get("max_tokens", 60))
+    # tokenised once where batches are padded to their longest; the naive padding to max_tokens tokenises each batch
+    text = TokenRows.for_encoder(model.text_encoder, max_tokens) if {"store", "padding"} <= set(flags) else None
+    dataset = TaggingDataset(examples, scheme, pixels, features, text)
+    if "padding" not in flags:
+        tokenize = _PadTo(model.text_encoder.tokenize, model.text_encoder.tokenizer.pad_token_id)
+        return model, dataset, Collator(tokenize, max_tokens)
+    return model, dataset, Collator.for_encoder(model.text_encoder, max_tokens)
 
 
 class _PadTo:

@@ -57,7 +57,8 @@ class ImageEncoder(Protocol):
     data-loader workers): a module-level class, not a lambda."""
 
     def forward(self, pixel_values: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-        """(batch, 3, height, width) float pixels -> states (batch, patches, hidden_size), floating point, and mask
+        """(batch, 3, height, width) float pixels (`transform`'s; uint8 ones from `pixel_transform` too, where the
+        encoder has `ImageEncoderPixels`) -> states (batch, patches, hidden_size), floating point, and mask
         (batch, patches), bool, True on every real patch."""
 
     def export(self, directory: str | Path) -> dict[str, Any]:
@@ -195,6 +196,23 @@ class TagScheme(Protocol):
 
 # -- optional capabilities: members a component may have, which the core uses where it has them -------------------
 @runtime_checkable
+class ImageEncoderPixels(Protocol):
+    """Optional members of an image encoder, both or neither: with them each photo is decoded and resized once into
+    the image store (`mmlabel.data.image_store`) and travels to the device as uint8, and `forward` must also take
+    (batch, 3, height, width) uint8 pixels, which it normalises itself, on the device, to what `transform` would
+    have given. An encoder without them meets the contract all the same: its photos are decoded with `transform`
+    every time they are used."""
+
+    pixel_transform: Callable
+    """PIL RGB image -> (3, height, width) uint8 tensor: the geometric part of `transform` alone (resize, crop),
+    no rescaling or normalisation; picklable, like `transform`."""
+
+    pixel_signature: str
+    """Names the geometry of `pixel_transform` (size, resize mode, interpolation, crop): the image store's key, so two
+    encoders with one signature share stored photos, and a new geometry must give a new signature."""
+
+
+@runtime_checkable
 class PrefixTextEncoder(TextEncoder, Protocol):
     """A text encoder whose every self-attention layer can also attend to prefix states (early fusion: the `prefix`
     fusion head's image prefixes); declared by `accepts_prefix = True`."""
@@ -225,6 +243,12 @@ def declares(component: Any, capability: str) -> bool:
     return getattr(component, capability, False) is True
 
 
+def stores_pixels(image_encoder: Any) -> bool:
+    """Whether an image encoder has `ImageEncoderPixels`: its photos go through the image store as uint8."""
+    return (callable(getattr(image_encoder, "pixel_transform", None))
+            and isinstance(getattr(image_encoder, "pixel_signature", None), str))
+
+
 # Component kind -> its protocol.
 PROTOCOLS: dict[str, type] = {
     "text_encoder": TextEncoder,
@@ -237,7 +261,8 @@ PROTOCOLS: dict[str, type] = {
 }
 # Component kind -> the protocol of its optional members: a component may lack them; one it has must be callable as
 # the protocol says.
-OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention, "alignment_loss": DeferredAlignmentLoss}
+OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention, "image_encoder": ImageEncoderPixels,
+                                       "alignment_loss": DeferredAlignmentLoss}
 # Kinds the model composes: they must be torch.nn.Modules, so that their parameters are trained, moved and saved.
 MODULE_KINDS = ("text_encoder", "image_encoder", "fusion_head", "alignment_loss")
 # The figures every metric reports at the top level of its result.
@@ -266,8 +291,9 @@ def problems(kind: str, built: Any) -> list[str]:
         if name == "forward" and kind in MODULE_KINDS:
             continue  # checked with the module
         found += _member_problems(built, name, spec)
-    for name, spec in members(kind, optional=True).items():
-        if getattr(built, name, None) is not None:
+    optional = members(kind, optional=True)
+    if any(getattr(built, name, None) is not None for name in optional):  # a capability comes whole
+        for name, spec in optional.items():
             found += _member_problems(built, name, spec)
     if kind == "metric" and not found:
         found += _metric_problems(built)

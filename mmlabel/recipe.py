@@ -99,7 +99,10 @@ class TrainSection(Section):
                             "or AMX), else fp32; the choice is printed and saved in run.json")
     device: str = "auto"
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cut epochs short (smoke tests)")
-    workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="DataLoader worker processes gathering and padding batches (and decoding photos for an "
+                            "image encoder without pixel_transform); auto: 0 on a CPU, beside a GPU this process's "
+                            "cores over the processes of the machine, less one, from 1 to 8 (docs/training.md)")
     threads: int | None = Field(
         None, ge=1, description="compute threads of the training process (default, or MMLABEL_THREADS: this process's "
                                 "share of its cores among the mmlabel processes computing now)")
@@ -124,6 +127,13 @@ class TrainSection(Section):
     effective_batch_size: int | None = Field(
         None, ge=1, description="written by mmlabel: batch_size x processes x grad_accum of the run (not read)")
 
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError(f"expected a number of worker processes (0 or more) or \"auto\", not {value!r}")
 
     @model_validator(mode="after")
     def _horizon_covers_the_epochs(self) -> "TrainSection":

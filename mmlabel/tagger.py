@@ -3,7 +3,8 @@ from pathlib import Path
 
 import torch
 
-from mmlabel.data.batches import Collator, TaggingDataset, make_loader
+from mmlabel.data.batches import Collator, TaggingDataset, loader_workers, make_loader
+from mmlabel.data.token_rows import TokenRows
 from mmlabel.data.example import Example, Span
 from mmlabel.data.tokenize import DEFAULT_TOKENIZER, Token, tokenize
 from mmlabel.device import autocast, resolve_device, resolve_precision
@@ -15,17 +16,22 @@ class Tagger:
 
     def __init__(self, model, scheme, max_tokens: int = 60, images=None, device: str | torch.device = "cpu",
                  precision: str = "fp32", batch_size: int = 32, missing_image: str = "error", features=None,
-                 tokenizer: str = DEFAULT_TOKENIZER):
+                 tokenizer: str = DEFAULT_TOKENIZER, workers: int = 0, text=None):
         self.model = model
         self.scheme = scheme
         self.max_tokens = max_tokens
-        self.images = images
+        self.images = images  # an ImageLoader, or a pixel source made of one (mmlabel.data.image_store)
         self.device = torch.device(device)
         self.precision = precision
         self.batch_size = batch_size
         self.missing_image = missing_image  # the policy for images given by name: "error" or "blank"
         self.features = features  # an ImageFeatureCache over `images`, where the image encoder is frozen
         self.tokenizer = tokenizer  # how raw text is split into words (mmlabel.data.tokenize)
+        self.workers = workers  # data-loader workers for predictions over files (loader_workers)
+        # sentences tokenised once: kept for the tagger's life where given (the trainer's, for every dev evaluation),
+        # else for one call (a server's tagger would otherwise keep every sentence it was ever sent)
+        self.text = text
+        self._source: tuple = (None, None)  # the last ImageLoader given and the pixel source made of it
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
@@ -42,7 +48,8 @@ class Tagger:
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
-                   missing_image=recipe.data.missing_image, tokenizer=recipe.data.tokenizer)
+                   missing_image=recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
+                   workers=loader_workers("auto", target))
 
     @property
     def multimodal(self) -> bool:
@@ -61,9 +68,7 @@ class Tagger:
             return []
         images = self.images
         if image is not None:
-            from mmlabel.data.images import ImageLoader
-
-            images = ImageLoader(Path(image).parent, self.missing_image)
+            images = self._folder(Path(image).parent)
             image = Path(image).name
         spans = self.predict_examples([Example("input", words, str(image) if image else None)], images=images)[0]
         return with_offsets(spans, tokens) if tokens is not None else spans
@@ -149,11 +154,16 @@ class Tagger:
         """Example index -> (spans, attention or None) for the examples of the one-process batches `rank`,
         `rank + world_size`, ..., under inference mode; the attention (words, patches) is `attention`'s."""
         images = images if images is not None else self.images
-        transform = self.model.image_encoder.transform if self.multimodal else None
         features = self.features if images is self.images else None
-        dataset = TaggingDataset(examples, self.scheme, images, transform, features)
-        collate = Collator(self.model.text_encoder.tokenize, self.max_tokens)
-        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, rank=rank,
+        pixels = self.pixels(images) if features is None else None
+        if pixels is not None:
+            pixels.prepare([example.image for example in examples])  # photos not stored yet: decoded in threads
+        text = self.text if self.text is not None else TokenRows.for_encoder(self.model.text_encoder, self.max_tokens)
+        dataset = TaggingDataset(examples, self.scheme, pixels, features, text)
+        collate = Collator.for_encoder(self.model.text_encoder, self.max_tokens)
+        # worker processes for many posts read from files; posts in memory (serving) stay in this process
+        workers = self.workers if len(examples) >= 4 * self.batch_size and not isinstance(images, PostImages) else 0
+        loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, workers=workers, rank=rank,
                              world_size=world_size, pad=False)
         decoded: dict[int, tuple[list[Span], torch.Tensor | None]] = {}
         self.model.eval()
@@ -171,6 +181,32 @@ class Tagger:
                     rows = _word_rows(weights[row], int(word_mask[row].sum()), n_words) if attention else None
                     decoded[index] = (self._spans(tag_ids[row], n_words), rows)
         return decoded
+
+    def _folder(self, folder: Path):
+        """An ImageLoader of `folder`, the same one for the same folder: `predict` called photo after photo keeps one
+        image store, which looks up its index of hashed files once."""
+        from mmlabel.data.images import ImageLoader
+
+        if self._source[0] is None or getattr(self._source[0], "image_dir", None) != folder:
+            return ImageLoader(folder, self.missing_image)
+        return self._source[0]
+
+    def pixels(self, images):
+        """The pixel source of `images` for this model: the image store for photos named by file (an
+        `ImageLoader`; the same store for the same loader, so that its photos are looked up once), the encoder's
+        `pixel_transform` (or `transform`) applied directly to images in memory (`PostImages`: nothing is hashed or
+        stored); `images` itself where it is a pixel source already; None for a text-only model."""
+        from mmlabel.contracts import stores_pixels
+        from mmlabel.data.image_store import DecodedImages, pixel_source
+
+        encoder = self.model.image_encoder
+        if images is None or encoder is None or hasattr(images, "identity"):
+            return images if encoder is not None else None
+        if isinstance(images, PostImages):
+            return DecodedImages(images, encoder.pixel_transform if stores_pixels(encoder) else encoder.transform)
+        if self._source[0] is not images:
+            self._source = (images, pixel_source(images, encoder))
+        return self._source[1]
 
     def _spans(self, tag_ids: list[int], n_words: int) -> list[Span]:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]

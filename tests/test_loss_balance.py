@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmlabel.data.batches import Collator, TaggingDataset
+from mmlabel.data.image_store import pixel_source
 from mmlabel.data.splits import image_loader, make_run_scheme, read_splits
 from mmlabel.model import TaggingModel
 from mmlabel.recipe import load_recipe
@@ -61,7 +62,8 @@ def first_batch_losses(overrides: list[str], splits: dict, weights: dict | None 
     if weights is not None:
         model.load_state_dict(weights)
     images = image_loader(recipe, recipe.data.root_path(), splits, names=("train",))
-    dataset = TaggingDataset(splits["train"][:recipe.train.batch_size], scheme, images, model.image_encoder.transform)
+    pixels = pixel_source(images, model.image_encoder)
+    dataset = TaggingDataset(splits["train"][:recipe.train.batch_size], scheme, pixels)
     batch = Collator(model.text_encoder.tokenize, recipe.data.max_tokens)([dataset[i] for i in range(len(dataset))])
     batch.pop("index")
     with torch.no_grad():

@@ -1,10 +1,12 @@
-"""`mmlabel data ...`: statistics of a dataset, conversion between formats and the synthetic demo dataset."""
+"""`mmlabel data ...`: statistics of a dataset, conversion between formats, the synthetic demo dataset, and the
+photos of a recipe: stored ahead of training (`prepare`) and checked against a manifest (`verify`)."""
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.options import FORMAT_HELP, FormatOption, JsonOption, echo_json, reader_name
+from mmlabel.commands.options import (FORMAT_HELP, FormatOption, JsonOption, SetOption, echo_json, images_option,
+                                     reader_name)
 
 data_app = typer.Typer(help="Inspect, convert and generate datasets.", no_args_is_help=True)
 
@@ -86,3 +88,88 @@ def synth(
                    f"{figures['image_aspects']} decided by the image; text-only F1 ceiling "
                    f"{figures['text_only_f1_ceiling']:.1f}")
     typer.echo(f"wrote {out}")
+
+
+@data_app.command("prepare")
+def prepare(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file, e.g. recipes/dtca.toml.")],
+    images: images_option("the recipe's data.images") = None,
+    set_: SetOption = None,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="Where to write the manifest of the photos (default: <recipe name>.photos.tsv here).")] = None,
+) -> None:
+    """Decode and resize every photo of the recipe's train, dev and test splits into the image store before training
+    (the image encoder is built with random weights, for its geometry: nothing is downloaded), print one summary of
+    the missing and unreadable photos, and write a manifest (file, size, sha256) that `mmlabel data verify` checks."""
+    from rich.console import Console
+
+    from mmlabel.contracts import stores_pixels
+    from mmlabel.data.image_store import ImageStore, prepare_photos
+    from mmlabel.data.images import ImageLoader
+    from mmlabel.data.manifest import ManifestEntry, write_manifest
+    from mmlabel.data.splits import SPLITS, data_root, read_splits
+    from mmlabel.errors import RecipeError
+    from mmlabel.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_ or [])
+    if loaded.image_encoder is None:
+        raise RecipeError(f"{recipe}: image_encoder: the recipe has no image encoder, so no photos to prepare")
+    console = Console(stderr=True)
+    root = data_root(loaded, console)
+    splits = read_splits(loaded, root)
+    folder = images or (loaded.data.images_path() if loaded.data.root is not None else root / "images")
+    encoder = _geometry_of(loaded)
+    names = [example.image for split in SPLITS for example in splits[split]]
+    loader = ImageLoader(folder, "blank")  # every photo is looked at; the summary names the missing ones
+    loader.check(names)
+    if not stores_pixels(encoder):
+        raise RecipeError(f"{recipe}: image_encoder {loaded.image_encoder.name!r} has no pixel_transform: its "
+                          f"photos are decoded as training uses them, and there is nothing to store ahead")
+    store = ImageStore(loader, encoder.pixel_transform, encoder.pixel_signature)
+    summary = prepare_photos(store, names, console, announce=False)
+    target = manifest or Path(f"{Path(recipe).stem}.photos.tsv")
+    present = [name for name in sorted({name for name in names if name}) if name not in loader.missing]
+    write_manifest(target, [ManifestEntry(name, *store.digest(name)) for name in present])
+    typer.echo(f"image store: {store.directory}")
+    typer.echo(summary.describe())
+    if (summary.missing or summary.unreadable) and loaded.data.missing_image == "error":
+        typer.echo("note: under the recipe's data.missing_image = \"error\" training stops on these; "
+                   "data.missing_image = \"blank\" gives them blank images")
+    typer.echo(f"manifest: {target} ({len(present)} photos); check it with: "
+               f"mmlabel data verify {target} --images {folder}")
+
+
+def _geometry_of(recipe):
+    """The recipe's image encoder with random weights: what its pixel transform needs, without a download."""
+    from mmlabel.registry import get
+
+    component = get("image_encoder", recipe.image_encoder.name)
+    fields = component.config_class.model_fields if component.config_class is not None else {}
+    options = dict(recipe.image_encoder.options)
+    options.update({key: value for key, value in (("pretrained", False), ("checkpoint_path", None)) if key in fields})
+    return component.build(options)
+
+
+@data_app.command("verify")
+def verify(
+    manifest: Annotated[Path, typer.Argument(help="A manifest written by `mmlabel data prepare`.")],
+    images: images_option("the current directory, as for sha256sum -c") = None,
+) -> None:
+    """Check that every photo of a manifest is present with its size and sha256; one summary line. Exit code 0 when
+    all match, 1 when some do not, 2 for a manifest that cannot be read or an image folder that does not exist."""
+    from mmlabel.data.manifest import read_manifest, verify as verify_photos
+
+    entries = read_manifest(manifest)
+    found = verify_photos(entries, images or Path("."))
+    if found.ok:
+        typer.echo(f"all {found.checked} photos of {manifest} match")
+        return
+    parts = [f"{len(found.missing)} missing ({_first(found.missing)})" if found.missing else "",
+             f"{len(found.changed)} changed ({_first(found.changed)})" if found.changed else ""]
+    typer.echo(f"{len(found.missing) + len(found.changed)} of {found.checked} photos of {manifest} do not match: "
+               + ", ".join(part for part in parts if part))
+    raise typer.Exit(1)
+
+
+def _first(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")

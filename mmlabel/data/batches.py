@@ -1,7 +1,11 @@
-"""Batches: examples become padded tensors, words tokenised by the text encoder, images by its transform.
+"""Batches: examples become padded tensors. Words are tokenised once per run by the text encoder (`TokenRows`) and
+only padded here (an encoder without `pad_token_id` tokenises each batch); photos come as uint8 pixels from the image
+store, normalised later by the encoder on the device (an encoder without `pixel_transform` gets its float
+`transform`'s pixels, decoded every time).
 
 Each batch is padded to its own longest sequence; `word_mask` is False on padding words and on words the
 `max_tokens` limit cut off (those are predicted O and still count against recall)."""
+import os
 import random
 from typing import Callable
 
@@ -9,19 +13,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmlabel.data.example import Example
+from mmlabel.data.token_rows import TokenRows, pad_rows
 
 
 class TaggingDataset(Dataset):
-    """Examples with their gold tag ids and, where the model has an image encoder, their transformed images."""
+    """Examples with their gold tag ids, their token rows where `text` keeps them, and, where the model has an image
+    encoder, their pixels (`pixels`: an `ImageStore` or `DecodedImages`) or the cached states of a frozen encoder
+    (`features`: an `ImageFeatureCache`)."""
 
-    def __init__(self, examples: list[Example], scheme, images=None, transform: Callable | None = None,
-                 features=None):
+    def __init__(self, examples: list[Example], scheme, pixels=None, features=None, text: TokenRows | None = None):
         self.examples = examples
         self.scheme = scheme
-        self.images = images
-        self.transform = transform
-        self.features = features  # an ImageFeatureCache: cached patch states replace the pixels
+        self.pixels = pixels
+        self.features = features
+        self.text = text
         self.tag_index = {tag: index for index, tag in enumerate(scheme.tags)}
+        if text is not None:
+            text.fill([example.tokens for example in examples])  # here, once, not in every batch of every epoch
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -33,22 +41,39 @@ class TaggingDataset(Dataset):
             "words": example.tokens,
             "tags": [self.tag_index[tag] for tag in self.scheme.encode(example.spans, len(example.tokens))],
         }
+        if self.text is not None:
+            item["token_row"] = self.text.row(example.tokens)
         if self.features is not None:
             item["image_states"], item["image_mask"] = self.features.get(example.image)
-        elif self.transform is not None:
-            item["pixel_values"] = self.transform(self.images.load(example.image))
+        elif self.pixels is not None:
+            item["pixel_values"] = self.pixels.get(example.image)  # (3, H, W), uint8 from the store
         return item
 
 
 class Collator:
-    """Pads a list of dataset items into one batch dict of tensors."""
+    """Pads a list of dataset items into one batch dict of tensors: their kept token rows (with `pad_token_id`), or
+    their words through `tokenize`. Checks on the CPU, once per batch, that `word_mask` is a prefix of each row (the
+    contract of `tokenize`; the CRF relies on it), naming the text encoder (`who`) where it is not."""
 
-    def __init__(self, tokenize: Callable, max_tokens: int):
+    def __init__(self, tokenize: Callable, max_tokens: int, pad_token_id: int | None = None, who: str | None = None):
         self.tokenize = tokenize
         self.max_tokens = max_tokens
+        self.pad_token_id = pad_token_id
+        self.who = who or _describe_text_encoder(getattr(tokenize, "__self__", None))
+
+    @classmethod
+    def for_encoder(cls, text_encoder, max_tokens: int) -> "Collator":
+        return cls(text_encoder.tokenize, max_tokens, getattr(text_encoder, "pad_token_id", None),
+                   _describe_text_encoder(text_encoder))
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        batch = dict(self.tokenize([item["words"] for item in items], self.max_tokens))
+        if "token_row" in items[0]:
+            if self.pad_token_id is None:
+                raise ValueError("token rows need the text encoder's pad_token_id: use Collator.for_encoder")
+            batch = pad_rows([item["token_row"] for item in items], self.pad_token_id)
+        else:
+            batch = dict(self.tokenize([item["words"] for item in items], self.max_tokens))
+        check_word_mask(batch["word_mask"], self.who)
         words = batch["word_mask"].shape[1]
         tags = torch.zeros(len(items), words, dtype=torch.long)  # (batch, words)
         for row, item in enumerate(items):
@@ -60,6 +85,26 @@ class Collator:
             if key in items[0]:
                 batch[key] = torch.stack([item[key] for item in items])
         return batch
+
+
+def check_word_mask(word_mask: torch.Tensor, who: str) -> None:
+    """A `ComponentError` where a real word follows a padding or cut-off word in some row of `word_mask`
+    (batch, words) bool: the tag decoding reads real words as a prefix of each row."""
+    from mmlabel.errors import ComponentError
+
+    mask = word_mask.bool()
+    broken = (mask[:, 1:] & ~mask[:, :-1]).any(1)  # (batch,)
+    if bool(broken.any()):
+        row = int(broken.nonzero()[0])
+        raise ComponentError(f"{who}: `tokenize` gave a word_mask that is not a prefix of row {row} "
+                             f"({mask[row].int().tolist()}): the contract is real words first, then padding and "
+                             f"cut-off words")
+
+
+def _describe_text_encoder(encoder) -> str:
+    from mmlabel.contracts import describe
+
+    return describe("text_encoder", encoder) if encoder is not None else "text_encoder"
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -142,8 +187,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
 def make_loader(dataset: TaggingDataset, collate: Collator, batch_size: int, shuffle: bool, seed: int,
                 workers: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True) -> DataLoader:
-    """A loader over length-bucketed batches; `workers` > 0 decodes images in worker processes. With `world_size`
-    > 1, the batches of process `rank` alone (`ShardedBatchSampler`)."""
+    """A loader over length-bucketed batches; `workers` > 0 gathers and pads them in worker processes (see
+    `loader_workers`). With `world_size` > 1, the batches of process `rank` alone (`ShardedBatchSampler`)."""
     sampler = LengthBucketSampler([len(example.tokens) for example in dataset.examples], batch_size, shuffle, seed)
     if world_size > 1:
         sampler = ShardedBatchSampler(sampler, rank, world_size, pad)
@@ -158,3 +203,18 @@ def start_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:
     """Set the loader's batch order and its workers' seeds for `epoch`, leaving out the first `skip` batches."""
     loader.batch_sampler.set_epoch(epoch, skip)
     loader.generator.manual_seed(loader.batch_sampler.seed * 100_003 + epoch)
+
+
+def loader_workers(setting: int | str, device: torch.device | str) -> int:
+    """Data-loader worker processes for `train.workers`: a number as given; "auto": none on a CPU, where the loop
+    only reads stored pixels and pads, and a worker would take cores from the model's threads (docs/performance.md);
+    beside an accelerator, the cores this process may use divided among the processes of this machine (torchrun's
+    LOCAL_WORLD_SIZE), less one for the process itself, between 1 and 8."""
+    if setting != "auto":
+        return int(setting)
+    if torch.device(device).type == "cpu":
+        return 0
+    from mmlabel.threads import available_cores
+
+    processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    return max(1, min(8, available_cores() // processes - 1))

@@ -5,15 +5,20 @@ missing; `"blank"` substitutes a blank RGB image and counts it (`ImageLoader.cou
 Truncated JPEGs load as far as they go; every mode becomes RGB; images over `max_pixels` are decoded at a reduced
 scale where the format allows it (JPEG) and refused otherwise, before any pixel is read.
 """
+import re
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mmlabel.errors import DataError
 
 POLICIES = ("error", "blank")
+# What PIL raises for a file that is not an image it can decode (or one refused as too large).
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 MAX_PIXELS = 50_000_000
 BLANK_SIZE = (224, 224)
 
@@ -58,12 +63,12 @@ class ImageLoader:
         path = self.path(name)
         if not path.is_file():
             self.missing.add(name)
-            return self._refuse(name, f"image not found ({len(self.missing)} missing so far)")
+            return self.refuse(name, f"image not found ({len(self.missing)} missing so far)")
         try:
-            image = self._open(path)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            image = self.decode(path)
+        except UNREADABLE as error:
             self.unreadable += 1
-            return self._refuse(name, f"not a readable image ({type(error).__name__}: {error})")
+            return self.refuse(name, unreadable_reason(error))
         self.loaded += 1
         return image
 
@@ -73,16 +78,17 @@ class ImageLoader:
         return {"checked": len(self.checked), "loaded": self.loaded, "blank": self.blank, "missing": len(self.missing),
                 "unreadable": self.unreadable, "downscaled": self.downscaled}
 
-    def _open(self, path: Path) -> Image.Image:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    def decode(self, source: Path | BinaryIO) -> Image.Image:
+        """A file (path or open binary file) decoded as RGB under the loader's rules (EXIF orientation, truncated
+        files, `max_pixels`), with no policy and no counting but `downscaled`: raises one of `UNREADABLE`. Safe
+        to call from several threads at once (`ImageStore.prepare` does)."""
+        with _decoding_rules():
             try:
-                image = Image.open(path)
+                image = Image.open(source)
             except Image.DecompressionBombError as error:
                 raise ValueError(f"too large: {error}") from None
             self._limit_size(image)
-            with _truncated_images_allowed():
-                image.load()
+            image.load()
         return to_rgb(ImageOps.exif_transpose(image))
 
     def _limit_size(self, image: Image.Image) -> None:
@@ -100,7 +106,8 @@ class ImageLoader:
                 return
         raise ValueError(f"too large: {width}x{height} pixels is over the limit of {self.max_pixels:,}")
 
-    def _refuse(self, name: str, reason: str) -> Image.Image:
+    def refuse(self, name: str, reason: str) -> Image.Image:
+        """Under "error" a `DataError` naming the file and `reason`; under "blank" a blank image (counted)."""
         if self.policy == "error":
             raise DataError(f"{reason}; set data.missing_image = \"blank\" to use blank images instead", self.path(name))
         return self._blank()
@@ -110,17 +117,44 @@ class ImageLoader:
         return Image.new("RGB", self.blank_size)
 
 
+def unreadable_reason(error: Exception, name: str | None = None) -> str:
+    """The message of a file that is not a readable image, with what PIL said (about `name`, where PIL read it from
+    memory and names the buffer)."""
+    said = str(error)
+    if name is not None:
+        said = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", name, said)
+    return f"not a readable image ({type(error).__name__}: {said})"
+
+
+_RULES_LOCK = threading.Lock()
+_rules_users = 0  # decodings in progress under `_decoding_rules`, over all threads
+_rules_saved: list = []  # what the first of them found: PIL's switch and the warnings context to leave
+
+
 @contextmanager
-def _truncated_images_allowed():
+def _decoding_rules():
     """Tweet photos are often cut short by the crawl; decoding what is there beats losing the example. PIL has only
-    a module-wide switch for it, so it is turned on for this decoding alone and restored: a program that imports
-    mmlabel keeps its own setting."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    a module-wide switch for it (and the size warning only a module-wide filter), so both are set while decodings
+    are in progress and restored after the last one: a program that imports mmlabel keeps its own settings. Counted
+    over threads, so that one thread's end does not switch them back under another's decoding."""
+    global _rules_users
+    with _RULES_LOCK:
+        if _rules_users == 0:
+            quiet = warnings.catch_warnings()
+            quiet.__enter__()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _rules_saved[:] = [ImageFile.LOAD_TRUNCATED_IMAGES, quiet]
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+        _rules_users += 1
     try:
         yield
     finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+        with _RULES_LOCK:
+            _rules_users -= 1
+            if _rules_users == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES, quiet = _rules_saved
+                quiet.__exit__(None, None, None)
+                _rules_saved.clear()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -43,12 +43,23 @@ class TimmImageEncoder(nn.Module):
         data_config = _data_config(self.model, self.config.model_args)
         self.input_size: tuple[int, int, int] = tuple(data_config["input_size"])  # (3, height, width) the model expects
         self.transform: Callable = _transform(data_config, self.config.resize)
+        # the same steps without the normalisation: timm's geometry, ending in uint8 (contracts.ImageEncoderPixels)
+        self.pixel_transform: Callable = _transform(data_config, self.config.resize, normalize=False)
+        self.pixel_signature: str = "timm " + "; ".join(repr(step) for step in self.pixel_transform.transforms)
+        # what the float transform's ToTensor and Normalize do, done on the device (not saved with the weights)
+        self.register_buffer("pixel_mean", torch.tensor(data_config["mean"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(data_config["std"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
         if self.config.freeze:
             self.model.requires_grad_(False)
         self._fused_attention: bool | None = None  # what timm's attention blocks use now; None: as timm built them
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch."""
+        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch.
+        Pixels are `transform`'s (float, normalised) or `pixel_transform`'s (uint8), normalised here."""
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = self.normalize(pixel_values)
         self._choose_attention(pixel_values.device)
         features = self.model.forward_features(pixel_values)
         if features.dim() == 4:
@@ -59,6 +70,11 @@ class TimmImageEncoder(nn.Module):
             features = features[:, self.num_prefix_tokens:]
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         return features, mask
+
+    def normalize(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) uint8 -> float32 pixels as `transform` gives them: torchvision's ToTensor (/ 255) and
+        Normalize ((x - mean) / std), the same float32 operations in the same order."""
+        return pixel_values.float().div(255).sub(self.pixel_mean).div(self.pixel_std)
 
     def _choose_attention(self, device: torch.device) -> None:
         """Set timm's per-block `fused_attn` switch (ViT, DeiT, Swin) from the `attention` option and the device."""
@@ -78,7 +94,7 @@ class TimmImageEncoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         settings = {"model": self.config.model, "input_size": list(self.input_size), "resize": self.config.resize,
-                    "transform": repr(self.transform)}
+                    "transform": repr(self.transform), "pixel_signature": self.pixel_signature}
         (directory / "transform.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         return {"model": self.config.model, "pretrained": False, "checkpoint_path": None, "freeze": self.config.freeze,
                 "cls_token": self.config.cls_token, "model_args": self.config.model_args,
@@ -126,11 +142,12 @@ def _data_config(model: nn.Module, model_args: dict[str, Any]) -> dict[str, Any]
     return resolve_data_config(overrides, model=model)
 
 
-def _transform(data_config: dict[str, Any], resize: str = "crop") -> Callable:
-    """PIL image -> (3, H, W) normalised tensor, as the model was trained to see it; `squash` resizes the whole image
-    to (H, W) instead of cropping its centre (timm's crop_mode "squash" with nothing cropped)."""
+def _transform(data_config: dict[str, Any], resize: str = "crop", normalize: bool = True) -> Callable:
+    """PIL image -> (3, H, W) normalised float tensor, as the model was trained to see it (without `normalize`: the
+    same geometry ending in a uint8 tensor); `squash` resizes the whole image to (H, W) instead of cropping its
+    centre (timm's crop_mode "squash" with nothing cropped)."""
     from timm.data import create_transform
 
     if resize == "squash":
         data_config = {**data_config, "crop_mode": "squash", "crop_pct": 1.0}
-    return create_transform(**data_config, is_training=False)
+    return create_transform(**data_config, is_training=False, normalize=normalize)

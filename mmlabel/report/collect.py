@@ -99,19 +99,32 @@ def _add_heat(view: RunView, result, images: list) -> None:
 
 
 def _photos(results) -> list:
-    """Each post's photo as the first multimodal run's image encoder saw it (its resize and crop), so that heat maps
-    over its patch grid lie where the patches were; the photo as it is where no run reads images; None where the post
-    has no readable photo."""
+    """Each post's photo as the first multimodal run's image encoder saw it (its resize and crop: the pixels of the
+    image store its predictions read, or the leading geometric steps of its `transform`), so that heat maps over its
+    patch grid lie where the patches were; the photo as it is where no run reads images; None where the post has no
+    readable photo."""
+    from mmlabel.data.image_store import BLANK, ImageStore
     from mmlabel.report.photos import encoder_view, load_photo
 
     multimodal = [result for result in results if result.tagger.multimodal]
     source = (multimodal or results)[0]
+    pixels = source.tagger.pixels(source.images) if multimodal else None
+    if isinstance(pixels, ImageStore):
+        return [None if pixels.identity(example.image) == BLANK else _stored_view(pixels.get(example.image))
+                for example in source.examples]
     transform = source.tagger.model.image_encoder.transform if multimodal else None
     photos = []
     for example in source.examples:
         photo = load_photo(source.image_dir, example.image)
         photos.append(encoder_view(photo, transform) if photo is not None and transform is not None else photo)
     return photos
+
+
+def _stored_view(pixels):
+    """(3, H, W) uint8 stored pixels as a PIL image."""
+    from PIL import Image
+
+    return Image.fromarray(pixels.permute(1, 2, 0).numpy())
 
 
 def _thumbnail(image) -> str:

@@ -128,6 +128,30 @@ def image_determinism(subject: Subject) -> None:
     expect(torch.equal(encoder(pixels)[0], encoder(pixels)[0]), "two eval-mode passes differ")
 
 
+def image_pixels(subject: Subject) -> None:
+    """The optional `pixel_transform` and `pixel_signature` (`contracts.ImageEncoderPixels`), where an encoder has
+    them: uint8 (3, H, W) pixels at `input_size`, picklable; a signature that the encoder rebuilt from `export` keeps
+    (a reloaded run finds its stored photos); and `forward` on those uint8 pixels equal to `forward` on `transform`'s
+    float pixels. An encoder without them passes."""
+    encoder = subject.built
+    if getattr(encoder, "pixel_transform", None) is None and getattr(encoder, "pixel_signature", None) is None:
+        return
+    pixels = encoder.pixel_transform(_image())
+    expect(getattr(pixels, "shape", None) == tuple(encoder.input_size) and pixels.dtype == torch.uint8,
+           f"pixel_transform gave {shape(pixels)}, not uint8 input_size = {tuple(encoder.input_size)}")
+    copy = pickle.loads(pickle.dumps(encoder.pixel_transform))
+    expect(torch.equal(copy(_image()), pixels), "the unpickled pixel_transform gives other pixels")
+    signature = encoder.pixel_signature
+    expect(isinstance(signature, str) and signature.strip() != "", f"pixel_signature is {shape(signature)}, not a "
+                                                                   f"non-empty str")
+    expect(_reloaded(subject, encoder).pixel_signature == signature,
+           "the encoder rebuilt from export()'s options has another pixel_signature")
+    from_uint8, from_float = encoder(pixels[None])[0], encoder(encoder.transform(_image())[None])[0]
+    expect(close(from_uint8, from_float),
+           "forward on pixel_transform's uint8 pixels differs from forward on transform's float pixels: the encoder "
+           "must normalise uint8 pixels as transform does")
+
+
 def _reloaded(subject: Subject, encoder):
     """The encoder rebuilt from what `export` returned, with the same weights loaded strictly, as a run reloads."""
     options = encoder.export(subject.workdir / f"export-{subject.kind}")
@@ -303,7 +327,7 @@ CHECKS = {
                      ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)],
     "image_encoder": [("transform", image_transform), ("forward", image_forward),
                       ("rows_independent", image_rows_independent), ("export", image_export),
-                      ("determinism", image_determinism)],
+                      ("determinism", image_determinism), ("pixels", image_pixels)],
     "fusion_head": [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
                     ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
                     ("determinism", fusion_determinism), ("attention", fusion_attention)],

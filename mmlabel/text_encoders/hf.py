@@ -37,6 +37,15 @@ class HFTextEncoder(nn.Module):
         if self.config.freeze:
             self.model.requires_grad_(False)
 
+    @property
+    def pad_token_id(self) -> int | None:
+        """The id `tokenize` pads `input_ids` with (RoBERTa's position ids count from it), so that sentences tokenised
+        once can be padded into batches later (`mmlabel.data.token_rows`); None for a tokenizer that pads on the left
+        or has no pad token: such an encoder is asked to tokenise every batch."""
+        if self.tokenizer.padding_side != "right" or self.tokenizer.pad_token_id is None:
+            return None
+        return int(self.tokenizer.pad_token_id)
+
     accepts_prefix: bool = True
     """Every self-attention layer can attend to image prefix states too (`contracts.PrefixTextEncoder`)."""
 

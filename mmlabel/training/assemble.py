@@ -19,19 +19,23 @@ class RunParts:
     splits: dict  # "train" | "dev" | "test" -> list of Example
     scheme: object
     model: object  # TaggingModel, on `device`
-    images: object | None  # the image loader, where the model reads images
+    images: object | None  # where the model reads images, their pixels: the image store (mmlabel.data.image_store)
     features: object | None  # cached states of a frozen image encoder (mmlabel.feature_cache), or None
+    text: object  # every sentence tokenised once (mmlabel.data.token_rows.TokenRows)
     metric: object
     device: object  # torch.device
     processes: object  # mmlabel.training.distributed.Distributed
     console: Console
+    workers: int  # data-loader worker processes (`train.workers`, "auto" resolved for the device)
 
 
 def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> RunParts:
     """The parts of a run of `recipe` into `out` (claimed for it: a directory holding another run is an error)."""
     import torch
 
+    from mmlabel.data.batches import loader_workers
     from mmlabel.data.splits import image_loader, make_run_scheme
+    from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.model import TaggingModel
     from mmlabel.registry import get
@@ -65,9 +69,11 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
     _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
     model.to(device)
-    features = _feature_cache(computing, model, images, device, splits, console)
-    return RunParts(computing, Path(out), run, splits, scheme, model, images, features, metric, device, processes,
-                    console)
+    pixels = _photos(images, model, splits, console)
+    features = _feature_cache(computing, model, pixels, device, splits, console)
+    text = TokenRows.for_encoder(model.text_encoder, recipe.data.max_tokens)  # each sentence tokenised once
+    return RunParts(computing, Path(out), run, splits, scheme, model, pixels, features, text, metric, device,
+                    processes, console, loader_workers(recipe.train.workers, device))
 
 
 def _data(recipe: Recipe, processes, console) -> tuple[Path, dict]:
@@ -86,17 +92,31 @@ def _data(recipe: Recipe, processes, console) -> tuple[Path, dict]:
         raise distributed.everywhere(error) from None
 
 
-def _feature_cache(recipe: Recipe, model, images, device, splits: dict, console):
+def _photos(images, model, splits: dict, console):
+    """The pixels of the run's photos: every photo of the three splits decoded once into the image store (those
+    not stored yet, with a progress bar), or, for an image encoder without `pixel_transform`, decoded each time."""
+    from mmlabel.data.image_store import pixel_source, prepare_photos
+
+    pixels = pixel_source(images, model.image_encoder)
+    prepare_photos(pixels, _image_names(splits), console)
+    return pixels
+
+
+def _feature_cache(recipe: Recipe, model, pixels, device, splits: dict, console):
     """Where the image encoder is frozen (and the recipe does not opt out): each image's patch states, computed
     once, before the first epoch."""
     from mmlabel.feature_cache import ImageFeatureCache, is_frozen
 
-    if not (recipe.train.cache_image_features and images is not None and is_frozen(model.image_encoder)):
+    if not (recipe.train.cache_image_features and pixels is not None and is_frozen(model.image_encoder)):
         return None
     console.print("the image encoder is frozen: computing each image's patch states once")
-    features = ImageFeatureCache(model.image_encoder, images, device, recipe.train.precision)
-    features.fill([example.image for split in ("train", "dev", "test") for example in splits[split]])
+    features = ImageFeatureCache(model.image_encoder, pixels, device, recipe.train.precision)
+    features.fill(_image_names(splits))
     return features
+
+
+def _image_names(splits: dict) -> list:
+    return [example.image for split in ("train", "dev", "test") for example in splits[split]]
 
 
 def export_architecture(model, directory: Path) -> dict:

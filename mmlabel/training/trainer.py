@@ -73,7 +73,7 @@ class Trainer:
         self.processes, self.device, self.run = parts.processes, parts.device, parts.run
         self.metric, self.console = parts.metric, parts.console
         self.tagger = Tagger(self.model, parts.scheme, parts.recipe.data.max_tokens, parts.images, self.device,
-                             self.settings.precision, features=parts.features)
+                             self.settings.precision, features=parts.features, workers=parts.workers, text=parts.text)
         self.callbacks = CallbackList([*default_callbacks(), *callbacks])
         self.state = TrainState()
         self.meter = LossMeter()
@@ -314,15 +314,14 @@ class Trainer:
         return metrics
 
     def _train_loader(self, train: list):
-        transform = self.model.image_encoder.transform if self.model.image_encoder is not None else None
-        dataset = TaggingDataset(train, self.parts.scheme, self.parts.images, transform, self.parts.features)
-        collate = Collator(self.model.text_encoder.tokenize, self.parts.recipe.data.max_tokens)
+        parts = self.parts
+        dataset = TaggingDataset(train, parts.scheme, parts.images, parts.features, parts.text)
+        collate = Collator.for_encoder(self.model.text_encoder, parts.recipe.data.max_tokens)
         if self.settings.compile:
             pad_id = getattr(self.model.text_encoder, "pad_token_id", None) or 0
             collate = BucketedCollator(collate, self.settings.compile_bucket, pad_id)
         return make_loader(dataset, collate, self.settings.batch_size, shuffle=True, seed=self.settings.seed,
-                           workers=self.settings.workers, rank=self.processes.rank,
-                           world_size=self.processes.world_size)
+                           workers=parts.workers, rank=self.processes.rank, world_size=self.processes.world_size)
 
     def _probe(self, loader) -> None:
         """Check what each component returns on the first training examples, before any step (`contracts`); with

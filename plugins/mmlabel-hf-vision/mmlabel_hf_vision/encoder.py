@@ -68,11 +68,21 @@ class HFVisionEncoder(nn.Module):
         self.input_size: tuple[int, int, int] = ProcessorTransform(self.processor).output_size()  # (3, height, width)
         squash_to = self.input_size[1:] if self.config.resize == "squash" else None
         self.transform = ProcessorTransform(self.processor, squash_to)
+        # the processor's geometry alone, as uint8, and its normalisation on the device (mmlabel's image store:
+        # contracts.ImageEncoderPixels)
+        self.pixel_transform = ProcessorTransform(self.processor, squash_to, geometry_only=True)
+        self.pixel_signature: str = processor_signature(self.processor, squash_to)
+        mean, std, self._pixel_scale = _normalisation(self.processor)
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
         if self.config.freeze:
             self.model.requires_grad_(False)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch."""
+        """(batch, 3, H, W) -> states (batch, patches, hidden) and mask (batch, patches), True on every real patch.
+        Pixels are `transform`'s (float, normalised) or `pixel_transform`'s (uint8), normalised here."""
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = self.normalize(pixel_values)
         states = self.model(pixel_values=pixel_values).last_hidden_state
         if states.dim() == 4:  # a CNN's (batch, hidden, H', W') feature map
             states = states.flatten(2).transpose(1, 2)  # (batch, H' * W', hidden)
@@ -80,6 +90,14 @@ class HFVisionEncoder(nn.Module):
             states = states[:, self._prefix_tokens(states, pixel_values):]
         mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
         return states, mask
+
+    def normalize(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) uint8 -> float32 pixels as the processor's rescaling and normalisation give them (with
+        both, as its torchvision backend fuses them: (x - mean / factor) / (std / factor))."""
+        pixels = pixel_values.float()
+        if self._pixel_scale is not None:
+            pixels = pixels * self._pixel_scale
+        return pixels.sub(self.pixel_mean).div(self.pixel_std)
 
     def export(self, directory: str | Path) -> dict[str, Any]:
         """Write the architecture (config.json, no weights) and the image processor to `directory`; return the options
@@ -105,21 +123,26 @@ class HFVisionEncoder(nn.Module):
 class ProcessorTransform:
     """PIL RGB image -> (3, H, W) float tensor through the image processor (picklable, for data-loader workers). With
     `squash_to` (height, width) the whole image is resized to that size first (bicubic) and the processor only
-    rescales and normalises it: nothing is cropped, whatever the family's processor would do."""
+    rescales and normalises it: nothing is cropped, whatever the family's processor would do. With `geometry_only`,
+    the processor neither rescales nor normalises, and the pixels come as uint8."""
 
-    def __init__(self, processor, squash_to: tuple[int, int] | None = None):
+    def __init__(self, processor, squash_to: tuple[int, int] | None = None, geometry_only: bool = False):
         self.processor = processor
         self.squash_to = tuple(squash_to) if squash_to is not None else None
+        self.geometry_only = geometry_only
 
     def __call__(self, image) -> torch.Tensor:
-        if self.squash_to is None:
-            return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
-        from PIL import Image
+        options = {"do_rescale": False, "do_normalize": False} if self.geometry_only else {}
+        if self.squash_to is not None:
+            from PIL import Image
 
-        height, width = self.squash_to
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-        return self.processor(images=image, do_resize=False, do_center_crop=False,
-                              return_tensors="pt")["pixel_values"][0]
+            height, width = self.squash_to
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+            options.update(do_resize=False, do_center_crop=False)
+        pixels = self.processor(images=image, return_tensors="pt", **options)["pixel_values"][0]
+        if self.geometry_only and pixels.dtype != torch.uint8:  # a backend that resizes in floats
+            pixels = pixels.round().clamp(0, 255).to(torch.uint8)
+        return pixels
 
     def output_size(self) -> tuple[int, int, int]:
         from PIL import Image
@@ -128,7 +151,42 @@ class ProcessorTransform:
 
     def __repr__(self) -> str:
         squash = f", squash_to={self.squash_to}" if self.squash_to is not None else ""
-        return f"ProcessorTransform({self.processor!r}{squash})"
+        geometry = ", geometry_only=True" if self.geometry_only else ""
+        return f"ProcessorTransform({self.processor!r}{squash}{geometry})"
+
+
+# The processor settings that rescale and normalise: left out of the geometry's signature, done by `normalize`.
+NORMALISATION_KEYS = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+
+
+def processor_signature(processor, squash_to: tuple[int, int] | None) -> str:
+    """The geometry of `ProcessorTransform(processor, squash_to, geometry_only=True)`, as one line: the processor's
+    settings but its normalisation (size, crop, resampling, ...), and the squash size."""
+    import json
+
+    settings = {key: value for key, value in processor.to_dict().items() if key not in NORMALISATION_KEYS}
+    settings["squash_to"] = list(squash_to) if squash_to is not None else None
+    return "hf_vision " + json.dumps(settings, sort_keys=True, default=str)
+
+
+def _normalisation(processor) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+    """(mean, std) as (1, 3, 1, 1) float32 tensors and the rescaling factor left to apply first (None where it is
+    fused into them), so that `(x * factor - mean) / std` is the processor's own arithmetic."""
+    rescale = bool(getattr(processor, "do_rescale", False))
+    factor = float(getattr(processor, "rescale_factor", 1 / 255))
+    if getattr(processor, "do_normalize", False):
+        mean, std = (torch.tensor(_per_channel(getattr(processor, key)), dtype=torch.float32)
+                     for key in ("image_mean", "image_std"))
+        if rescale:  # transformers' fused form: the mean and std scaled by 1 / factor, then one normalisation
+            return (mean * (1.0 / factor)).view(1, 3, 1, 1), (std * (1.0 / factor)).view(1, 3, 1, 1), None
+        return mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1), None
+    zeros, ones = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    return zeros, ones, factor if rescale else None
+
+
+def _per_channel(value) -> list[float]:
+    values = [float(value)] * 3 if isinstance(value, (int, float)) else [float(item) for item in value]
+    return values * 3 if len(values) == 1 else values
 
 
 def _vision_config(config: HFVisionEncoder.Config):

@@ -1,5 +1,6 @@
 """The `hf_vision` encoder passes mmlabel's conformance kit, as every built-in component does: built small through
-the registry, its states, mask, transform (picklable), export round trip and eval-mode determinism are checked."""
+the registry, its states, mask, transform (picklable), export round trip, eval-mode determinism and its uint8 pixels
+for the image store (normalised on the device as its transform does) are checked."""
 import pytest
 
 import mmlabel
@@ -32,4 +33,4 @@ def test_other_families_pass_the_kit(registered, model_type):
 
 def test_the_kit_runs_every_image_encoder_check(registered):
     names = [str(check).rsplit(":", 1)[1] for check in component_checks("image_encoder", "hf_vision")]
-    assert names == ["build", "transform", "forward", "rows_independent", "export", "determinism"]
+    assert names == ["build", "transform", "forward", "rows_independent", "export", "determinism", "pixels"]

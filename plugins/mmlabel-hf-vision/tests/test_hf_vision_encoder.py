@@ -104,6 +104,24 @@ def test_squash_keeps_both_edges_of_a_wide_photo_and_crop_loses_them(model_type,
     assert torch.equal(pickle.loads(pickle.dumps(squash.transform))(wide_photo()), squashed)
 
 
+@pytest.mark.parametrize("resize", ["crop", "squash"])
+@pytest.mark.parametrize("model_type", list(TINY))
+def test_uint8_pixels_normalised_on_the_device_equal_the_processors_float_pixels(model_type, resize, tmp_path):
+    """mmlabel's image store keeps `pixel_transform`'s uint8 pixels (the processor's resizing and cropping alone);
+    `forward` normalises them as the processor's rescaling and normalisation did."""
+    encoder = tiny(model_type, resize=resize)
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (90, 150, 3), dtype=np.uint8))
+    pixels = encoder.pixel_transform(photo)
+    floats = encoder.transform(photo)
+    assert pixels.dtype == torch.uint8 and pixels.shape == floats.shape == encoder.input_size
+    assert (encoder.normalize(pixels[None])[0] - floats).abs().max() <= 1e-6
+    with torch.no_grad():
+        assert torch.allclose(encoder(pixels[None])[0], encoder(floats[None])[0], atol=1e-5)
+    rebuilt = HFVisionEncoder(**encoder.export(tmp_path / "image_encoder"))
+    assert rebuilt.pixel_signature == encoder.pixel_signature  # a reloaded run finds the photos it stored
+    assert encoder.pixel_signature != tiny(model_type, resize="squash" if resize == "crop" else "crop").pixel_signature
+
+
 def test_pretrained_vision_tower_of_a_local_clip_checkpoint(tmp_path):
     """A whole CLIP checkpoint (text and vision towers, with its processor): the vision tower's weights are loaded."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
