@@ -51,8 +51,6 @@ class CallbackList:
 
 def default_callbacks() -> list[Callback]:
     """The built-ins, in the order they must run: select the epoch, then stop early, show it, log it, save it."""
-    from mmlabel.training.checkpoints import Checkpointing
-
     return [BestEpoch(), EarlyStopping(), ProgressBar(), EpochLog(), Checkpointing()]
 
 
@@ -136,3 +134,23 @@ class EpochLog(Callback):
             f"{'  (best)' if record.get('best') else ''}"
             f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}",
             soft_wrap=True)  # one line, however narrow the console
+
+
+class Checkpointing(Callback):
+    """Resumable checkpoints: at every epoch's end, every `train.checkpoint_every` optimiser steps inside epochs,
+    and when SIGINT or SIGTERM asked the run to stop (`mmlabel.training.interrupts`): then, once the checkpoint is
+    on disk, the run raises `RunInterrupted` (every process at the same step)."""
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        trainer.stop_if_requested()
+
+    def on_step_end(self, trainer) -> None:
+        every = trainer.settings.checkpoint_every
+        due = bool(every and trainer.state.step % every == 0 and trainer.state.batch < trainer.batches_per_epoch)
+        if due:
+            trainer.save_checkpoint()
+        trainer.stop_if_requested(saved=due)
+
+    def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
+        trainer.save_checkpoint()
+        trainer.stop_if_requested(saved=True)

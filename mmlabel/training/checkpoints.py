@@ -10,7 +10,6 @@ from typing import Any, Callable
 import torch
 
 from mmlabel.device import wait_for
-from mmlabel.training.callbacks import Callback
 
 
 class BackgroundWriter:
@@ -65,23 +64,3 @@ class HostCopy:
         if isinstance(value, (list, tuple)):
             return type(value)(self._copy(item) for item in value)
         return value
-
-
-class Checkpointing(Callback):
-    """Resumable checkpoints: at every epoch's end, every `train.checkpoint_every` optimiser steps inside epochs,
-    and when SIGINT or SIGTERM asked the run to stop (`mmlabel.training.interrupts`): then, once the checkpoint is
-    on disk, the run raises `RunInterrupted` (every process at the same step)."""
-
-    def on_epoch_start(self, trainer, epoch: int) -> None:
-        trainer.stop_if_requested()
-
-    def on_step_end(self, trainer) -> None:
-        every = trainer.settings.checkpoint_every
-        due = bool(every and trainer.state.step % every == 0 and trainer.state.batch < trainer.batches_per_epoch)
-        if due:
-            trainer.save_checkpoint()
-        trainer.stop_if_requested(saved=due)
-
-    def on_epoch_end(self, trainer, epoch: int, record: dict) -> None:
-        trainer.save_checkpoint()
-        trainer.stop_if_requested(saved=True)
