@@ -7,11 +7,13 @@ Two rules keep the suite fast and its comparisons fair:
   (signals, torchrun, `--jobs`, Slurm, packaging, start-up imports): then `run_process` starts `python -m mmlabel`.
   Importing torch, transformers and timm takes about 6 s of a fresh process on 2 cores; training a tiny model for a
   few steps takes about 1 s.
-- Every process of the suite computes with one thread (`MMLABEL_THREADS=1`, inherited by the subprocesses). Left to
-  itself, a process takes its share of the cores among the mmlabel processes computing on the machine right now
-  (mmlabel/threads.py), and float reductions differ with the number of threads: two runs the suite compares for equal
-  figures would differ whenever another mmlabel process (another test run, another user) started or ended between
-  them. test_compute_choices tests the automatic choice with the variable unset.
+- Every process of the suite computes with one thread (`MMLABEL_THREADS=1` and `OMP_NUM_THREADS=1`, inherited by
+  the subprocesses). Left to itself, a training process takes its share of the cores among the mmlabel processes
+  computing on the machine right now (mmlabel/threads.py), and float reductions differ with the number of threads:
+  two runs the suite compares for equal figures would differ whenever another mmlabel process (another test run,
+  another user) started or ended between them. test_compute_choices tests the automatic choice with the variable
+  unset. One thread is also the faster choice for these tiny models on a busy 2-core machine: torch's second
+  thread spins against the other processes (a tiny bench worker: 39 s with two threads, 11 s with one).
 """
 import contextlib
 import io
@@ -32,7 +34,11 @@ from mmlabel.threads import ENV_THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MMLABEL_DATA", REPO.parent / "shared" / "data"))
-os.environ[ENV_THREADS] = "1" if not os.environ.get(ENV_THREADS, "").strip().isdigit() else os.environ[ENV_THREADS]
+for _variable in (ENV_THREADS, "OMP_NUM_THREADS"):  # before torch is imported: it reads OMP_NUM_THREADS once
+    if not os.environ.get(_variable, "").strip().isdigit():
+        os.environ[_variable] = "1"
+# The processes that commands run here start (a sweep's --jobs, torchrun, Slurm jobs) import this checkout's mmlabel.
+os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])))
 
 # One short epoch: enough for a training test to exercise everything end to end.
 SHORT = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=6"]
@@ -283,6 +289,37 @@ def _restore_plugin_state(saved: dict) -> None:
     plugins._plugin_info.update(saved["info"])
     plugins._failed.extend(saved["failed"])
     plugins._warned.update(saved["warned"])
+
+
+@pytest.fixture
+def stop_signals_guarded():
+    """While the test runs, a SIGINT or SIGTERM that reaches this process outside mmlabel's stop handlers (which
+    a test sends itself, from inside a training or from a thread) fails the test instead of ending the session."""
+    def stray(number, frame):
+        raise AssertionError(f"{signal.Signals(number).name} reached no stop handler of mmlabel")
+
+    previous = {number: signal.signal(number, stray) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def signal_when(condition, number: int, timeout: float = 120) -> "threading.Thread":
+    """A thread that sends this process `number` as soon as `condition()` holds (or after `timeout` seconds)."""
+    import threading
+    import time
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), number)
+
+    thread = threading.Thread(target=watch, name="signal-when", daemon=True)
+    thread.start()
+    return thread
 
 
 # -- data and runs, made once per session --------------------------------------------------------------------------
