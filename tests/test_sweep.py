@@ -442,6 +442,7 @@ def test_reproduce_tiny_runs_the_whole_experiment(name, cells, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_every_multimodal_method_beats_the_text_only_row_by_10_points_on_the_tiny_data(tmp_path):
     """`mmlabel reproduce methods --tiny` (27 runs, about 15 minutes on 2 quiet cores): where half of the sentiments
     are decided by the image, each multimodal fusion head's mean test F1 over 3 seeds beats `text` by at least 10
