@@ -70,7 +70,8 @@ def test_the_version_printed_and_built_is_the_packages_attribute(tmp_path):
     assert stated in init.read_text()
     init.write_text(init.read_text().replace(stated, '__version__ = "9.8.7"'))
     (tmp_path / "meta").mkdir()
-    build = "import sys; from setuptools import build_meta; print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    build = ("import sys; from setuptools import build_meta; "
+             "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))")
     built = subprocess.run([sys.executable, "-c", build, str(tmp_path / "meta")], cwd=source, capture_output=True,
                            text=True)
     assert built.returncode == 0, built.stderr[-2000:]

@@ -3,7 +3,6 @@
 exactly the figures the distributed run recorded; a 2-process run stopped by SIGTERM after a checkpoint resumes in one
 process."""
 import json
-import os
 import random
 import shlex
 import signal

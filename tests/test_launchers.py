@@ -37,7 +37,7 @@ def test_jobs_2_gives_the_sequential_figures_and_skips_finished_runs(synthetic, 
     two = read_csv(tmp_path / "two" / "results.csv")
     assert [row["status"] for row in two] == ["finished"] * 2
     assert figures(two) == figures(one)
-    assert len({tuple(losses(Path(row["run_dir"]))) for row in two}) == 2  # the runs differ: the comparison means something
+    assert len({tuple(losses(Path(row["run_dir"]))) for row in two}) == 2  # the runs differ: the comparison can fail
     assert (tmp_path / "two" / "logs" / "beta=0.6.seed-1.log").read_text().strip()
     again = run_cli(*sweep_args(synthetic, tmp_path / "two", "--jobs", "2"), "--seeds", "1")
     assert again.returncode == 0 and again.stderr.count("already finished, skipped") == 2

@@ -205,7 +205,8 @@ def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes
     assert interrupted.returncode == 130, interrupted.stderr
     rows = read_csv(out / "results.csv")
     assert [(row["cell"], row["status"]) for row in rows] == [("alpha=0", "interrupted"), ("alpha=0.6", "pending")]
-    assert rows[0]["error"].startswith(f"SIGINT: {STOPPED_AT_STEP_2}") and "run the same command again" in rows[0]["error"]
+    assert rows[0]["error"].startswith(f"SIGINT: {STOPPED_AT_STEP_2}")
+    assert "run the same command again" in rows[0]["error"]
     assert (first / "checkpoint.pt").exists()
     assert json.loads((first / "run.json").read_text())["status"] == "interrupted"
     assert not second.exists() and "[2/2]" not in interrupted.stderr  # no further run started
@@ -221,7 +222,8 @@ def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes
     assert "resuming after epoch 0, batch 2 of 3 of epoch 1 (step 2)" in result.stderr
     records = json.loads(result.stdout)
     assert [(r["cell"], r["labels"], r["seed"], r["status"], r["error"]) for r in records] == [
-        ("alpha=0", {"loss.alpha": "0"}, 1, "finished", None), ("alpha=0.6", {"loss.alpha": "0.6"}, 1, "finished", None)]
+        ("alpha=0", {"loss.alpha": "0"}, 1, "finished", None),
+        ("alpha=0.6", {"loss.alpha": "0.6"}, 1, "finished", None)]
     for record, row in zip(records, read_csv(out / "results.csv")):
         metrics = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
         assert record["test"]["f1"] == pytest.approx(metrics["test"]["f1"]) == pytest.approx(float(row["test.f1"]))
