@@ -53,16 +53,13 @@ def start(folder: Path, timeout: float = 30.0) -> dict:
 
 
 def stop(folder: Path) -> None:
-    """Stop the daemons started in `folder` (by their recorded process ids)."""
+    """Stop the daemons started in `folder` (by their recorded process ids): all asked at once, then waited for."""
     folder = Path(folder).resolve()
-    for name in ("slurmd", "slurmctld"):
-        pid_file = folder / f"{name}.pid"
-        if pid_file.exists():
-            _terminate(int(pid_file.read_text()))
-            pid_file.unlink()
-    munge_pid = folder / "munge" / "munged.pid"
-    if munge_pid.exists():
-        _terminate(int(munge_pid.read_text().strip()))
+    pid_files = [folder / f"{name}.pid" for name in ("slurmd", "slurmctld")] + [folder / "munge" / "munged.pid"]
+    pids = [int(path.read_text().strip()) for path in pid_files if path.exists()]
+    for path in pid_files[:2]:
+        path.unlink(missing_ok=True)
+    _terminate(pids)
 
 
 def _start_munge(folder: Path) -> None:
@@ -135,18 +132,33 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _terminate(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
+def _terminate(pids: list[int]) -> None:
+    """SIGTERM to each process, then SIGKILL to those still there after 10 s."""
+    for pid in pids:
         try:
-            os.kill(pid, 0)
+            os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+            pass
+    deadline = time.time() + 10
+    while pids and time.time() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        time.sleep(0.05)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a child of this process that has exited but was not reaped yet is gone for our purpose
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
 
 
 if __name__ == "__main__":

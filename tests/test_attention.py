@@ -10,7 +10,7 @@ from mmlabel import contracts
 from mmlabel.data.example import Span
 from mmlabel.fusion.dtca import DTCAHead
 from mmlabel.report.heatmap import patch_grid, span_heat
-from tests.model_helpers import tiny_image_options
+from model_helpers import tiny_image_options
 
 
 def _inputs(text_dim=8, image_dim=6):

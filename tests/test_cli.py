@@ -1,4 +1,5 @@
-"""The command line as a user runs it: a subprocess, exit codes, one-line errors, an entry-point plugin."""
+"""The command line as a user runs it (in this process, through `cli.main`; `--help` in a fresh one): exit codes,
+one-line errors, an entry-point plugin."""
 import json
 import subprocess
 import sys
@@ -50,14 +51,32 @@ def installed_plugin(tmp_path):
     return {"PYTHONPATH": str(tmp_path)}
 
 
-def test_version_is_the_package_version():
+def test_the_version_printed_and_built_is_the_packages_attribute(tmp_path):
+    """`mmlabel --version` prints `mmlabel.__version__`, and a distribution built from the sources takes its version
+    from that same attribute: a copy of the sources whose attribute says 9.8.7 builds metadata saying 9.8.7."""
+    import shutil
+
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout == f"mmlabel {mmlabel.__version__}\n"
-    # and a built distribution's version is read from that same attribute
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "version" in pyproject["project"]["dynamic"]
-    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mmlabel.__version__"}
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "mmlabel", "recipes"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is
+                                              shutil.copytree else {}))
+    init = source / "mmlabel" / "__init__.py"
+    stated = f'__version__ = "{mmlabel.__version__}"'
+    assert stated in init.read_text()
+    init.write_text(init.read_text().replace(stated, '__version__ = "9.8.7"'))
+    (tmp_path / "meta").mkdir()
+    build = ("import sys; from setuptools import build_meta; "
+             "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))")
+    built = subprocess.run([sys.executable, "-c", build, str(tmp_path / "meta")], cwd=source, capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    metadata = (tmp_path / "meta" / built.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert "Version: 9.8.7" in metadata.splitlines()
 
 
 def test_list_shows_an_installed_plugin_with_its_distribution(installed_plugin):

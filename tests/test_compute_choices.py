@@ -4,11 +4,10 @@ chose."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import SHORT, run_cli
+from conftest import SHORT, TINY, process_environment, run_cli
 from mmlabel import threads
 
 
@@ -28,31 +27,42 @@ def test_processes_share_the_available_cores(monkeypatch):
     assert [threads.choose_threads(processes=n) for n in (1, 2, 3, 8, 20)] == [8, 4, 2, 1, 1]
 
 
-def test_processes_computing_now_are_counted_and_dead_ones_forgotten():
-    before = threads.computing_processes()  # this test process, registered
+@pytest.fixture
+def own_computing_folder(tmp_path, monkeypatch):
+    """The folder where mmlabel processes say that they compute, of this test alone: the machine's is shared with
+    every mmlabel process of the user (another test run, a training in a terminal), which start and end when they
+    like. A temporary directory of the test's own, for this process and for the ones it starts (TMPDIR)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert threads._folder() == tmp_path / threads._folder().relative_to(tmp_path)
+    return threads._folder()
+
+
+def test_processes_computing_now_are_counted_and_dead_ones_forgotten(own_computing_folder):
+    assert threads.computing_processes() == 1  # this test process, registered
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; from mmlabel import threads; "
                                 "threads.computing_processes(); print('ready', flush=True); time.sleep(60)"],
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                               stdout=subprocess.PIPE, text=True, env=process_environment())
     try:
         assert sleeper.stdout.readline().strip() == "ready"
-        assert threads.computing_processes() == before + 1
+        assert threads.computing_processes() == 2
     finally:
         sleeper.kill()
         sleeper.wait()
-    deadline = time.time() + 5
-    while threads.computing_processes() != before and time.time() < deadline:
-        time.sleep(0.05)
-    assert threads.computing_processes() == before
-    stale = threads._folder() / "999999999"  # a process id that cannot be running
+    assert threads.computing_processes() == 1  # the killed process left its file: it is not running, so not counted
+    stale = own_computing_folder / "999999999"  # a process id that cannot be running
     stale.touch()
-    assert threads.computing_processes() == before and not stale.exists()
+    assert threads.computing_processes() == 1 and not stale.exists()
+    assert sorted(path.name for path in own_computing_folder.iterdir()) == [str(os.getpid())]
 
 
 @pytest.mark.parametrize("setting, expected", [(["--set", "train.threads=1"], "1 compute thread)"),
                                                (["--set", "train.threads=3"], "3 compute threads)")])
-def test_training_says_how_many_threads_it_computes_with(synthetic, tmp_path, setting, expected):
-    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={synthetic}", *SHORT,
-                     "--set", "train.max_steps_per_epoch=1", *setting, env={threads.ENV_THREADS: ""})
+def test_training_says_how_many_threads_it_computes_with(small_synthetic, tmp_path, setting, expected):
+    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={small_synthetic}",
+                     *SHORT, *TINY, "--set", "train.max_steps_per_epoch=1", *setting, env={threads.ENV_THREADS: ""})
     assert result.returncode == 0, result.stderr
     assert expected in result.stderr
 
@@ -73,26 +83,47 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch)
     assert device.resolve_precision("auto", torch.device("cuda")) == "fp32"
 
 
-def test_the_cpu_flags_are_read_from_proc_cpuinfo():
-    from pathlib import Path
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+vmx flags\t: vnmi preemption_timer avx512_bf16
+flags\t\t: fpu vme sse sse2 avx2 avx512f avx512bw{extra}
+bugs\t\t: spectre_v1 amx_bf16
 
-    from mmlabel.device import cpu_computes_bf16
-
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo on this system")
-    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split()
-    assert cpu_computes_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+processor\t: 1
+flags\t\t: fpu vme sse sse2 avx2 avx512_bf16 amx_bf16
+"""
 
 
-def test_a_run_with_auto_precision_prints_and_saves_its_choice_and_keeps_auto_in_its_recipe(synthetic, tmp_path):
+@pytest.mark.parametrize("extra, expected", [("", False), (" avx512_bf16", True), (" amx_bf16 amx_tile", True),
+                                             (" avx512_bf16x", False), (None, False)])
+def test_the_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch, extra, expected):
+    """The first processor's `flags` line alone decides: not the `vmx flags` or `bugs` lines, not a longer flag,
+    not another processor's; no /proc/cpuinfo (another system) is no bf16."""
+    import io
+
+    from mmlabel import device
+
+    opened = []
+
+    def fake_open(path, *args, **kwargs):
+        opened.append(str(path))
+        if extra is None:
+            raise FileNotFoundError(path)
+        return io.StringIO(CPUINFO.format(extra=extra))
+
+    monkeypatch.setattr(device, "open", fake_open, raising=False)  # the module's `open`, ahead of the builtin
+    assert device.cpu_computes_bf16() is expected
+    assert opened == ["/proc/cpuinfo"]
+
+
+def test_a_run_with_auto_precision_prints_and_saves_its_choice_and_keeps_auto_in_its_recipe(small_synthetic, tmp_path):
     import json
     import tomllib
 
     from mmlabel.device import cpu_computes_bf16
 
     out = tmp_path / "run"
-    args = ["train", "quickstart", "--out", str(out), "--set", f"data.root={synthetic}", *SHORT,
+    args = ["train", "quickstart", "--out", str(out), "--set", f"data.root={small_synthetic}", *SHORT, *TINY,
             "--set", "train.max_steps_per_epoch=1", "--set", "train.precision=auto", "--set", "train.device=cpu"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,8 @@
-"""Determinism and resume, with real training processes on CPU: the same recipe and seed give the same weights,
-losses, metrics and predictions twice; a process killed (SIGKILL) or stopped (SIGTERM) mid-training and resumed
-ends exactly where the uninterrupted run does."""
+"""Determinism and resume on CPU: the same recipe and seed give the same weights, losses, metrics and predictions
+twice; a training process killed (SIGKILL) mid-training and resumed in this one ends exactly where the uninterrupted
+run of this one does, so the figures do not depend on the process either (its random generators, hash seed,
+caches); a training stopped by SIGTERM says how to resume and resumes to the same end. Every process of the suite
+computes with one thread (conftest.py): the figures depend on the number."""
 import json
 import shlex
 import signal
@@ -10,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, process_environment, run_cli, signal_when
 
 # 12 batches of 4 a epoch, cut to 6 steps; a checkpoint every 2 steps, so that kills land after mid-epoch ones.
 SETTINGS = ["--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "train.max_steps_per_epoch=6",
@@ -23,7 +25,7 @@ def train_args(synthetic, out):
 
 @pytest.fixture(scope="module")
 def reference(synthetic, tmp_path_factory):
-    """An uninterrupted run."""
+    """An uninterrupted run, trained in this process."""
     out = tmp_path_factory.mktemp("reference") / "run"
     result = run_cli(*train_args(synthetic, out))
     assert result.returncode == 0, result.stderr
@@ -48,7 +50,8 @@ def assert_same_run(run, reference):
 def start_then_signal(synthetic, out, number: int) -> subprocess.Popen:
     """Start a training process and send it `number` as soon as its first (mid-epoch) checkpoint exists."""
     command = [sys.executable, "-m", "mmlabel", *train_args(synthetic, out)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=process_environment())
     deadline = time.time() + 240
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
@@ -73,15 +76,18 @@ def test_resume_after_sigkill_mid_training_equals_the_uninterrupted_run(syntheti
     assert_same_run(out, reference)
 
 
-def test_sigterm_saves_a_checkpoint_exits_143_and_says_how_to_resume(synthetic, tmp_path):
-    """The message's command resumes the run; that resuming mid-epoch replays the uninterrupted run exactly is shown
-    for SIGKILL above and, at a chosen batch, in test_training_faults."""
+def test_sigterm_saves_a_checkpoint_exits_143_and_says_how_to_resume(synthetic, reference, tmp_path,
+                                                                   stop_signals_guarded):
+    """SIGTERM (here to this process, once the first mid-epoch checkpoint exists): exit 143 and one line with the
+    command that resumes the run, which then ends exactly as the uninterrupted run (resuming at a chosen batch:
+    also test_training_faults)."""
     out = tmp_path / "stopped"
-    process = start_then_signal(synthetic, out, signal.SIGTERM)
-    _, stderr = process.communicate()
-    assert process.returncode == 143, stderr
-    error = stderr.strip().splitlines()[-1]
-    assert error.startswith("error: SIGTERM: stopped after epoch ") and "Traceback" not in stderr
+    sender = signal_when(lambda: (out / "checkpoint.pt").exists(), signal.SIGTERM)
+    result = run_cli(*train_args(synthetic, out))
+    sender.join()
+    assert result.returncode == 143, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: SIGTERM: stopped after epoch ") and "Traceback" not in result.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     command = shlex.split(error.partition("resume with: ")[2])
     assert command[:2] == ["mmlabel", "train"] and command[-1] == "--resume"
@@ -89,3 +95,6 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_says_how_to_resume(synthetic, 
     from mmlabel.run_dir import RunDir
 
     assert RunDir(out).load_checkpoint()["state"]["step"] >= 2 and not (out / "metrics.json").exists()
+    resumed = run_cli(*command[1:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(out, reference)

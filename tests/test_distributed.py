@@ -1,8 +1,8 @@
 """Data-parallel training (docs/distributed.md): the sharded batch sampler, the effective batch size, and real
-2-process runs through torchrun on CPU (gloo): evaluating the saved model in one process gives exactly the figures the
-distributed run recorded; a 2-process run stopped by SIGTERM after a checkpoint resumes in one process."""
+2-process runs through torchrun on CPU (gloo; the `system` tests): evaluating the saved model in one process gives
+exactly the figures the distributed run recorded; a 2-process run stopped by SIGTERM after a checkpoint resumes in one
+process."""
 import json
-import os
 import random
 import shlex
 import signal
@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, process_environment, run_cli, run_process
 from mmlabel.data.batches import LengthBucketSampler, ShardedBatchSampler
 
 # 48 training sentences in batches of 4: 12 batches an epoch, 6 rounds of 2 processes
 SETTINGS = ["--set", "train.batch_size=4", "--set", "train.lr=3e-3"]
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two processes on a small machine
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two processes on a small machine (conftest.py sets it for the suite too)
 
 
 def bucket_sampler(examples: int = 50, batch_size: int = 4, seed: int = 7) -> LengthBucketSampler:
@@ -113,6 +113,7 @@ def test_gradient_accumulation_in_one_process(synthetic, tmp_path, capsys):
     assert record["step"] == 3 and metrics["epochs"] == 1  # 6 batches, 3 optimiser steps
 
 
+@pytest.mark.system
 def test_bad_data_in_two_processes_is_one_error_line_from_rank_0(synthetic, tmp_path):
     import shutil
 
@@ -120,8 +121,8 @@ def test_bad_data_in_two_processes_is_one_error_line_from_rank_0(synthetic, tmp_
     shutil.copytree(synthetic, data)
     with open(data / "train.txt", "a", encoding="utf-8") as handle:
         handle.write("a sentence with $T$ in it\naspect\nmaybe\n1.jpg\n")  # sentiment "maybe": not -1, 0 or 1
-    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={data}", *SETTINGS,
-                     "--nproc", "2", env=ONE_THREAD)
+    result = run_process("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={data}",
+                         *SETTINGS, "--nproc", "2", env=ONE_THREAD)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train.txt:" in errors[0] and "rank" not in errors[0], result.stderr
@@ -132,12 +133,13 @@ def test_bad_data_in_two_processes_is_one_error_line_from_rank_0(synthetic, tmp_
 def two_processes(synthetic, tmp_path_factory):
     """`mmlabel train --nproc 2`: torchrun on this machine, two CPU processes, gloo."""
     out = tmp_path_factory.mktemp("distributed") / "run"
-    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
-                     "--set", "train.epochs=3", *SETTINGS, "--nproc", "2", env=ONE_THREAD)
+    result = run_process("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
+                         "--set", "train.epochs=3", *SETTINGS, "--nproc", "2", env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     return out, result
 
 
+@pytest.mark.system
 def test_the_nproc_shorthand_trains_in_two_processes_and_rank_0_alone_writes(two_processes):
     out, result = two_processes
     assert "effective batch size 8 = 4 per process x 2 processes x 1 accumulated" in result.stderr
@@ -151,18 +153,20 @@ def test_the_nproc_shorthand_trains_in_two_processes_and_rank_0_alone_writes(two
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.system
 def test_parameters_without_gradient_switch_on_the_graph_search(synthetic, tmp_path):
     """With beta = 0 the image projection (32 -> 64) gets no gradient: every process finds it before the first step and DDP
     runs with find_unused_parameters (without it, the second step would fail waiting for that gradient)."""
     out = tmp_path / "run"
-    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
-                     "--set", "train.epochs=1", "--set", "loss.beta=0",
-                     "--set", "image_encoder.model_args.embed_dim=32", *SETTINGS, "--nproc", "2", env=ONE_THREAD)
+    result = run_process("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
+                         "--set", "train.epochs=1", "--set", "loss.beta=0",
+                         "--set", "image_encoder.model_args.embed_dim=32", *SETTINGS, "--nproc", "2", env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("2 parameters get no gradient (image_projection.weight, image_projection.bias)") == 1
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("split", ["dev", "test"])
 def test_one_process_evaluation_gives_exactly_the_distributed_figures(two_processes, split):
     out, _ = two_processes
@@ -175,6 +179,7 @@ def test_one_process_evaluation_gives_exactly_the_distributed_figures(two_proces
     assert len(predictions) == 24  # each example once: no padding in evaluation
 
 
+@pytest.mark.system
 def test_a_two_process_checkpoint_resumes_in_one_process(synthetic, tmp_path):
     """torchrun passes SIGTERM on to both processes: they stop at the same step, rank 0 writes the checkpoint and
     prints one error line; then one process continues the run."""
@@ -183,7 +188,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(synthetic, tmp_path):
                  "--set", "train.epochs=2", "--set", "train.checkpoint_every=1", *SETTINGS]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "mmlabel", *arguments]
-    environment = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
+    environment = process_environment(ONE_THREAD)
     process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -203,7 +208,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(synthetic, tmp_path):
     assert state["step"] >= 1 and state["batch"] == 2 * (state["step"] % 6)  # 2 batches a step, 6 steps an epoch
     resume = shlex.split(errors[0].partition("resume with: ")[2])
     assert resume[-3:] == ["--nproc", "2", "--resume"]
-    result = run_cli(*resume[1:-3], "--resume", env=ONE_THREAD)  # the same command, in one process
+    result = run_cli(*resume[1:-3], "--resume")  # the same command, in one process (this one)
     assert result.returncode == 0, result.stderr
     assert "resuming after epoch" in result.stderr
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -86,10 +86,39 @@ def test_prediction_does_not_depend_on_training(module):
     assert not training, f"{module} depends on {training}"
 
 
+PREDICTION = ["mmlabel.tagger", "mmlabel.evaluation", "mmlabel.serving.app", "mmlabel.report", "mmlabel.commands.serve",
+              "mmlabel.commands.report"]
+
+
+def launched_modules(path: Path) -> set[str]:
+    """The mmlabel modules `path` names as a string, as in `[sys.executable, "-m", "mmlabel.training.torchrun"]`."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in MODULES}
+
+
+def reached_from(module: str) -> set[str]:
+    """The modules `module` imports or runs in a process (`python -m`), and theirs, and so on."""
+    seen, todo = {module}, [module]
+    while todo:
+        name = todo.pop()
+        for child in GRAPH[name] | launched_modules(MODULES[name]):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
 def test_the_training_package_holds_training_only():
-    """Run directories, batches, precision and the feature cache serve prediction too: they live outside it."""
-    assert {name.rsplit(".", 1)[-1] for name in MODULES if name.startswith("mmlabel.training.")} == {
-        "distributed", "interrupts", "runner", "seeds", "torchrun", "trainer"}
+    """Every module of mmlabel.training is part of training (`mmlabel train` imports it or runs it in a process),
+    and prediction (the tagger, evaluation, the server, the report) needs none of them: what both need, run
+    directories, batches, precision and the feature cache, lives outside it."""
+    training = {name for name in MODULES if name.startswith("mmlabel.training.")}
+    reached = reached_from("mmlabel.commands.train")
+    assert training and training <= reached, f"not part of training: {sorted(training - reached)}"
+    predicting = set().union(*(depends_on(module) | {module} for module in PREDICTION))
+    assert not training & predicting, f"needed to predict: {sorted(training & predicting)}"
+    shared = {"mmlabel.run_dir", "mmlabel.data.batches", "mmlabel.device", "mmlabel.feature_cache"}
+    assert shared <= predicting & reached
 
 
 def test_modules_are_under_500_lines():

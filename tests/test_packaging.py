@@ -2,7 +2,7 @@
 (the one copy in `recipes/`, installed as `mmlabel.recipes`) and commands find them by built-in name.
 
 The sdist is built from the package's files, the wheel from the unpacked sdist (so both carry everything), and the
-wheel is installed into a fresh folder and run from another directory."""
+wheel is installed into a fresh folder and run from another directory (the `system` tests: pip builds)."""
 import json
 import os
 import shutil
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, TINY, run_cli
 from mmlabel.errors import RecipeError
 from mmlabel.recipe import load_recipe
 
@@ -61,6 +61,7 @@ def run_installed(target: Path, *args: str, cwd: Path) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-m", "mmlabel", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
+@pytest.mark.system
 def test_the_sdist_and_the_wheel_carry_every_recipe_and_experiment_file(built):
     with tarfile.open(built["sdist"]) as archive:
         sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
@@ -71,12 +72,14 @@ def test_the_sdist_and_the_wheel_carry_every_recipe_and_experiment_file(built):
     assert not any(name.startswith("recipes/") for name in wheel)  # inside the package, not a top-level folder
 
 
+@pytest.mark.system
 def test_the_wheel_carries_the_report_page_template_style_and_script(built):
     wheel = set(zipfile.ZipFile(built["wheel"]).namelist())
     assert {f"mmlabel/report/{name}" for name in ("page.html.j2", "report.css", "report.js")} <= wheel
 
 
-def test_the_installed_wheel_reproduces_an_experiment_from_another_directory(installed, synthetic, tmp_path):
+@pytest.mark.system
+def test_the_installed_wheel_reproduces_an_experiment_from_another_directory(installed, small_synthetic, tmp_path):
     """`mmlabel reproduce encoder-swap --tiny` (one cell, one seed, cut short) from a directory outside the
     checkout, with the wheel's files alone: the experiment file and its base recipe come from the package."""
     located = subprocess.run([sys.executable, "-c", "import mmlabel.recipe_files as r; print(r.builtin_folder())"],
@@ -84,7 +87,7 @@ def test_the_installed_wheel_reproduces_an_experiment_from_another_directory(ins
                              cwd=tmp_path, check=True)
     assert Path(located.stdout.strip()) == installed / "mmlabel" / "recipes"
     result = run_installed(installed, "reproduce", "encoder-swap", "--tiny", "--only", "text=BERT", "--only",
-                           "image=ViT", "--seeds", "1", "--out", "X", "--set", f"data.root={synthetic}",
+                           "image=ViT", "--seeds", "1", "--out", "X", "--set", f"data.root={small_synthetic}",
                            "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=3", "--json",
                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,6 +98,7 @@ def test_the_installed_wheel_reproduces_an_experiment_from_another_directory(ins
     assert (tmp_path / "X" / "encoder-swap.png").exists() and not (REPO / "X").exists()
 
 
+@pytest.mark.system
 def test_the_installed_wheel_checks_a_built_in_recipe_by_name(installed, tmp_path):
     result = run_installed(installed, "recipe", "check", "dtca", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -105,6 +109,7 @@ def test_the_installed_wheel_checks_a_built_in_recipe_by_name(installed, tmp_pat
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.system
 def test_an_editable_install_maps_the_recipes_package_onto_the_checkouts_folder(built, tmp_path):
     """`pip install -e`: `mmlabel.recipes` is the checkout's `recipes/` itself (no copy). Checked in an interpreter
     that sees the editable install and pluggy alone (-S: no site-packages), so that no other mmlabel answers."""
@@ -161,9 +166,9 @@ def test_an_experiment_file_names_its_recipe_by_path_relative_to_itself_or_by_bu
         load_experiment(str(tmp_path / "broken.toml"))
 
 
-def test_train_accepts_a_built_in_name_from_any_directory(synthetic, tmp_path):
-    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={synthetic}",
-                     "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2", cwd=tmp_path)
+def test_train_accepts_a_built_in_name_from_any_directory(small_synthetic, tmp_path):
+    result = run_cli("train", "quickstart", "--out", str(tmp_path / "run"), "--set", f"data.root={small_synthetic}",
+                     "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
     assert "[train]" in (tmp_path / "run" / "recipe.toml").read_text()

@@ -8,35 +8,29 @@ import subprocess
 import pytest
 import torch
 
+from conftest import run_cli
 from mmlabel.evaluation import predict_split
 from mmlabel.tagger import Tagger
-from tests.conftest import REPO, run_cli
 
-# Two epochs at a high rate: enough for the tiny models to predict spans (some right, some wrong) in seconds.
-TINY = ["train.epochs=2", "train.batch_size=8", "train.lr=5e-3"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get "
                                                               "install chromium; .ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic, tmp_path_factory):
-    """A multimodal run on the synthetic data, and a text-only run on a copy of it (whose images a test hides)."""
-    from mmlabel.recipe import load_recipe
-    from mmlabel.training.runner import train_once
-
+def runs(quickstart_run, text_only_run, tmp_path_factory):
+    """Copies of the session's multimodal quickstart run and of its text-only run, named as the report shows them,
+    and the text-only run's data (a copy of the synthetic data, whose images a test hides)."""
     root = tmp_path_factory.mktemp("report-runs")
-    shutil.copytree(synthetic, root / "data")
-    for name, recipe, data in (("multimodal", "quickstart", synthetic), ("text-only", "quickstart-text-only",
-                                                                          root / "data")):
-        train_once(load_recipe(REPO / "recipes" / f"{recipe}.toml", [f"data.root={data}", *TINY]), root / name)
-    return {"multimodal": root / "multimodal", "text-only": root / "text-only", "data": root / "data"}
+    shutil.copytree(quickstart_run[0], root / "multimodal")
+    shutil.copytree(text_only_run[0], root / "text-only")
+    return {"multimodal": root / "multimodal", "text-only": root / "text-only", "data": text_only_run[1]}
 
 
 @pytest.fixture(scope="module")
-def page(runs):
+def page(runs, tmp_path_factory):
     """The report over both runs, written by the command line."""
-    out = runs["multimodal"].parent / "report.html"
+    out = tmp_path_factory.mktemp("report") / "report.html"
     result = run_cli("report", str(runs["multimodal"]), str(runs["text-only"]), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"report: {out} (24 posts, 2 runs, ")
@@ -192,6 +186,7 @@ def _chromium(*arguments: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.system
 @needs_chromium
 def test_chromium_renders_the_page(page, tmp_path):
     from PIL import Image
@@ -210,6 +205,7 @@ def test_chromium_renders_the_page(page, tmp_path):
     assert re.search(r'class="span label-\w+ (in)?correct showing"', dom)  # a heat map drawn over its photo
 
 
+@pytest.mark.system
 @needs_chromium
 def test_the_filters_hide_posts(page):
     html = page.read_text(encoding="utf-8")

@@ -1,23 +1,24 @@
-"""`mmlabel serve` for real: a server process on a tiny trained run, called over a socket with httpx, loaded by 16
-concurrent clients, and its page rendered by headless Chromium."""
+"""`mmlabel serve` for real: the command run in this process, its server on a thread and a port of its own, called
+over a socket with httpx and loaded by 16 concurrent clients; then in a process of its own, its page rendered by
+headless Chromium."""
 import base64
 import json
-import os
 import shutil
 import struct
 import subprocess
+import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
-from conftest import REPO, SHORT, run_cli
+from conftest import process_environment, run_cli
 
 httpx = pytest.importorskip("httpx", reason="the serve tests need the dev extra (httpx)")
 pytest.importorskip("fastapi", reason="mmlabel serve needs the serve extra (fastapi, uvicorn, python-multipart)")
 
-TINY = [*SHORT, "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=12", "--set", "train.batch_size=4",
-        "--set", "train.lr=3e-3"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -26,29 +27,52 @@ def glued(tokens: list[str]) -> str:
     return " ".join(tokens).replace(" ,", ",").replace(" !", "!").replace("@ ", "@").replace(" :", ":")
 
 
-def start_server(run, *options: str) -> tuple[subprocess.Popen, str]:
-    """`mmlabel serve RUN` in a subprocess on a free port, once it answers /health (its output kept for errors)."""
-    from mmlabel.serving.local import start_server as start
+def served_settings(run, *options: str) -> dict:
+    """What `mmlabel serve RUN OPTIONS`, run in this process, hands to `uvicorn.run`: the app and its settings."""
+    import uvicorn
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return start(run, *options, env=env, capture=True)
+    handed, original = {}, uvicorn.run
+    uvicorn.run = lambda app, **settings: handed.update(app=app, **settings)
+    try:
+        result = run_cli("serve", str(run), *options)
+    finally:
+        uvicorn.run = original
+    assert result.returncode == 0, result.stderr
+    return handed
+
+
+@contextmanager
+def serving(run, *options: str):
+    """`mmlabel serve RUN OPTIONS` run in this process, its app served on a thread, on a port the system chose
+    (no race for a free one): yields (the base URL, what `mmlabel serve` handed to uvicorn.run)."""
+    import uvicorn
+
+    settings = served_settings(run, *options)
+    server = uvicorn.Server(uvicorn.Config(settings["app"], host=settings["host"], port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="mmlabel-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{settings['host']}:{port}", settings
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(synthetic, tmp_path_factory):
-    """A tiny quickstart run trained on the synthetic data (two short epochs: it already predicts spans)."""
-    out = tmp_path_factory.mktemp("serve") / "run"
-    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}", *TINY)
-    assert result.returncode == 0, result.stderr
-    return out
+def tiny_run(quickstart_run):
+    """The session's quickstart run (two short epochs: it already predicts spans)."""
+    return quickstart_run[0]
 
 
 @pytest.fixture(scope="session")
 def server(tiny_run):
-    process, url = start_server(tiny_run, "--max-batch", "16", "--batch-window-ms", "10")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with serving(tiny_run, "--max-batch", "16", "--batch-window-ms", "10") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -208,10 +232,33 @@ def test_load_of_16_clients_loses_no_request_and_batches(server, posts):
 
 
 def test_the_server_binds_to_localhost_unless_told(tiny_run):
-    result = run_cli("serve", "--help")
-    assert "127.0.0.1" in result.stdout
+    settings = served_settings(tiny_run)
+    assert (settings["host"], settings["port"]) == ("127.0.0.1", 8000)
+    assert served_settings(tiny_run, "--host", "0.0.0.0", "--port", "8123")["host"] == "0.0.0.0"
     result = run_cli("serve", str(tiny_run.parent / "nothing"))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def server_process(tiny_run):
+    """`mmlabel serve` in a process of its own (mmlabel.serving.local), as users and benchmarks/serve_load.py
+    start it."""
+    from mmlabel.serving.local import start_server
+
+    process, url = start_server(tiny_run, "--max-batch", "16", env=process_environment(), capture=True)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.mark.system
+def test_a_server_in_its_own_process_answers_as_the_one_in_this_process(server_process, server, posts):
+    assert httpx.get(f"{server_process}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server_process}/model").json() | {"batching": None} == \
+        httpx.get(f"{server}/model").json() | {"batching": None}
+    batch = [{"text": t, "image": as_base64(i)} for t, i, _ in posts]
+    answer = httpx.post(f"{server_process}/predict", json=batch, timeout=120)
+    assert [spans_of(r) for r in answer.json()] == [spans for _, _, spans in posts]
 
 
 def chromium(*arguments: str) -> subprocess.CompletedProcess:
@@ -220,8 +267,9 @@ def chromium(*arguments: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.system
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
-def test_the_page_tags_a_post_in_headless_chromium(server, posts, tmp_path):
+def test_the_page_tags_a_post_in_headless_chromium(server_process, posts, tmp_path):
     """The page, opened with a post and its photo in its link, shows the tagger's spans highlighted; the screenshot
     is not blank and holds the highlight colour of a predicted label."""
     from urllib.parse import quote
@@ -229,6 +277,7 @@ def test_the_page_tags_a_post_in_headless_chromium(server, posts, tmp_path):
     from PIL import Image
 
     text, image, expected = next(post for post in posts if post[2])
+    server = server_process
     link = f"{server}/#text={quote(text)}&image={quote('data:image/png;base64,' + as_base64(image))}"
     dom = chromium("--dump-dom", link)
     assert 'data-done="' in dom.stdout, dom.stderr[-2000:]

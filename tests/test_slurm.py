@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, process_environment, run_cli, sweep_args
 from slurm_cluster import ClusterUnavailable, start, stop
 from test_launchers import figures, read_csv
 
-STEPS = ["--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=6"]
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,6 @@ def slurm(tmp_path_factory):
         pytest.skip(f"Slurm cannot start here: {error}")
     yield environment
     stop(folder)
-
-
-def sweep_args(synthetic, out: Path, *extra: str) -> list[str]:
-    return ["sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--seeds", "1,2",
-            "--set", f"data.root={synthetic}", *STEPS, *extra]
 
 
 def wait_for(condition, seconds: float, what: str) -> None:
@@ -64,12 +59,10 @@ def warn_of_time_limit(job_id: str, environment: dict) -> None:
         os.kill(pid, signal.SIGUSR2)
 
 
-def test_a_slurm_sweep_with_a_requeued_job_gives_the_local_figures(slurm, synthetic, tmp_path):
-    local = run_cli(*sweep_args(synthetic, tmp_path / "local"))
-    assert local.returncode == 0, local.stderr
+def test_a_slurm_sweep_with_a_requeued_job_gives_the_local_figures(slurm, synthetic, reference_sweep, tmp_path):
     out = tmp_path / "slurm"
     args = sweep_args(synthetic, out, "--launcher", "slurm", "--slurm", "cpus=1", "--slurm", "time=10")
-    environment = {**os.environ, **slurm, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    environment = process_environment(slurm)
     with open(tmp_path / "first.txt", "w") as log:
         first = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, env=environment,
                                  stdout=log, stderr=subprocess.STDOUT)
@@ -100,7 +93,7 @@ def test_a_slurm_sweep_with_a_requeued_job_gives_the_local_figures(slurm, synthe
     assert "Calling checkpoint method" in submitit_log and f"Requeued job {warned_id}" in submitit_log
     rows = read_csv(out / "results.csv")
     assert [row["status"] for row in rows] == ["finished"] * 4
-    assert figures(rows) == figures(read_csv(tmp_path / "local" / "results.csv"))
+    assert figures(rows) == figures(read_csv(reference_sweep / "results.csv"))
 
     status = run_cli("sweep-status", str(out), env=slurm)
     assert status.returncode == 0 and "4 finished" in status.stderr, status.stderr

@@ -1,7 +1,12 @@
 """Sweeps and the paper's experiments: grids, resumable sweeps (a killed sweep finishes only the missing cells),
-failed cells recorded, results.csv / summary.md / figures, and the experiment files of `mmlabel reproduce`."""
+failed cells recorded, results.csv / summary.md / figures, and the experiment files of `mmlabel reproduce`.
+
+A sweep killed or stopped from outside runs in a process of its own; the stop signals' handling (Ctrl-C, SIGTERM,
+a second Ctrl-C) is tested in this process with the signals sent at a chosen training step (tests/faults.py), so that
+which path runs never depends on timing."""
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHORT, run_cli
+from conftest import REPO, SHORT, process_environment, registered, run_cli
+from faults import FAULTS, FaultPlugin
 from mmlabel.errors import RecipeError
 from mmlabel.experiments.experiment_file import load_experiment
 from mmlabel.experiments.grid import Axis, Choice, expand, parse_grid_option
@@ -91,7 +97,7 @@ def test_a_killed_sweep_finishes_only_the_missing_cells(synthetic, tmp_path):
     args = ["sweep", "recipes/quickstart.toml", "--out", str(out), "--grid", "loss.beta=0,0.6",
             "--set", f"data.root={synthetic}", *SHORT]
     first_run, second_run = out / "beta=0" / "seed-1", out / "beta=0.6" / "seed-1"
-    process = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, env=process_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not finished(first_run) and time.time() < deadline and process.poll() is None:
@@ -130,24 +136,37 @@ def test_a_killed_sweep_finishes_only_the_missing_cells(synthetic, tmp_path):
 def start_sweep(args: list[str], folder: Path) -> subprocess.Popen:
     """`mmlabel sweep ARGS` in a subprocess, its stdout and stderr into files of `folder` (no pipe to fill up)."""
     stdout, stderr = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
-    return subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, stdout=stdout, stderr=stderr)
+    return subprocess.Popen([sys.executable, "-m", "mmlabel", *args], cwd=REPO, stdout=stdout, stderr=stderr,
+                            env=process_environment())
 
 
-def signal_once_training_starts(process: subprocess.Popen, run: Path, signals: list[signal.Signals]) -> int:
-    """Send the signals once the run has claimed its directory (it is then building its model, before its first
-    step); returns the exit code."""
-    deadline = time.time() + 120
-    while not (run / "run.json").exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    for number in signals:
-        process.send_signal(number)
-        time.sleep(0.05)
-    return process.wait(timeout=240)
+@pytest.fixture
+def signal_at(stop_signals_guarded):
+    """`signal_at(number, step)`: this process is sent the signal `number` during the `step`-th training step of the
+    sweep's first run (the fault plugin's alignment loss sends it; its recipe says alignment_loss.name=fault)."""
+    def send(number: signal.Signals, step: int) -> None:
+        FAULTS.update(signal=number, signal_at=step)
+
+    FAULTS.update(nan_at=set(), signal_at=None, signal=None)
+    try:
+        with registered(FaultPlugin(), "fault-plugin"):
+            yield send
+    finally:
+        FAULTS.update(nan_at=set(), signal_at=None, signal=None)
 
 
-def interrupted_sweep_args(synthetic, out: Path) -> list[str]:
+def interrupted_sweep_args(synthetic, out: Path, *extra: str) -> list[str]:
     return ["sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--set", f"data.root={synthetic}",
-            *SHORT]
+            *SHORT, *extra]
+
+
+def signalled_sweep_args(synthetic, out: Path) -> list[str]:
+    """Two runs of a sweep whose alignment loss is the fault plugin's (`signal_at`), computed in both (beta > 0)."""
+    return ["sweep", "quickstart", "--out", str(out), "--grid", "loss.alpha=0,0.6", "--set", f"data.root={synthetic}",
+            "--set", "alignment_loss.name=fault", *SHORT]
+
+
+STOPPED_AT_STEP_2 = "stopped after epoch 0, batch 2 of 3 of epoch 1 (step 2) and saved"  # 48 sentences in batches of 16
 
 
 def test_sweep_status_shows_a_local_run_in_progress_as_running_and_a_killed_one_as_interrupted(synthetic, tmp_path):
@@ -174,32 +193,37 @@ def test_sweep_status_shows_a_local_run_in_progress_as_running_and_a_killed_one_
     assert after.stdout.splitlines()[0] == "beta=0  seed 1  interrupted  -", after.stdout
 
 
-def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes_it(synthetic, tmp_path):
+def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes_it(synthetic, tmp_path, signal_at):
     """SIGINT during the first of two runs: that run saves a checkpoint and is recorded as interrupted, summary.md
     says so, the second run never starts, exit 130. The same command again resumes the first run and trains the
     second; with --json, stdout is the runs as JSON alone."""
     out = tmp_path / "sweep"
-    first, second = out / "beta=0" / "seed-1", out / "beta=0.6" / "seed-1"
-    process = start_sweep(interrupted_sweep_args(synthetic, out), tmp_path)
-    assert signal_once_training_starts(process, first, [signal.SIGINT]) == 130, (tmp_path / "stderr.txt").read_text()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    first, second = out / "alpha=0" / "seed-1", out / "alpha=0.6" / "seed-1"
+    args = signalled_sweep_args(synthetic, out)
+    signal_at(signal.SIGINT, 2)
+    interrupted = run_cli(*args)
+    assert interrupted.returncode == 130, interrupted.stderr
     rows = read_csv(out / "results.csv")
-    assert [(row["cell"], row["status"]) for row in rows] == [("beta=0", "interrupted"), ("beta=0.6", "pending")]
-    assert rows[0]["error"].startswith("SIGINT: stopped after epoch 0") and "run the same command again" in rows[0]["error"]
+    assert [(row["cell"], row["status"]) for row in rows] == [("alpha=0", "interrupted"), ("alpha=0.6", "pending")]
+    assert rows[0]["error"].startswith(f"SIGINT: {STOPPED_AT_STEP_2}")
+    assert "run the same command again" in rows[0]["error"]
     assert (first / "checkpoint.pt").exists()
     assert json.loads((first / "run.json").read_text())["status"] == "interrupted"
-    assert not second.exists() and "[2/2]" not in stderr  # no further run started
+    assert not second.exists() and "[2/2]" not in interrupted.stderr  # no further run started
     summary = (out / "summary.md").read_text()
-    assert "| 0 | 0/1 |" in summary and "- `beta=0` seed 1: interrupted: SIGINT: stopped after" in summary
-    assert "- `beta=0.6` seed 1: pending" in summary
-    assert "error: SIGINT: the sweep stopped with 2 of 2 runs not done" in stderr and "Traceback" not in stderr
+    assert "| 0 | 0/1 |" in summary and f"- `alpha=0` seed 1: interrupted: SIGINT: {STOPPED_AT_STEP_2}" in summary
+    assert "- `alpha=0.6` seed 1: pending" in summary
+    assert "error: SIGINT: the sweep stopped with 2 of 2 runs not done" in interrupted.stderr
+    assert "Traceback" not in interrupted.stderr
 
-    result = run_cli(*interrupted_sweep_args(synthetic, out), "--json")
+    result = run_cli(*args, "--json")
     assert result.returncode == 0, result.stderr
-    assert "[1/2] beta=0 seed 1: training into" in result.stderr and "resuming after epoch 0 (step 0)" in result.stderr
+    assert "[1/2] alpha=0 seed 1: training into" in result.stderr
+    assert "resuming after epoch 0, batch 2 of 3 of epoch 1 (step 2)" in result.stderr
     records = json.loads(result.stdout)
     assert [(r["cell"], r["labels"], r["seed"], r["status"], r["error"]) for r in records] == [
-        ("beta=0", {"loss.beta": "0"}, 1, "finished", None), ("beta=0.6", {"loss.beta": "0.6"}, 1, "finished", None)]
+        ("alpha=0", {"loss.alpha": "0"}, 1, "finished", None),
+        ("alpha=0.6", {"loss.alpha": "0.6"}, 1, "finished", None)]
     for record, row in zip(records, read_csv(out / "results.csv")):
         metrics = json.loads((Path(record["run_dir"]) / "metrics.json").read_text())
         assert record["test"]["f1"] == pytest.approx(metrics["test"]["f1"]) == pytest.approx(float(row["test.f1"]))
@@ -208,21 +232,44 @@ def test_ctrl_c_ends_the_sweep_after_checkpointing_its_run_and_the_rerun_resumes
     assert "Runs not finished" not in (out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("signals, code, message", [
-    ([signal.SIGTERM], 143, "SIGTERM: stopped after epoch 0 (step 0) and saved"),
-    ([signal.SIGINT, signal.SIGINT], 130, "stopped at once by a second signal; run the same command again"),
+def press_ctrl_c_twice(monkeypatch) -> list:
+    """A second SIGINT sent from inside the stop handler's first call: it arrives while the first is handled,
+    before training goes on, as a second Ctrl-C typed at once would."""
+    from mmlabel.training import interrupts
+
+    first = interrupts._request_stop
+    sent = []
+
+    def request_then_press_again(number, frame):
+        first(number, frame)
+        if number == signal.SIGINT and not sent:
+            sent.append(number)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(interrupts, "_request_stop", request_then_press_again)  # what stop_requests installs
+    return sent  # the second signal, once sent
+
+
+@pytest.mark.parametrize("number, code, message", [
+    (signal.SIGTERM, 143, f"SIGTERM: {STOPPED_AT_STEP_2}"),
+    (signal.SIGINT, 130, "stopped at once by a second signal; run the same command again to resume it from its last "
+                         "checkpoint"),
 ])
-def test_sigterm_or_a_second_ctrl_c_also_ends_the_sweep_as_interrupted(synthetic, tmp_path, signals, code, message):
+def test_sigterm_or_a_second_ctrl_c_also_ends_the_sweep_as_interrupted(synthetic, tmp_path, signal_at, monkeypatch,
+                                                                      number, code, message):
+    """SIGTERM: the run checkpoints and stops as for a Ctrl-C. A second Ctrl-C: the run stops at once, without a
+    checkpoint of that step (it resumes from its last one)."""
     out = tmp_path / "sweep"
-    process = start_sweep(interrupted_sweep_args(synthetic, out), tmp_path)
-    first = out / "beta=0" / "seed-1"
-    assert signal_once_training_starts(process, first, signals) == code, (tmp_path / "stderr.txt").read_text()
+    sent = press_ctrl_c_twice(monkeypatch) if number == signal.SIGINT else []
+    signal_at(number, 2)
+    result = run_cli(*signalled_sweep_args(synthetic, out))
+    assert result.returncode == code, result.stderr
+    assert sent == ([signal.SIGINT] if number == signal.SIGINT else [])
     rows = read_csv(out / "results.csv")
     assert [row["status"] for row in rows] == ["interrupted", "pending"]
-    # A tiny run may already have checkpointed and stopped on the first signal when the second arrives: then the
-    # row says so instead; either way the run is interrupted and nothing further starts.
-    assert message in rows[0]["error"] or rows[0]["error"].startswith("SIGINT: stopped after epoch 0 (step 0) and saved")
-    assert not (out / "beta=0.6").exists() and "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert rows[0]["error"].startswith(message), rows[0]["error"]
+    assert (out / "alpha=0" / "seed-1" / "checkpoint.pt").exists() == (number == signal.SIGTERM)
+    assert not (out / "alpha=0.6").exists() and "Traceback" not in result.stderr
     assert "interrupted" in (out / "summary.md").read_text()
 
 
@@ -397,6 +444,7 @@ def test_reproduce_tiny_runs_the_whole_experiment(name, cells, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 def test_every_multimodal_method_beats_the_text_only_row_by_10_points_on_the_tiny_data(tmp_path):
     """`mmlabel reproduce methods --tiny` (27 runs, about 15 minutes on 2 quiet cores): where half of the sentiments
     are decided by the image, each multimodal fusion head's mean test F1 over 3 seeds beats `text` by at least 10

@@ -71,3 +71,25 @@ def test_text_only_ceiling_hand_computed():
     assert text_only_ceiling([post(2, None), post(2, 0)]) == pytest.approx(600 / 7)
     # 1 text aspect, 2 image aspects: guessing (1 + 2/3) / 3 = 55.6 beats leaving them out (2/4 = 50)
     assert text_only_ceiling([post(1, None), post(1, 0), post(1, 0)]) == pytest.approx(500 / 9)
+
+
+def test_a_second_process_writing_the_cached_dataset_at_once_keeps_the_first_ones(tmp_path, monkeypatch):
+    """Two runs start at once on a machine without the cached dataset (`mmlabel sweep --jobs 2` on a fresh machine,
+    two test runs): both write it. The one that finishes second must leave the first one's files alone, which that
+    process is reading already, and drop its own copy."""
+    import mmlabel.data.synth as synth
+    from mmlabel.data.splits import cached_synthetic
+
+    monkeypatch.setenv("MMLABEL_CACHE", str(tmp_path))
+    root = tmp_path / "synthetic-v1"
+    real_write = synth.write_synthetic
+
+    def written_while_the_other_process_finished(out, **sizes):
+        real_write(tmp_path / "other-process", train=4, dev=2, test=2, seed=1)
+        (tmp_path / "other-process").rename(root)  # the other process's rename: its run now reads root
+        return real_write(out, train=4, dev=2, test=2, seed=2)
+
+    monkeypatch.setattr(synth, "write_synthetic", written_while_the_other_process_finished)
+    assert cached_synthetic() == root
+    assert json.loads((root / "synth.json").read_text())["seed"] == 1  # the first process's files, untouched
+    assert [path.name for path in tmp_path.iterdir()] == ["synthetic-v1"]  # no half-written copy left behind

@@ -4,20 +4,13 @@ import shutil
 
 import pytest
 
-from conftest import SHORT, run_cli
-
-# Two short epochs with small batches: a model that already predicts spans, so that comparing predictions can fail.
-PREDICTS = [*SHORT, "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=12", "--set", "train.batch_size=4",
-            "--set", "train.lr=3e-3"]
+from conftest import SHORT, TINY, process_environment, run_cli
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "quick"
-    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={synthetic}",
-                     *PREDICTS, "--json")
-    assert result.returncode == 0, result.stderr
-    return out, result
+@pytest.fixture
+def trained(quickstart_run):
+    """The session's quickstart run (conftest.PREDICTS: two short epochs; it predicts spans)."""
+    return quickstart_run
 
 
 def test_train_writes_a_complete_run(trained):
@@ -42,23 +35,23 @@ def test_train_json_prints_only_the_final_figures_on_stdout(trained):
     assert "epoch 1: loss" in result.stderr and f"training {out}" in result.stderr
 
 
-def test_missing_images_under_blank_are_counted_on_stderr_and_in_the_log(synthetic, tmp_path):
+def test_missing_images_under_blank_are_counted_on_stderr_and_in_the_log(small_synthetic, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(synthetic, data)
+    shutil.copytree(small_synthetic, data)
     for name in ("dev-0000.png", "dev-0001.png", "dev-0002.png"):
         (data / "images" / name).unlink()
     out = tmp_path / "run"
     result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={data}",
-                     "--set", "data.missing_image=blank", *SHORT)
+                     "--set", "data.missing_image=blank", *SHORT, *TINY)
     assert result.returncode == 0, result.stderr
-    assert "3 of 96 images missing: using blank images" in result.stderr
+    assert "3 of 32 images missing: using blank images" in result.stderr
     (record,) = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     # the three missing dev photos are blank; every other photo is in the image store, decoded by this run or an
     # earlier one (the store outlives runs)
     counts = record["images"]
-    assert counts | {"decoded": None, "stored": None} == {"checked": 96, "decoded": None, "stored": None, "blank": 3,
+    assert counts | {"decoded": None, "stored": None} == {"checked": 32, "decoded": None, "stored": None, "blank": 3,
                                                           "missing": 3, "unreadable": 0, "downscaled": 0}
-    assert counts["decoded"] + counts["stored"] == 93
+    assert counts["decoded"] + counts["stored"] == 29
 
 
 def test_evaluate_reproduces_the_stored_test_figures(trained):
@@ -99,7 +92,8 @@ def test_the_library_changes_no_process_wide_setting(trained, synthetic):
         "tagger = mmlabel.Tagger.load(sys.argv[1]); tagger.predict('the pizza was great', image=sys.argv[2])\n"
         "print(device._tuned, ImageFile.LOAD_TRUNCATED_IMAGES)"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(out), str(image)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code, str(out), str(image)], capture_output=True, text=True,
+                            env=process_environment())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
 

@@ -37,9 +37,21 @@ def cached_synthetic(console: Console | None = None) -> Path:
         (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
         partial = cache / f".synthetic-v1.{os.getpid()}"
         write_synthetic(partial, train=1200, dev=200, test=200)  # written aside, then renamed: a killed first run leaves no half dataset
-        shutil.rmtree(root, ignore_errors=True)
-        partial.replace(root)
+        _move_into_place(partial, root)
     return root
+
+
+def _move_into_place(partial: Path, root: Path) -> None:
+    """Rename the dataset written in `partial` to `root`. Where another process got there first (two runs started
+    at once on a fresh machine), its dataset stays, since that process is reading it, and this copy goes."""
+    if root.exists() and not (root / "test.txt").exists():
+        shutil.rmtree(root, ignore_errors=True)  # not a dataset this function renamed into place
+    try:
+        partial.rename(root)
+    except OSError:  # root is there now, whole: renamed in one step by the other process
+        if not (root / "test.txt").exists():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
