@@ -146,6 +146,12 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     return subprocess.CompletedProcess(["mmlabel", *args], code, out.getvalue(), err.getvalue())
 
 
+def run_command(*args, cwd: Path | None = None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `run_cli`, the arguments turned into strings (paths welcome)."""
+    result = run_cli(*(str(arg) for arg in args), cwd=cwd)
+    return result.returncode, result.stdout, result.stderr
+
+
 def run_process(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python -m mmlabel` in a subprocess, as a user would; returns the CompletedProcess. For the tests about
     processes; the others use `run_cli`."""

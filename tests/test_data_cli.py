@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import run_command
 from data_paths import DATA_DIR, REPO_ROOT, realdata
 from mmlabel.cli import main
 from mmlabel.readers import make_reader
@@ -14,17 +15,6 @@ from test_readers import BAD_INPUTS, _write
 
 STATS_KEYS = ["sentences", "aspects", "positive", "neutral", "negative", "multi_aspect", "multi_sentiment",
               "mean_length", "max_length"]
-
-
-def run(capsys, *args):
-    """(exit code, stdout, stderr) of `mmlabel ARGS` run in this process through `cli.main`."""
-    try:
-        main([str(arg) for arg in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +32,7 @@ def test_synth_command_writes_a_dataset(synthetic):
 
 
 def test_stats_json_has_exactly_the_issue_keys(capsys, synthetic):
-    code, out, err = run(capsys, "data", "stats", synthetic, "--format", "jml", "--json")
+    code, out, err = run_command("data", "stats", synthetic, "--format", "jml", "--json")
     figures = json.loads(out)
     assert code == 0 and list(figures) == ["train", "dev", "test"]
     assert all(list(row) == STATS_KEYS for row in figures.values())
@@ -52,46 +42,46 @@ def test_stats_json_has_exactly_the_issue_keys(capsys, synthetic):
 
 
 def test_stats_table_and_conll_valid_split(capsys, synthetic, tmp_path):
-    run(capsys, "data", "convert", synthetic / "dev.txt", tmp_path / "valid.txt", "--from", "jml", "--to", "conll")
-    code, out, _ = run(capsys, "data", "stats", tmp_path, "--json")
+    run_command("data", "convert", synthetic / "dev.txt", tmp_path / "valid.txt", "--from", "jml", "--to", "conll")
+    code, out, _ = run_command("data", "stats", tmp_path, "--json")
     assert code == 0 and list(json.loads(out)) == ["dev"]
-    code, out, _ = run(capsys, "data", "stats", synthetic)
+    code, out, _ = run_command("data", "stats", synthetic)
     assert code == 0 and "multi_sentiment" in out and "duplicate records merged away" in out
 
 
 def test_ner_stats_replace_sentiments_by_entity_types(capsys, tmp_path):
     (tmp_path / "test.txt").write_text("IMGID:1\nObama\tB-PER\nin\tO\nParis\tB-LOC\n\nIMGID:2\nhi\tO\n")
-    code, out, _ = run(capsys, "data", "stats", tmp_path, "--format", "conll", "--json")
+    code, out, _ = run_command("data", "stats", tmp_path, "--format", "conll", "--json")
     assert json.loads(out)["test"] == {"sentences": 2, "aspects": 2, "LOC": 1, "PER": 1, "multi_aspect": 1,
                                        "multi_type": 1, "mean_length": 2.0, "max_length": 3}
 
 
 def test_score_gold_against_itself_and_a_partial_prediction(capsys, synthetic, tmp_path):
-    run(capsys, "data", "convert", synthetic, tmp_path / "gold", "--from", "jml", "--to", "jsonl")
-    code, out, _ = run(capsys, "score", synthetic, tmp_path / "gold" / "test.jsonl", "--json")
+    run_command("data", "convert", synthetic, tmp_path / "gold", "--from", "jml", "--to", "jsonl")
+    code, out, _ = run_command("score", synthetic, tmp_path / "gold" / "test.jsonl", "--json")
     assert code == 0 and json.loads(out)["f1"] == pytest.approx(100.0)
     predictions = make_reader("jsonl").read(tmp_path / "gold" / "test.jsonl")
     for example in predictions:
         example.spans = example.spans[:1]
     make_reader("jsonl").write(predictions, tmp_path / "pred.jsonl")
-    code, out, _ = run(capsys, "score", synthetic / "test.txt", tmp_path / "pred.jsonl", "--json")
+    code, out, _ = run_command("score", synthetic / "test.txt", tmp_path / "pred.jsonl", "--json")
     figures = json.loads(out)
     assert figures["precision"] == pytest.approx(100.0) and figures["recall"] < 100.0
-    code, out, _ = run(capsys, "score", synthetic / "test.txt", tmp_path / "pred.jsonl")
+    code, out, _ = run_command("score", synthetic / "test.txt", tmp_path / "pred.jsonl")
     assert code == 0 and "sentiment_accuracy" in out and "POS" in out
 
 
 def test_score_refuses_predictions_that_miss_sentences(capsys, synthetic, tmp_path):
     examples = make_reader("jml").read(synthetic / "test.txt")
     make_reader("jsonl").write(examples[1:], tmp_path / "pred.jsonl")
-    code, _, err = run(capsys, "score", synthetic / "test.txt", tmp_path / "pred.jsonl")
+    code, _, err = run_command("score", synthetic / "test.txt", tmp_path / "pred.jsonl")
     assert code == 2 and "1 of 12 gold sentences have no prediction (first: 'test-0000')" in err
 
 
 @pytest.mark.parametrize("format_name, file_name, content, line, message", BAD_INPUTS)
 def test_bad_data_exits_2_with_one_line(capsys, tmp_path, format_name, file_name, content, line, message):
     path = _write(tmp_path, file_name, content)
-    code, out, err = run(capsys, "data", "stats", path, "--format", format_name)
+    code, out, err = run_command("data", "stats", path, "--format", format_name)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(f"error: {path}:{line}: ") and message in err
 
@@ -107,12 +97,12 @@ def test_bad_data_through_python_m_has_no_traceback(tmp_path):
 
 def test_skip_bad_counts_what_it_skipped(capsys, tmp_path):
     path = _write(tmp_path, "train.txt", "$T$ ok\nasp\n1\na.jpg\n$T$ bad\nasp\n9\nb.jpg\n")
-    code, out, _ = run(capsys, "data", "stats", path, "--format", "jml", "--skip-bad")
+    code, out, _ = run_command("data", "stats", path, "--format", "jml", "--skip-bad")
     assert code == 0 and "1 bad records skipped" in out
 
 
 def test_missing_data_directory_is_one_line(capsys, tmp_path):
-    code, _, err = run(capsys, "data", "stats", tmp_path / "absent", "--format", "jml")
+    code, _, err = run_command("data", "stats", tmp_path / "absent", "--format", "jml")
     assert code == 2 and "absent: data directory not found" in err
 
 
@@ -120,14 +110,14 @@ def test_missing_data_directory_is_one_line(capsys, tmp_path):
 @pytest.mark.realdata
 @pytest.mark.parametrize("folder", ["mabsa/twitter2015", "mabsa/twitter2017", "mabsa-conll/twitter2017", "mner/twitter2017"])
 def test_real_stats_print(capsys, folder):
-    code, out, _ = run(capsys, "data", "stats", DATA_DIR / folder)
+    code, out, _ = run_command("data", "stats", DATA_DIR / folder)
     assert code == 0 and "train" in out and "test" in out and "mean_length" in out
 
 
 @realdata
 @pytest.mark.realdata
 def test_real_stats_json_figures(capsys):
-    code, out, _ = run(capsys, "data", "stats", DATA_DIR / "mabsa" / "twitter2015", "--format", "jml", "--json")
+    code, out, _ = run_command("data", "stats", DATA_DIR / "mabsa" / "twitter2015", "--format", "jml", "--json")
     figures = json.loads(out)
     assert figures["test"]["sentences"] == 674 and figures["test"]["aspects"] == 1037
     assert all(list(row) == STATS_KEYS for row in figures.values())
@@ -137,8 +127,8 @@ def test_real_stats_json_figures(capsys):
 @pytest.mark.realdata
 def test_real_ner_gold_scores_100_per_type(capsys, tmp_path):
     gold = DATA_DIR / "mner" / "twitter2015"
-    run(capsys, "data", "convert", gold, tmp_path, "--from", "conll", "--to", "jsonl")
-    code, out, _ = run(capsys, "score", gold, tmp_path / "test.jsonl", "--format", "conll", "--json")
+    run_command("data", "convert", gold, tmp_path, "--from", "conll", "--to", "jsonl")
+    code, out, _ = run_command("score", gold, tmp_path / "test.jsonl", "--format", "conll", "--json")
     figures = json.loads(out)
     assert figures["f1"] == pytest.approx(100.0)
     assert set(figures["per_type"]) == {"PER", "LOC", "ORG", "OTHER"}
@@ -149,11 +139,11 @@ def test_real_ner_gold_scores_100_per_type(capsys, tmp_path):
 def test_every_format_is_guessed_from_its_files_when_format_is_omitted(capsys, synthetic, tmp_path, format_name):
     from mmlabel.data.convert import sniff_format
 
-    code, _, err = run(capsys, "data", "convert", synthetic, tmp_path / "data", "-f", "jml", "--to", format_name)
+    code, _, err = run_command("data", "convert", synthetic, tmp_path / "data", "-f", "jml", "--to", format_name)
     assert code == 0, err
     assert sniff_format(tmp_path / "data") == format_name
-    _, expected, _ = run(capsys, "data", "stats", synthetic, "-f", "jml", "--json")
-    code, guessed, err = run(capsys, "data", "stats", tmp_path / "data", "--json")
+    _, expected, _ = run_command("data", "stats", synthetic, "-f", "jml", "--json")
+    code, guessed, err = run_command("data", "stats", tmp_path / "data", "--json")
     assert code == 0, err
     assert json.loads(guessed) == json.loads(expected)
 
@@ -163,6 +153,6 @@ def test_files_that_do_not_tell_their_format_need_format_or_a_fallback(capsys, t
 
     (tmp_path / "train.data").write_text("anything\n")
     assert sniff_format(tmp_path, fallback="jml") == "jml"  # evaluate --data falls back on the run's reader
-    code, out, err = run(capsys, "data", "stats", tmp_path)
+    code, out, err = run_command("data", "stats", tmp_path)
     assert code == 2 and out == ""
     assert err == f"error: {tmp_path}: cannot tell the format; give it with --format (jml, tsv, conll, jsonl)\n"

@@ -7,19 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import run_cli
-from mmlabel.cli import main
+from conftest import run_cli, run_command
 
-
-def run(capsys, *args):
-    """(exit code, stdout, stderr) of `mmlabel ARGS` run in this process through `cli.main`."""
-    try:
-        main([str(arg) for arg in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -35,7 +24,7 @@ def data(synthetic, tmp_path, monkeypatch):
 
 def test_prepare_stores_every_photo_once_and_summarises_the_missing_and_unreadable_ones(data, tmp_path, capsys):
     manifest = tmp_path / "photos.tsv"
-    code, out, err = run(capsys, "data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
+    code, out, err = run_command("data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
                          "--manifest", manifest)
     assert code == 0, err
     lines = out.splitlines()
@@ -52,23 +41,23 @@ def test_prepare_stores_every_photo_once_and_summarises_the_missing_and_unreadab
     content = (data / "images" / name).read_bytes()
     assert (int(size), sha) == (len(content), hashlib.sha256(content).hexdigest())
     assert "dev-0001.png" not in manifest.read_text()  # missing: nothing to list
-    code, out, _ = run(capsys, "data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
+    code, out, _ = run_command("data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
                        "--manifest", manifest)
     assert code == 0 and "96 photos: 0 decoded, 94 already stored" in out
 
 
-def test_a_manifest_verifies_until_a_photo_changes(data, tmp_path, capsys, monkeypatch):
+def test_a_manifest_verifies_until_a_photo_changes(data, tmp_path):
     manifest = tmp_path / "photos.tsv"
-    assert run(capsys, "data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
+    assert run_command("data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
                "--manifest", manifest)[0] == 0
-    code, out, err = run(capsys, "data", "verify", manifest, "--images", data / "images")
+    code, out, err = run_command("data", "verify", manifest, "--images", data / "images")
     assert (code, out.strip()) == (0, f"all 95 photos of {manifest} match"), err
-    monkeypatch.chdir(data / "images")  # like sha256sum -c: names are read from the current directory by default
-    assert run(capsys, "data", "verify", manifest)[0] == 0
+    # like sha256sum -c: names are read from the current directory by default
+    assert run_command("data", "verify", manifest, cwd=data / "images")[0] == 0
     photo = data / "images" / "train-0003.png"
     photo.write_bytes(photo.read_bytes()[:-1] + bytes([photo.read_bytes()[-1] ^ 1]))  # same size, one bit
     (data / "images" / "test-0000.png").unlink()
-    code, out, _ = run(capsys, "data", "verify", manifest)
+    code, out, _ = run_command("data", "verify", manifest, cwd=data / "images")
     assert code == 1
     assert out.strip() == (f"2 of 95 photos of {manifest} do not match: 1 missing (test-0000.png), 1 changed "
                            f"(train-0003.png)")
@@ -85,7 +74,7 @@ def test_verify_refuses_bad_input_in_one_line_with_exit_code_2(problem, tmp_path
     elif problem == "no image folder":
         manifest.write_text("file\tsize\tsha256\n")
         images = tmp_path / "elsewhere"
-    code, out, err = run(capsys, "data", "verify", manifest, "--images", images)
+    code, out, err = run_command("data", "verify", manifest, "--images", images)
     expected = {"no manifest": f"{manifest}: cannot read the manifest: No such file or directory",
                 "not a manifest": f"{manifest}:1: not a photo manifest",
                 "bad line": f"{manifest}:2: expected file<TAB>size<TAB>sha256",
@@ -94,7 +83,7 @@ def test_verify_refuses_bad_input_in_one_line_with_exit_code_2(problem, tmp_path
 
 
 def test_prepare_refuses_a_text_only_recipe_in_one_line(data, capsys):
-    code, _, err = run(capsys, "data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
+    code, _, err = run_command("data", "prepare", "recipes/quickstart.toml", "--set", f"data.root={data}",
                        "--set", "image_encoder=none")
     assert code == 2 and "no image encoder" in err and err.count("\n") == 1
 

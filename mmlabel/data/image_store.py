@@ -37,6 +37,11 @@ BLANK = "blank"  # the key of a missing or unreadable photo under missing_image 
 DECODING = "mmlabel-decoding-1"  # bumped when ImageLoader's decoding changes what a photo's pixels are
 
 
+# np.load parses a .npy header with ast.literal_eval, which CPython 3.11 does not make safe for threads parsing at once
+# ("SystemError: AST constructor recursion depth mismatch", CPython gh-106905): `prepare` reads entries from several
+# threads, so header parsing takes turns (it is microseconds; the mapping and the decoding stay parallel).
+_NPY_HEADER = threading.Lock()
+
 def cache_root() -> Path:
     """`$MMLABEL_CACHE/images`, by default `~/.cache/mmlabel/images`."""
     return Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel")) / "images"
@@ -274,7 +279,8 @@ class ImageStore:
 
     def _map(self, sha: str):
         try:
-            array = np.load(self.entry_path(sha), mmap_mode="r", allow_pickle=False)
+            with _NPY_HEADER:
+                array = np.load(self.entry_path(sha), mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         return array if array.dtype == np.uint8 and array.ndim == 3 and array.shape[0] == 3 else None
