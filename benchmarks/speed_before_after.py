@@ -6,7 +6,7 @@
 
 trains the recipe (default `recipes/quickstart.toml`) with the code of `--base` (a git revision, exported into a
 temporary folder) and with this checkout, alternately (base, this, base, this, ...: both see the same machine load),
-each run alone, and reads `train_examples_per_s` from each run's `log.jsonl`: every epoch after the first, or with
+each run alone (or, with `--paired`, both at once on a core each), and reads `train_examples_per_s` from each run's `log.jsonl`: every epoch after the first, or with
 `--epochs 1` the one epoch. Prints one JSON object: the median examples per second of each side, their ratio, and
 every run's figures (with the image counts where the log has them). `--workload` trains on the GPU probe's synthetic
 Twitter-like workload (tweet-sized JPEGs, Twitter sentence lengths) with random weights of the recipe's sizes
@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
@@ -34,18 +33,23 @@ def export(revision: str, target: Path) -> Path:
     return target
 
 
-def train(tree: Path, recipe: str, out: Path, epochs: int, extra: list[str]) -> dict:
-    """One run of `recipe` with the code in `tree`; its per-epoch figures."""
+def start(tree: Path, recipe: str, out: Path, epochs: int, extra: list[str], core: int | None = None):
+    """Start one run of `recipe` with the code in `tree` (on one core, with one thread, where `core` is given)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, "-m", "mmlabel", "train", recipe, "--out", str(out),
                "--set", f"train.epochs={epochs}", *extra]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{tree}: training failed:\n{result.stderr[-2000:]}")
+    if core is not None:
+        command = ["taskset", "-c", str(core), *command, "--set", "train.threads=1"]
+    return subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process, tree: Path, out: Path) -> dict:
+    """The figures of a started run, once it has ended."""
+    _, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"{tree}: training failed:\n{stderr[-2000:]}")
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    return {"seconds": round(time.perf_counter() - started, 1),
-            "examples_per_s": [record["train_examples_per_s"] for record in log],
+    return {"examples_per_s": [record["train_examples_per_s"] for record in log],
             "images": [record.get("images") for record in log]}
 
 
@@ -69,6 +73,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override, both sides")
     parser.add_argument("--recipe", default="recipes/quickstart.toml", help="a recipe path inside the repository")
+    parser.add_argument("--paired", action="store_true",
+                        help="run both sides at once, one core and one thread each, swapping cores every round: "
+                             "on a machine whose speed drifts, both see the same drift")
     parser.add_argument("--workload", action="store_true",
                         help="train on the GPU probe's synthetic Twitter-like data, random weights of the recipe's sizes")
     args = parser.parse_args()
@@ -80,8 +87,17 @@ def main() -> None:
         sides = {"before": export(args.base, Path(scratch) / "before"), "after": HERE}
         runs: dict[str, list[dict]] = {"before": [], "after": []}
         for round_index in range(args.rounds):
-            for side, tree in sides.items():
-                run = train(tree, args.recipe, folder / f"{side}-{round_index}", args.epochs, extra)
+            if args.paired:  # both at once, a core each, swapping cores every round: the same machine at once
+                cores = {side: (index + round_index) % 2 for index, side in enumerate(sides)}
+                started = {side: start(tree, args.recipe, folder / f"{side}-{round_index}", args.epochs, extra,
+                                       cores[side]) for side, tree in sides.items()}
+                done = {side: finish(started[side], sides[side], folder / f"{side}-{round_index}") for side in sides}
+            else:
+                done = {}
+                for side, tree in sides.items():
+                    process = start(tree, args.recipe, folder / f"{side}-{round_index}", args.epochs, extra)
+                    done[side] = finish(process, tree, folder / f"{side}-{round_index}")
+            for side, run in done.items():
                 runs[side].append(run)
                 print(f"round {round_index + 1} {side}: {run['examples_per_s']} examples/s per epoch",
                       file=sys.stderr)
@@ -89,6 +105,7 @@ def main() -> None:
     later = {side: statistics.median(speed for run in side_runs for speed in run["examples_per_s"][first:])
              for side, side_runs in runs.items()}
     print(json.dumps({"base": args.base, "recipe": args.recipe, "epochs": args.epochs, "rounds": args.rounds,
+                      "paired": args.paired,
                       "examples_per_s": later, "counted_from_epoch": first + 1, "ratio": later["after"] / later["before"],
                       "runs": runs}, indent=1))
 
