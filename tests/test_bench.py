@@ -74,6 +74,7 @@ def test_a_worker_measures_its_setting_of_the_quickstart(workers_here):
         assert figures[setting]["step_ms"] == pytest.approx(1000 * batch / figures[setting]["examples_per_s"], rel=1e-6)
 
 
+@pytest.mark.system  # several mmlabel processes at once
 def test_bench_predict_one_setting_only_runs_that_setting_each_in_a_worker_process():
     """Without --only, every setting; with it, that one alone; each in a worker process of its own (the real
     ones, here), whose figures come back as JSON."""

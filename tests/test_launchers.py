@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli, signal_when, sweep_args
 
 FIGURES = ("dev.f1", "dev.precision", "test.f1", "test.precision", "test.recall", "best_epoch")
@@ -28,6 +30,7 @@ def losses(run: Path) -> list[float]:
     return [json.loads(line)["train_loss"] for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.system  # several mmlabel processes at once
 def test_jobs_2_gives_the_sequential_figures_and_skips_finished_runs(synthetic, reference_sweep, tmp_path):
     """The two runs of seed 1 in two processes at once (the reference sweep's 4 runs hold them)."""
     parallel = run_cli(*sweep_args(synthetic, tmp_path / "two", "--jobs", "2"), "--seeds", "1")
@@ -97,6 +100,7 @@ def test_launcher_usage_errors_are_one_line(tmp_path):
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.system  # several mmlabel processes at once
 def test_sigterm_reaches_the_parallel_runs_which_checkpoint_and_the_rerun_resumes_them(synthetic, tmp_path,
                                                                                         stop_signals_guarded):
     """SIGTERM to `mmlabel sweep --jobs 2` (here this process, sent once both runs have started) is passed on to
