@@ -13,8 +13,11 @@
 """
 import json
 import os
+import pickle
 import socket
 import tomllib
+import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -24,6 +27,12 @@ from mmlabel.errors import RunError
 from mmlabel import atomic
 
 FORMAT_VERSION = 1
+# Set to 1 for a --resume of a checkpoint you trust that a safe load refuses (one written before mmlabel stored its
+# RNG states as tensors): it is then unpickled in full. Never needed for a checkpoint this version wrote.
+TRUST_VARIABLE = "MMLABEL_TRUST_CHECKPOINTS"
+# What a checkpoint may hold besides tensors (exactly these types: NumPy's float64 is a float subclass that a safe load
+# refuses).
+PLAIN_TYPES = (int, float, str, bool, type(None))
 
 
 class RunDir:
@@ -101,15 +110,37 @@ class RunDir:
         model.load_state_dict(without_pooler(weights, model), strict=True)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
+        """`checkpoint`: tensors and plain values only (`check_loadable`), which `load_checkpoint` reads safely."""
+        check_loadable(checkpoint)
         with atomic.atomic_path(self.checkpoint_path) as temporary:
             torch.save(checkpoint, temporary)
 
     def load_checkpoint(self) -> dict:
+        """The checkpoint, unpickled with `weights_only=True`: tensors and plain values, never an object whose
+        unpickling runs code, so that a run directory received from someone else can be resumed. A checkpoint that
+        needs more is refused with one line; under MMLABEL_TRUST_CHECKPOINTS=1 it is unpickled in full, with a
+        warning."""
+        path = self.checkpoint_path
         try:
-            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected pickle protocol")  # a plain pickle's, refused below
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "Weights only load failed" not in str(error):
+                raise RunError(_unreadable(path, error)) from None
         except Exception as error:  # written atomically, so only a file damaged from outside gets here
-            raise RunError(f"{self.checkpoint_path}: cannot read the checkpoint ({type(error).__name__}: {error}); "
-                           "start the run again without --resume in a new --out") from None
+            raise RunError(_unreadable(path, error)) from None
+        needs = _unsafe_globals(path)
+        if os.environ.get(TRUST_VARIABLE) != "1":
+            raise RunError(f"{path}: refused: it needs {needs} to load, beyond the tensors and plain values of an "
+                           "mmlabel checkpoint, and unpickling those can run code (an earlier mmlabel's checkpoint, or "
+                           f"not mmlabel's); if you trust where it came from, resume with {TRUST_VARIABLE}=1, else "
+                           "start the run again without --resume in a new --out")
+        warnings.warn(f"{path}: unpickled in full, trusting its {needs} ({TRUST_VARIABLE}=1)", stacklevel=2)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise RunError(_unreadable(path, error)) from None
 
     def log(self, record: dict) -> None:
         with open(self.log_path, "a", encoding="utf-8") as handle:
@@ -193,6 +224,40 @@ def comparable(recipe_toml: str) -> dict:
         if isinstance(section.get(key), str):
             section[key] = {"name": section[key]}
     return recipe
+
+
+def check_loadable(value, where: str = "checkpoint") -> None:
+    """Raise TypeError naming the first value inside `value` that `torch.load(weights_only=True)` would refuse: only
+    dicts, lists and tuples of tensors and `PLAIN_TYPES` pass, so that no checkpoint is written that a resume
+    cannot read."""
+    if isinstance(value, torch.Tensor) or type(value) in PLAIN_TYPES:
+        return
+    if type(value) in (dict, OrderedDict):  # a module's state_dict is an OrderedDict
+        for key, item in value.items():
+            if type(key) not in PLAIN_TYPES:
+                raise TypeError(f"{where}: a key of type {type(key).__qualname__}, which a safe load refuses")
+            check_loadable(item, f"{where}[{key!r}]")
+    elif type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            check_loadable(item, f"{where}[{index}]")
+    else:
+        raise TypeError(f"{where}: {type(value).__module__}.{type(value).__qualname__}, which a safe load refuses; "
+                        "store tensors and plain values")
+
+
+def _unsafe_globals(path: Path) -> str:
+    """The globals a pickled checkpoint names beyond what a safe load allows, read without unpickling it."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not torch.save's zip format: a plain pickle
+        names = []
+    return ", ".join(sorted(names)) if names else "objects other than tensors and plain values"
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    reason = (str(error).strip().splitlines() or [""])[0]  # one line: torch's messages run over several
+    return (f"{path}: cannot read the checkpoint ({type(error).__name__}: {reason}); "
+            "start the run again without --resume in a new --out")
 
 
 def _absolute(run_path: Path, value):

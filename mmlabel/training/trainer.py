@@ -206,9 +206,11 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """A resumable checkpoint, written in the background from a host copy: rank 0 writes the module's own
         weights (not DDP's) and the optimiser state, the same in every process; the epoch's sums over all processes;
-        and every process's RNG state."""
+        and every process's RNG state. Tensors and plain values only, so that `--resume` loads it with
+        `weights_only=True` (`RunDir.load_checkpoint`)."""
         self.read_losses()
         state = asdict(self.state)
+        state.update(best_score=float(state["best_score"]))  # a metric may score in NumPy's float64
         loss, examples, batches = self.processes.total(self.state.epoch_loss, self.state.epoch_examples,
                                                        self.state.epoch_batches)
         state.update(epoch_loss=loss, epoch_examples=int(examples), epoch_batches=int(batches))
