@@ -36,7 +36,7 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
                   attention: bool = False) -> SplitPredictions:
     """`evaluate_run`'s work, with what it predicted: the arguments mean the same. With `attention`, a model that has
     word-to-patch attention also returns it, from the same encoding pass as the predictions."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build
     from mmlabel.tagger import Tagger
     from mmlabel.data.splits import SPLITS, data_root, image_loader, read_splits
     from mmlabel.run_dir import RunDir
@@ -47,7 +47,7 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
     data, images = (Path(data) if data is not None else None), (Path(images) if images is not None else None)
     tagger = Tagger.load(run_dir)
     recipe = run.recipe()
-    metric = get("metric", recipe.metric.name).build(recipe.metric.options)
+    metric = build("metric", recipe.metric)
     if data is None:
         root = data_root(recipe)
         splits = read_splits(recipe, root)
@@ -71,10 +71,10 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
 
 def _read_other(recipe, data: Path, format: str | None, split: str) -> list:
     from mmlabel.data.convert import sniff_format
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     name = format or sniff_format(data, fallback=recipe.data.reader.name)
-    reader = get("dataset_reader", name).create(**(recipe.data.reader.options if name == recipe.data.reader.name else {}))
+    reader = build("dataset_reader", recipe.data.reader if name == recipe.data.reader.name else name)
     if data.is_file():
         return reader.read(data, on_bad_example=recipe.data.on_bad_example)
     paths = reader.find_splits(data)

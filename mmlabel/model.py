@@ -82,10 +82,7 @@ class TaggingModel(nn.Module):
         allowed_end: list[bool] | None = None,
     ) -> "TaggingModel":
         """The model a recipe describes, every part built through the registry; `allowed_*` come from the tag scheme."""
-        from mmlabel.registry import get
-
-        def build(kind, spec, **runtime):
-            return get(kind, spec.name).build(spec.options, **runtime)
+        from mmlabel.registry import build
 
         text_encoder = build("text_encoder", recipe.text_encoder)
         image_encoder = build("image_encoder", recipe.image_encoder) if recipe.image_encoder is not None else None

@@ -135,12 +135,12 @@ class RunDir:
 
     def save_predictions(self, split: str, examples: list, predictions: list) -> None:
         from mmlabel.data.example import Example
-        from mmlabel.registry import create
+        from mmlabel.registry import build
 
         predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
         path = self.path / f"predictions-{split}.jsonl"
         with atomic.atomic_path(path) as temporary:
-            create("dataset_reader", "jsonl").write(predicted, temporary)
+            build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)
 
     # -- reading -------------------------------------------------------------------------------------------
     def check_complete(self) -> None:
@@ -180,12 +180,12 @@ def comparable(recipe_toml: str) -> dict:
     processes (a run written by N processes resumes with M), with a component section given by name alone
     (`tag_scheme = "bio"`, as runs saved before tag schemes were components have it) read as `{name = "bio"}`, and
     without `data.tokenizer`, which training does not read."""
-    from mmlabel.recipe import COMPONENT_SECTIONS
+    from mmlabel.kinds import KINDS
 
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
     recipe.get("data", {}).pop("tokenizer", None)  # splits raw text at prediction only; runs before it had none
-    for path in COMPONENT_SECTIONS:
+    for path in (kind.section for kind in KINDS.values()):
         *parents, key = path.split(".")
         section = recipe
         for parent in parents:

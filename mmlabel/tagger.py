@@ -245,10 +245,10 @@ def with_offsets(spans: list[Span], tokens: list[Token]) -> list[Span]:
 def saved_scheme(run: RunDir):
     """The run's tag scheme, rebuilt through the registry; runs written before tag schemes took options have none."""
     from mmlabel.errors import RunError
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     tags = run.tags()
-    scheme = get("tag_scheme", tags["scheme"]).build(tags.get("options", {}), labels=tags["labels"])
+    scheme = build("tag_scheme", {"name": tags["scheme"], **tags.get("options", {})}, labels=tags["labels"])
     if scheme.tags != tags["tags"]:
         raise RunError(f"{run.tags_path}: tag scheme {tags['scheme']!r} now gives the tags {scheme.tags}, "
                        f"not the run's {tags['tags']}")
@@ -273,7 +273,7 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
 
     from mmlabel.data.images import ImageLoader
     from mmlabel.errors import DataError
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
     examples, bad = [], []
     try:
@@ -300,5 +300,5 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
     predictions = tagger.predict_examples([e for e, _ in examples], images=images) if examples else []
     predicted = [Example(e.id, e.tokens, e.image, with_offsets(spans, offsets) if offsets else spans, e.text)
                  for (e, offsets), spans in zip(examples, predictions)]
-    create("dataset_reader", "jsonl").write(predicted, target)
+    build("dataset_reader", "mmlabel:jsonl").write(predicted, target)
     return bad

@@ -101,9 +101,9 @@ def test_the_kit_checks_attention_rows_and_padding():
 
 @pytest.mark.parametrize(("family", "expected"), [("vit", (1, 4, 4)), ("deit", (2, 4, 4)), ("swin", (0, 4, 4))])
 def test_patch_grid_of_timm_encoders(family, expected):
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    encoder = get("image_encoder", "timm").build(tiny_image_options(family)).eval()
+    encoder = build("image_encoder", {"name": "timm", **tiny_image_options(family)}).eval()
     states, _ = encoder(torch.zeros(1, *encoder.input_size))
     assert patch_grid(encoder, states.shape[1]) == expected
 

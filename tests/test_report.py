@@ -250,12 +250,12 @@ def test_photos_are_shown_as_the_encoder_saw_them_in_small_thumbnails():
 
     from PIL import Image
 
-    from mmlabel.registry import get
+    from mmlabel.registry import build
     from mmlabel.report.photos import encoder_view, thumbnail_uri
 
     photo = Image.new("RGB", (400, 300), "white")
     photo.paste((255, 0, 0), (0, 0, 50, 300))  # a red band on the left, outside the centre crop
-    crop = get("image_encoder", "timm").build({"model": "vit_base_patch16_224", "pretrained": False,
+    crop = build("image_encoder", {"name": "timm", "model": "vit_base_patch16_224", "pretrained": False,
                                                "model_args": {"depth": 1}})
     view = encoder_view(photo, crop.transform)
     assert view.size == (224, 224) and view.getpixel((0, 112)) == (255, 255, 255)  # the band was cropped away

@@ -141,13 +141,13 @@ def prepare(
 
 def _geometry_of(recipe):
     """The recipe's image encoder with random weights: what its pixel transform needs, without a download."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build, get
 
     component = get("image_encoder", recipe.image_encoder.name)
     fields = component.config_class.model_fields if component.config_class is not None else {}
     options = dict(recipe.image_encoder.options)
     options.update({key: value for key, value in (("pretrained", False), ("checkpoint_path", None)) if key in fields})
-    return component.build(options)
+    return build("image_encoder", {"name": component.qualified_name, **options})
 
 
 @data_app.command("verify")

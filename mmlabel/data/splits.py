@@ -56,9 +56,9 @@ def _move_into_place(partial: Path, root: Path) -> None:
 
 def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
     """The train, dev and test examples of the recipe's reader."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    reader = get("dataset_reader", recipe.data.reader.name).build(recipe.data.reader.options)
+    reader = build("dataset_reader", recipe.data.reader)
     paths = reader.find_splits(root)
     missing = [split for split in SPLITS if split not in paths]
     if missing:
@@ -67,10 +67,10 @@ def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
 
 
 def make_run_scheme(recipe: Recipe, train: list):
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     labels = sorted({span.label for example in train for span in example.spans})
-    return get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
+    return build("tag_scheme", recipe.data.tag_scheme, labels=labels)
 
 
 def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS, folder: Path | None = None):

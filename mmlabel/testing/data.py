@@ -136,9 +136,6 @@ def scheme_masks(subject: Subject) -> None:
         expect(allowed, f"the encoding of {spans} is forbidden by allowed_start/end/transitions")
 
 
-CHECKS = {
-    "dataset_reader": [("round_trip", reader_round_trip), ("find_splits", reader_find_splits),
-                       ("policies", reader_policies)],
-    "metric": [("perfect", metric_perfect), ("empty", metric_empty), ("partial", metric_partial)],
-    "tag_scheme": [("tags", scheme_tags), ("round_trip", scheme_round_trip), ("masks", scheme_masks)],
-}
+READER_CHECKS = [("round_trip", reader_round_trip), ("find_splits", reader_find_splits), ("policies", reader_policies)]
+METRIC_CHECKS = [("perfect", metric_perfect), ("empty", metric_empty), ("partial", metric_partial)]
+SCHEME_CHECKS = [("tags", scheme_tags), ("round_trip", scheme_round_trip), ("masks", scheme_masks)]

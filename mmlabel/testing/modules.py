@@ -4,6 +4,7 @@ import pickle
 
 import torch
 
+from mmlabel.registry import construct
 from mmlabel.testing.kit import SENTENCES, Subject, close, expect, shape
 
 MAX_TOKENS = 40
@@ -244,7 +245,7 @@ def fusion_reload(subject: Subject) -> None:
     head, runtime = subject.built, subject.runtime
     inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
     torch.manual_seed(1)  # other initial weights, replaced by the saved ones
-    rebuilt = subject.component.build(subject.options, **runtime).eval()
+    rebuilt = construct(subject.component, subject.options, **runtime).eval()
     rebuilt.load_state_dict(head.state_dict())
     expect(close(_emissions(head, inputs), _emissions(rebuilt, inputs), 1e-6),
            "the head rebuilt from its options with the same weights gives other emissions")
@@ -322,15 +323,12 @@ def alignment_begin(subject: Subject) -> None:
     expect(text.grad is not None and bool(text.grad.abs().sum() > 0), "begin(...)() has no gradient to the states")
 
 
-CHECKS = {
-    "text_encoder": [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
-                     ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)],
-    "image_encoder": [("transform", image_transform), ("forward", image_forward),
-                      ("rows_independent", image_rows_independent), ("export", image_export),
-                      ("determinism", image_determinism), ("pixels", image_pixels)],
-    "fusion_head": [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
-                    ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
-                    ("determinism", fusion_determinism), ("attention", fusion_attention)],
-    "alignment_loss": [("forward", alignment_forward), ("padding", alignment_padding),
-                       ("determinism", alignment_determinism), ("begin", alignment_begin)],
-}
+TEXT_CHECKS = [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
+               ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)]
+IMAGE_CHECKS = [("transform", image_transform), ("forward", image_forward), ("rows_independent", image_rows_independent),
+                ("export", image_export), ("determinism", image_determinism), ("pixels", image_pixels)]
+FUSION_CHECKS = [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
+                 ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
+                 ("determinism", fusion_determinism), ("attention", fusion_attention)]
+ALIGNMENT_CHECKS = [("forward", alignment_forward), ("padding", alignment_padding),
+                    ("determinism", alignment_determinism), ("begin", alignment_begin)]

@@ -38,7 +38,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.model import TaggingModel
-    from mmlabel.registry import get
+    from mmlabel.registry import build
     from mmlabel.threads import use_threads
     from mmlabel.training import distributed
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
@@ -61,7 +61,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     if images is not None and images.missing:  # under "error" the check has already stopped the run
         console.print(f"{len(images.missing)} of {len(images.checked)} images missing: using blank images")
-    metric = get("metric", recipe.metric.name).build(recipe.metric.options)
+    metric = build("metric", recipe.metric)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
     computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
