@@ -286,3 +286,33 @@ def shadowing_notes() -> list[str]:
             notes.append(f"{component.kind} {component.name!r} is {plugin.provider}'s ({plugin.qualified_name}), "
                          f"which shadows the built-in: name it {component.qualified_name} for mmlabel's own")
     return notes
+
+
+# -- what a run was built from ---------------------------------------------------------------------------------------
+def provenance(recipe) -> dict[str, dict[str, str]]:
+    """Recipe key path -> the qualified name of the component it names and the distribution (and version) that
+    provides it: what a run records in run.json, so that loading it builds the same components."""
+    found = {}
+    for path, (kind, spec) in recipe.component_specs().items():
+        component = get(kind, spec.name)
+        found[path] = {"name": component.qualified_name, "distribution": component.distribution,
+                       "version": component.version}
+    return found
+
+
+def pinned_name(kind: str, record: dict[str, str]) -> str:
+    """The name that builds the component a run recorded (`provenance`): its plain name where that still means it,
+    else its qualified name (a plugin installed since shadows it); a one-line `ComponentError` naming the
+    distribution to install when it is not installed."""
+    try:
+        component = get(kind, record["name"])
+    except ComponentError:
+        distribution = record.get("distribution", "?")
+        version = f" {record['version']}" if record.get("version", "?") != "?" else ""
+        raise ComponentError(f"{kind} {record['name']!r} came from {distribution}{version}, which is not installed "
+                             f"here: pip install {distribution}") from None
+    try:
+        same = get(kind, component.name).qualified_name == component.qualified_name
+    except ComponentError:  # the plain name is two plugins' now
+        same = False
+    return component.name if same else component.qualified_name

@@ -156,9 +156,27 @@ class RunDir:
                            f"cannot be read by mmlabel {__version__} (format {FORMAT_VERSION})")
 
     def recipe(self):
-        from mmlabel.recipe import recipe_from_dict
+        """The run's recipe, each component named by the qualified name run.json recorded (runs before it recorded
+        them: as recipe.toml names them); a component whose distribution is not installed is a one-line error."""
+        from mmlabel.recipe import recipe_from_dict, set_key
 
-        return recipe_from_dict(tomllib.loads(self.recipe_path.read_text(encoding="utf-8")), source=str(self.recipe_path))
+        raw = tomllib.loads(self.recipe_path.read_text(encoding="utf-8"))
+        for path, name in self._pinned_names().items():
+            set_key(raw, f"{path}.name", name, where=str(self.info_path))
+        return recipe_from_dict(raw, source=str(self.recipe_path))
+
+    def _pinned_names(self) -> dict[str, str]:
+        """Recipe key path -> the qualified name run.json recorded, checked to be installed."""
+        from mmlabel.errors import ComponentError
+        from mmlabel.kinds import KINDS
+        from mmlabel.registry import pinned_name
+
+        kinds = {kind.section: kind.name for kind in KINDS.values()}
+        recorded = self.info().get("components", {})
+        try:
+            return {path: pinned_name(kinds[path], record) for path, record in recorded.items() if path in kinds}
+        except ComponentError as error:
+            raise RunError(f"{self.path}: {error}") from None
 
     def architecture(self) -> dict:
         """Each encoder's options as its `export` returned them, with paths inside the run made absolute."""
@@ -166,8 +184,11 @@ class RunDir:
         return {key: {k: _absolute(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
 
     def tags(self) -> dict:
-        """The saved tag scheme: `scheme` (its registered name), `options`, `labels`, `tags`."""
-        return json.loads(self.tags_path.read_text(encoding="utf-8"))
+        """The saved tag scheme: `scheme` (its registered name, qualified where run.json recorded it), `options`,
+        `labels`, `tags`."""
+        tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
+        tags["scheme"] = self._pinned_names().get("data.tag_scheme", tags["scheme"])
+        return tags
 
     def metrics(self) -> dict:
         if not self.metrics_path.exists():

@@ -38,7 +38,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.model import TaggingModel
-    from mmlabel.registry import build
+    from mmlabel.registry import build, provenance
     from mmlabel.threads import use_threads
     from mmlabel.training import distributed
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
@@ -65,7 +65,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
     computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
-    run.set_status("running", precision=computing.train.precision)
+    run.set_status("running", precision=computing.train.precision, components=provenance(recipe))
     threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
     _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
     model.to(device)
