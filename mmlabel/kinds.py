@@ -69,11 +69,6 @@ def load(target: str | Any) -> Any:
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("dataset_reader", "data.reader", "register_dataset_readers", "dataset readers", contracts.DatasetReader,
-         default={"name": "jml"}, checks="mmlabel.testing.data:READER_CHECKS"),
-    Kind("tag_scheme", "data.tag_scheme", "register_tag_schemes", "tag schemes", contracts.TagScheme,
-         runtime=("labels",), default={"name": "collapsed5"}, checks="mmlabel.testing.data:SCHEME_CHECKS",
-         kit_runtime="mmlabel.testing.kit:scheme_runtime"),
     Kind("text_encoder", "text_encoder", "register_text_encoders", "text encoders", contracts.TextEncoder,
          capabilities=(contracts.PrefixTextEncoder,), module=True,
          default={"name": "hf", "checkpoint": "roberta-base"}, checks="mmlabel.testing.modules:TEXT_CHECKS",
@@ -90,8 +85,13 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("alignment_loss", "alignment_loss", "register_alignment_losses", "alignment losses",
          contracts.AlignmentLoss, capabilities=(contracts.DeferredAlignmentLoss,), module=True,
          default={"name": "emd"}, checks="mmlabel.testing.modules:ALIGNMENT_CHECKS"),
+    Kind("dataset_reader", "data.reader", "register_dataset_readers", "dataset readers", contracts.DatasetReader,
+         default={"name": "jml"}, checks="mmlabel.testing.data:READER_CHECKS"),
     Kind("metric", "metric", "register_metrics", "metrics", contracts.Metric, default={"name": "mabsa"},
          checks="mmlabel.testing.data:METRIC_CHECKS"),
+    Kind("tag_scheme", "data.tag_scheme", "register_tag_schemes", "tag schemes", contracts.TagScheme,
+         runtime=("labels",), default={"name": "collapsed5"}, checks="mmlabel.testing.data:SCHEME_CHECKS",
+         kit_runtime="mmlabel.testing.kit:scheme_runtime"),
 )}
 _generation = 0  # counts changes of KINDS: what is built from it (registry, recipe schema) is built again
 

@@ -187,7 +187,9 @@ class RunDir:
         """The saved tag scheme: `scheme` (its registered name, qualified where run.json recorded it), `options`,
         `labels`, `tags`."""
         tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
-        tags["scheme"] = self._pinned_names().get("data.tag_scheme", tags["scheme"])
+        pinned = self._pinned_names().get("data.tag_scheme", "")
+        if pinned.rpartition(":")[2] == tags["scheme"].rpartition(":")[2]:  # the scheme run.json recorded
+            tags["scheme"] = pinned
         return tags
 
     def metrics(self) -> dict:
