@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmlabel import kinds
-from mmlabel.contracts import show
 from mmlabel.registry import Component, LazyFactory, build, construct, get
 
 # Sentences of different lengths, so that every batch has padding.
@@ -119,9 +118,6 @@ def expect(condition: bool, message: str) -> None:
     """A check's assertion: `message` says what the contract wanted and what was found."""
     if not condition:
         raise ContractViolation(message)
-
-
-shape = show  # the one formatter of values in contract messages (mmlabel.contracts.show)
 
 
 def close(first, second, tolerance: float = 1e-4) -> bool:
