@@ -261,7 +261,7 @@ def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], 
     the overrides set."""
     from mmlabel.registry import get
 
-    for path, kind in component_sections().items():
+    for path, kind in sorted(component_sections().items()):  # notes in key order, whatever the kinds' order
         if path not in from_file or any(key == path or path.startswith(key + ".") for key in keys):
             continue  # not in the file, or replaced whole
         set_here = {key[len(path) + 1:].split(".")[0] for key in keys if key.startswith(path + ".")}
