@@ -137,9 +137,7 @@ def test_attention_on_request_is_the_taggers_over_the_photos_grid(server, posts,
     text, image, expected = next(post for post in posts if post[2])
     result = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image), "attention": True}).json()
     tagger = Tagger.load(tiny_run, device="cpu")
-    from PIL import Image
-
-    weights = tagger.post_attention([(text, Image.open(image).convert("RGB"))])[0]
+    weights = tagger.predict(text, image=image, attention=True).attention
     grid = patch_grid(tagger.model.image_encoder, weights.shape[-1])
     assert result["attention_grid"] == {"prefix": grid[0], "rows": grid[1], "columns": grid[2]} and grid[1] == 8
     for span in result["spans"]:

@@ -322,8 +322,8 @@ class ImageStore:
 
     def _save_index(self, force: bool = True) -> None:
         """Write the index, merged over what another process may have written since it was read (last writer wins
-        a name both hashed: a stale record only costs a hash next time). Without `force` (a photo at a time, as
-        `Tagger.predict` asks), only every 256 new records or 60 seconds: the whole index is rewritten each time."""
+        a name both hashed: a stale record only costs a hash next time). Without `force` (a photo at a time, as a
+        split of one post asks), only every 256 new records or 60 seconds: the whole index is rewritten each time."""
         due = force or self._index_changed >= 256 or time.monotonic() - self._index_saved >= 60
         if not self._index_changed or not due:
             return
@@ -338,7 +338,7 @@ class ImageStore:
 class DecodedImages:
     """Pixels decoded from the file every time they are asked for, by a transform: for an image encoder without
     `pixel_transform` (its float `transform`: the contract before the image store), and for images already in
-    memory (`Tagger.predict_posts`, with the encoder's `pixel_transform` where it has one)."""
+    memory and posts' own files (`Tagger.predict`, with the encoder's `pixel_transform` where it has one)."""
 
     def __init__(self, images, transform: Callable):
         self.images = images  # an ImageLoader, or anything with `load(name) -> PIL image`

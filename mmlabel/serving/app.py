@@ -71,15 +71,15 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
 
 def tag(tagger, posts: list) -> list[dict]:
     """The results of a batch of checked posts (on the model thread), with attention where a post asked for it."""
-    pairs = [(post.content, post.image) for post in posts]
-    if any(post.attention for post in posts):  # one encoding pass gives the spans and the attention
-        found, maps = tagger.predict_posts_with_attention(pairs)
-    else:
-        found, maps = tagger.predict_posts(pairs), [None] * len(posts)
-    results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
-    for post, result, spans, weights in zip(posts, results, found, maps):
-        if post.attention and weights is not None:
-            with_attention(result, weights, spans, tagger.model.image_encoder)
+    from mmlabel.tagger import Post
+
+    # one encoding pass gives the spans and the attention
+    found = tagger.predict([Post(post.content, post.image) for post in posts],
+                           attention=any(post.attention for post in posts))
+    results = [post_result(post, prediction.words, prediction.spans) for post, prediction in zip(posts, found)]
+    for post, result, prediction in zip(posts, results, found):
+        if post.attention and prediction.attention is not None:
+            with_attention(result, prediction.attention, prediction.spans, tagger.model.image_encoder)
     return results
 
 
@@ -153,6 +153,3 @@ def _check_attention(objects: list[dict], tagger) -> None:
         raise BadInput(422, "this model has no word-to-patch attention (text only, or a fusion head without "
                             "`attention`): leave out 'attention'")
 
-
-def _words(tagger, post) -> list[str]:
-    return [token.text for token in tagger.words(post.text)] if post.text is not None else post.tokens
