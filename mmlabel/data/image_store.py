@@ -32,6 +32,7 @@ import torch
 
 from mmlabel.data.images import UNREADABLE, ImageLoader, unreadable_reason
 from mmlabel.errors import DataError
+from mmlabel.log import logger
 
 BLANK = "blank"  # the key of a missing or unreadable photo under missing_image = "blank", and of no photo at all
 DECODING = "mmlabel-decoding-1"  # bumped when ImageLoader's decoding changes what a photo's pixels are
@@ -380,7 +381,7 @@ def pixel_source(images, encoder, root: str | Path | None = None) -> "ImageStore
 
 def prepare_photos(pixels, names: list[str | None], console=None, announce: bool = True) -> PrepareSummary | None:
     """`pixels.prepare(names)` with a progress bar on `console` (rich, removed when done) and, with `announce`, a
-    line saying what it did where it decoded anything or found photos missing or unreadable."""
+    note in the `mmlabel` log saying what it did where it decoded anything or found photos missing or unreadable."""
     if not isinstance(pixels, ImageStore):
         return pixels.prepare(names) if pixels is not None else None
     from rich.console import Console
@@ -392,7 +393,7 @@ def prepare_photos(pixels, names: list[str | None], console=None, announce: bool
         task = bar.add_task("photos", total=None)
         summary = pixels.prepare(names, lambda done, total: bar.update(task, completed=done, total=total))
     if announce and (summary.decoded or summary.missing or summary.unreadable):
-        console.print(f"image store {pixels.directory}: {summary.describe()}", soft_wrap=True)
+        logger.info("image store %s: %s", pixels.directory, summary.describe())
     return summary
 
 
