@@ -162,9 +162,10 @@ class Tagger:
                  f"for {'it' if missing == 1 else 'them'}", stacklevel=3)
 
     def _check_attention(self, attention: bool) -> None:
+        from mmlabel.model import NO_ATTENTION
+
         if attention and not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (text only, or a fusion head without "
-                             "`attention`)")
+            raise ValueError(NO_ATTENTION)
 
     def _decode(self, examples: list[Example], pixels, features, attention: bool, workers: int = 0, rank: int = 0,
                 world_size: int = 1) -> dict[int, Prediction]:
