@@ -5,7 +5,7 @@ or none (`Post`), one post or many, with the fusion head's attention where asked
 tags examples a dataset reader gave (`mmlabel evaluate`, `predict --input`, `report`, the trainer's dev and test
 evaluations), their photos read through the image store, in batches that data-parallel processes share out.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,11 +36,11 @@ class Prediction:
     a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; rows
     of words cut off by `max_tokens` are 0) and one column per image-encoder token, in the encoder's order (a ViT's
     class token first: `mmlabel.report.heatmap.patch_grid` places the columns on the image). No attention for a
-    post with no words."""
+    post with no words. Predictions compare by their words and spans."""
 
     words: list[str]
     spans: list[Span]
-    attention: torch.Tensor | None = None
+    attention: torch.Tensor | None = field(default=None, compare=False)
 
 
 class Tagger:
