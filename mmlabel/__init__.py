@@ -4,8 +4,8 @@ from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = [
-    "ComponentConfig", "ComponentError", "Configured", "Tagger", "WordCRF", "build", "components", "gather_words",
-    "get", "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
+    "ComponentConfig", "ComponentError", "Configured", "MMLabelWarning", "Post", "Prediction", "Tagger", "WordCRF",
+    "build", "components", "gather_words", "get", "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
 ]
 
 _LAZY = {
@@ -22,6 +22,9 @@ _LAZY = {
     "load_recipe": "mmlabel.recipe",
     "Recipe": "mmlabel.recipe",
     "Tagger": "mmlabel.tagger",
+    "Post": "mmlabel.tagger",
+    "Prediction": "mmlabel.tagger",
+    "MMLabelWarning": "mmlabel.log",
 }
 
 

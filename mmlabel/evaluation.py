@@ -20,7 +20,7 @@ class SplitPredictions:
     them): the loaded tagger, the gold examples, the image loader (None for a text-only model), the folder the
     images are read from (also for a text-only model), the predicted spans of each example, the run's metric's
     figures and, where asked for and the model has it, each example's word-to-patch attention from the same pass
-    (`Tagger.attention`'s form)."""
+    (`Prediction.attention`'s form)."""
 
     tagger: Any
     examples: list
@@ -60,12 +60,11 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
         images = images or root / "images"
     image_dir = images or (recipe.data.images_path() if recipe.data.root is not None else root / "images")
     loader = image_loader(recipe, root, {split: examples}, [split], images) if tagger.multimodal else None
-    weights = None
-    if attention and tagger.has_attention:
-        predictions, weights = tagger.predict_examples_with_attention(examples, images=loader)
-    else:
-        predictions = tagger.predict_examples(examples, images=loader)
+    attention = attention and tagger.has_attention
+    found = tagger.predict_split(examples, images=loader, attention=attention)
+    predictions = [prediction.spans for prediction in found]
     figures = metric.score([example.spans for example in examples], predictions)
+    weights = [prediction.attention for prediction in found] if attention else None
     return SplitPredictions(tagger, examples, loader, image_dir, predictions, figures, weights)
 
 

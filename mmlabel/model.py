@@ -18,6 +18,9 @@ from mmlabel.contracts import declares, describe
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.crf import gather_words
 
+# why word-to-patch attention is refused (Tagger.predict's ValueError, the server's 422)
+NO_ATTENTION = "this model has no word-to-patch attention (text only, or a fusion head without `attention`)"
+
 
 @dataclass
 class ModelOutput:
@@ -147,25 +150,16 @@ class TaggingModel(nn.Module):
 
     @property
     def has_attention(self) -> bool:
-        """Whether `attention` works: the model reads images and its fusion head has the optional `attention`."""
+        """Whether `decode_with_attention` works: the model reads images and its fusion head has the optional
+        `attention`."""
         return self.image_encoder is not None and getattr(self.fusion_head, "attention", None) is not None
 
-    @torch.no_grad()
-    def attention(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(batch, words, patches) word-to-patch attention of the fusion head (its optional `attention` member; call
-        `eval()` first); the patches are the image encoder's tokens, in its order."""
-        if not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
-                             "without `attention`)")
-        text_states, image_states, image_mask = self._states(batch)
-        return self.fusion_head.attention(text_states, batch["first_subword_index"], image_states, image_mask)
-
     def decode_with_attention(self, batch: dict[str, torch.Tensor]) -> tuple[list[list[int]], torch.Tensor]:
-        """`decode` and `attention` from one encoding pass: the tag ids per example and the (batch, words, patches)
-        word-to-patch attention."""
+        """`decode` and the fusion head's word-to-patch attention (its optional `attention` member) from one encoding
+        pass: the tag ids per example and the (batch, words, patches) weights, the patches being the image
+        encoder's tokens in its order."""
         if not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
-                             "without `attention`)")
+            raise ValueError(NO_ATTENTION)
         text_states, image_states, image_mask = self._states(batch)
         first = batch["first_subword_index"]
         emissions = self.fusion_head(text_states, first, image_states, image_mask)

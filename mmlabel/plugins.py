@@ -7,7 +7,6 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-import sys
 from dataclasses import dataclass, field
 
 import pluggy
@@ -200,10 +199,12 @@ def one_line(error: BaseException) -> str:
 
 
 def warn_once(key: str, message: str) -> None:
-    """Print `warning: message` on stderr, once per process for each `key`."""
+    """Warn (`mmlabel.MMLabelWarning`: `warning: message` on the command line), once per process for each `key`."""
+    from mmlabel.log import warn
+
     if key not in _warned:
         _warned.add(key)
-        print(f"warning: {message}", file=sys.stderr)
+        warn(message)
 
 
 def record_hook_error(plugin_name: str, hook: str, error: BaseException) -> str:

@@ -2,7 +2,6 @@
 every component's options checked against its registered `Config`. The component sections (`[fusion_head]`,
 `[data] reader`, ...) are those `mmlabel.kinds` declares: the schema is made from that table."""
 import os
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -255,10 +254,11 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
 
 def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], keys: list[str], source: str) -> None:
     """Swapping a component by name (`--set fusion_head.name=gated`) keeps the file's options that the new
-    component's `Config` defines and drops the others, with a one-line note on stderr. Options given with `--set`
-    are never dropped (a misspelt one still fails), and a section replaced whole (`--set 'fusion_head={...}'`) keeps
-    nothing from the file anyway. `from_file`: path -> (name, option keys) before the overrides; `keys`: the keys
-    the overrides set."""
+    component's `Config` defines and drops the others, with a note (a warning, `mmlabel.log.MMLabelNote`). Options
+    given with `--set` are never dropped (a misspelt one still fails), and a section replaced whole
+    (`--set 'fusion_head={...}'`) keeps nothing from the file anyway. `from_file`: path -> (name, option keys)
+    before the overrides; `keys`: the keys the overrides set."""
+    from mmlabel.log import MMLabelNote, warn
     from mmlabel.registry import get
 
     for path, kind in sorted(component_sections().items()):  # notes in key order, whatever the kinds' order
@@ -281,8 +281,8 @@ def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], 
             del node[option]
         if dropped:
             paths = ", ".join(f"{path}.{option}" for option in dropped)
-            print(f"note: {source}: --set {path}.name={section[0]} drops {paths} from the file "
-                  f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", file=sys.stderr)
+            warn(f"{source}: --set {path}.name={section[0]} drops {paths} from the file "
+                 f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", MMLabelNote)
 
 
 def _component_sections(raw: dict) -> dict[str, tuple[str, set[str]]]:

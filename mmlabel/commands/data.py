@@ -115,7 +115,7 @@ def prepare(
     if loaded.image_encoder is None:
         raise RecipeError(f"{recipe}: image_encoder: the recipe has no image encoder, so no photos to prepare")
     console = Console(stderr=True)
-    root = data_root(loaded, console)
+    root = data_root(loaded)
     splits = read_splits(loaded, root)
     folder = images or (loaded.data.images_path() if loaded.data.root is not None else root / "images")
     encoder = _geometry_of(loaded)
