@@ -15,7 +15,7 @@ import torch
 from mmlabel.benchmark import _batches, _build, _train_step, make_workload
 from mmlabel.benchmark_models import recipe_model
 from mmlabel.recipe import load_recipe
-from mmlabel.registry import get
+from mmlabel.registry import build
 
 OPTIMISED = ["bf16", "padding", "attention", "fused_adamw", "allocator"]
 
@@ -34,7 +34,7 @@ def main() -> None:
     stream = _batches(dataset, collate, job)
     batches = [next(stream) for _ in range(arguments.batches)]
     losses = {"emd (exact)": network.alignment_loss,
-              "sinkhorn": get("alignment_loss", "sinkhorn").build({"cost": "cosine"})}
+              "sinkhorn": build("alignment_loss", {"name": "sinkhorn", "cost": "cosine"})}
     step = _train_step(network, torch.device("cpu"), OPTIMISED)
     step(batches[0])  # warm-up
     seconds = {name: [] for name in losses}

@@ -54,7 +54,7 @@ def write_workload(root: Path, posts: dict[str, int], photos: int, seed: int = 0
     from PIL import Image
 
     from mmlabel.data.example import Example, Span
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
     rng = random.Random(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def write_workload(root: Path, posts: dict[str, int], photos: int, seed: int = 0
         field += pixels.normal(0, 12, field.shape)
         Image.fromarray(field.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{index}.jpg", quality=88)
     vocabulary = [f"w{index}" for index in range(800)] + ["@user", "#tag", "RT", ":", "http://t.co/x", "!"]
-    reader = create("dataset_reader", "jml")
+    reader = build("dataset_reader", "jml")
     for split, count in posts.items():
         examples = []
         for index in range(count):
@@ -126,10 +126,10 @@ def decode(root: Path, tiny: bool, scratch: Path) -> dict:
     """ms per photo: decoded and transformed every time, decoded into the store, read back from it."""
     from mmlabel.data.images import ImageLoader
     from mmlabel.data.image_store import ImageStore
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     recipe = reference_recipe(root, tiny)
-    encoder = get("image_encoder", recipe.image_encoder.name).build(recipe.image_encoder.options)
+    encoder = build("image_encoder", {"name": recipe.image_encoder.name, **recipe.image_encoder.options})
     names = sorted(path.name for path in (root / "images").glob("*.jpg"))
     by_size = {f"{w}x{h}": [n for i, n in enumerate(names) if PHOTO_SIZES[i % len(PHOTO_SIZES)] == (w, h)]
                for w, h in PHOTO_SIZES}

@@ -70,25 +70,27 @@ def load(url: str, posts: list[dict], requests: int, concurrency: int) -> tuple[
 
 
 def model_only(run: Path, posts: list[dict], sizes=(1, 16, 32), calls: int = 64) -> dict[int, float]:
-    """Milliseconds of the model per post, called directly (`Tagger.predict_posts`) on batches of each size."""
+    """Milliseconds of the model per post, called directly (`Tagger.predict` on a list of posts) on batches of each
+    size."""
     import io
 
     from PIL import Image
 
-    from mmlabel.tagger import Tagger
+    from mmlabel.tagger import Post, Tagger
     from mmlabel.threads import use_threads
 
     tagger = Tagger.load(run, device="cpu")
     use_threads()
-    decoded = [(post["text"], Image.open(io.BytesIO(base64.b64decode(post["image"]))).convert("RGB")) for post in posts]
+    decoded = [Post(post["text"], Image.open(io.BytesIO(base64.b64decode(post["image"]))).convert("RGB"))
+               for post in posts]
     figures = {}
     for size in sizes:
         tagger.batch_size = size
         batch = (decoded * size)[:size]
-        tagger.predict_posts(batch)  # warm-up
+        tagger.predict(batch)  # warm-up
         start = time.perf_counter()
         for _ in range(max(1, calls // size)):
-            tagger.predict_posts(batch)
+            tagger.predict(batch)
         figures[size] = (time.perf_counter() - start) / max(1, calls // size) / size * 1000
     return figures
 

@@ -4,15 +4,16 @@ from mmlabel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = [
-    "ComponentConfig", "ComponentError", "Tagger", "WordCRF", "components", "create", "gather_words", "get",
-    "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
+    "ComponentConfig", "ComponentError", "Configured", "MMLabelWarning", "Post", "Prediction", "Tagger", "WordCRF",
+    "build", "components", "gather_words", "get", "get_plugin_manager", "hookimpl", "lazy", "load_recipe",
 ]
 
 _LAZY = {
-    "ComponentConfig": "mmlabel.registry",
+    "ComponentConfig": "mmlabel.configs",
+    "Configured": "mmlabel.configs",
     "ComponentError": "mmlabel.errors",
+    "build": "mmlabel.registry",
     "components": "mmlabel.registry",
-    "create": "mmlabel.registry",
     "get": "mmlabel.registry",
     "lazy": "mmlabel.registry",
     "get_plugin_manager": "mmlabel.plugins",
@@ -21,6 +22,9 @@ _LAZY = {
     "load_recipe": "mmlabel.recipe",
     "Recipe": "mmlabel.recipe",
     "Tagger": "mmlabel.tagger",
+    "Post": "mmlabel.tagger",
+    "Prediction": "mmlabel.tagger",
+    "MMLabelWarning": "mmlabel.log",
 }
 
 

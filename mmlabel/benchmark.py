@@ -94,9 +94,9 @@ def make_workload(directory: Path, lengths: list[int] | None, examples: int = 64
 
 def twitter_lengths(path: Path, format: str) -> list[int]:
     """Sentence lengths (words) of a dataset, to draw benchmark sentences from."""
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
-    reader = create("dataset_reader", format)
+    reader = build("dataset_reader", format)
     split_paths = reader.find_splits(path) if path.is_dir() else {"train": path}
     return [len(example.tokens) for example in reader.read(split_paths.get("train", next(iter(split_paths.values()))))]
 
@@ -279,12 +279,12 @@ def _build(job: dict, device):
     from mmlabel.feature_cache import ImageFeatureCache
     from mmlabel.model import TaggingModel
     from mmlabel.recipe import recipe_from_dict
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     workload = Path(job["workload"])
     recipe = recipe_from_dict(with_attention(job["model"], "attention" in job["flags"]))
     labels = ["NEG", "NEU", "POS"] if recipe.metric.name == "mabsa" else ["LOC", "MISC", "ORG", "PER"]
-    scheme = get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
+    scheme = build("tag_scheme", recipe.data.tag_scheme, labels=labels)
     model = TaggingModel.for_scheme(recipe, scheme)
     model.to(device)
     images = ImageLoader(workload, "error")

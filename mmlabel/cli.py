@@ -13,6 +13,7 @@ from mmlabel.commands.report import report
 from mmlabel.commands.score import score
 from mmlabel.commands.serve import serve
 from mmlabel.errors import MMLabelError
+from mmlabel.log import command_line_output
 
 app = typer.Typer(
     name="mmlabel",
@@ -63,10 +64,12 @@ def _finish_processes() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app, turning the toolkit's own errors into one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("MMLABEL_DEBUG"))
     try:
-        app(args=args, prog_name="mmlabel")
+        with command_line_output(debug):  # the library's log and warnings on stderr, a line each
+            app(args=args, prog_name="mmlabel")
     except MMLabelError as error:
-        if "--debug" in args or os.environ.get("MMLABEL_DEBUG"):
+        if debug:
             raise
         everywhere, rank = getattr(error, "everywhere", False), os.environ.get("RANK", "0")
         if rank == "0" or not everywhere:  # under torchrun, an error of every process is printed once
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
             _finish_processes()
         sys.exit(error.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it
-        if "--debug" in args or os.environ.get("MMLABEL_DEBUG"):
+        if debug:
             raise
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -1,15 +1,16 @@
-"""The component contracts: one `typing.Protocol` per component kind, naming every member the core uses, with the
-shapes and dtypes it relies on. The registry checks each built object against its kind's protocol
-(`Component.build`), and the trainer runs the model once on the first batch to check what the components return
-(`mmlabel.probe.check_model_outputs`). `mmlabel.testing` checks the whole behaviour on tiny inputs.
+"""The component contracts: one `typing.Protocol` per component kind (which kind has which is declared in
+`mmlabel.kinds`), naming every member the core uses, with the shapes and dtypes it relies on. Two layers check them:
+the registry checks each built object against its kind's protocol when it is built (`problems`), and the trainer
+runs the model once on the first batch to check what the components return (`mmlabel.probe`). `mmlabel.testing`
+is the conformance kit for plugin authors: the whole behaviour on tiny inputs.
 
 Positional parameters of a protocol method are passed positionally by the core, keyword-only ones by keyword: a
 method that cannot be called that way breaks the contract.
 """
+import functools
 import inspect
 import math
 import numbers
-import sys
 import weakref
 from collections.abc import Callable as AbstractCallable
 from pathlib import Path
@@ -249,87 +250,73 @@ def stores_pixels(image_encoder: Any) -> bool:
             and isinstance(getattr(image_encoder, "pixel_signature", None), str))
 
 
-# Component kind -> its protocol.
-PROTOCOLS: dict[str, type] = {
-    "text_encoder": TextEncoder,
-    "image_encoder": ImageEncoder,
-    "fusion_head": FusionHead,
-    "alignment_loss": AlignmentLoss,
-    "dataset_reader": DatasetReader,
-    "metric": Metric,
-    "tag_scheme": TagScheme,
-}
-# Component kind -> the protocol of its optional members: a component may lack them; one it has must be callable as
-# the protocol says.
-OPTIONAL_PROTOCOLS: dict[str, type] = {"fusion_head": FusionHeadAttention, "image_encoder": ImageEncoderPixels,
-                                       "alignment_loss": DeferredAlignmentLoss}
-# Kinds the model composes: they must be torch.nn.Modules, so that their parameters are trained, moved and saved.
-MODULE_KINDS = ("text_encoder", "image_encoder", "fusion_head", "alignment_loss")
 # The figures every metric reports at the top level of its result.
 METRIC_KEYS = ("precision", "recall", "f1")
 
 
-def members(kind: str, optional: bool = False) -> dict[str, Any]:
-    """The protocol's members: attribute name -> annotation, method name -> the protocol's function; with `optional`,
-    those of the kind's optional protocol instead (none for most kinds)."""
-    protocol = OPTIONAL_PROTOCOLS.get(kind) if optional else PROTOCOLS[kind]
-    if protocol is None:
-        return {}
-    found: dict[str, Any] = dict(get_type_hints(protocol))
-    found.update({name: value for name, value in vars(protocol).items()
-                  if inspect.isfunction(value) and not name.startswith("_")})
+def members(protocol: type, own: bool = False) -> dict[str, Any]:
+    """The protocol's members: attribute name -> annotation, method name -> the protocol's function. With `own`, only
+    those a capability adds or redefines over the protocols it extends."""
+    if own:
+        found: dict[str, Any] = dict(inspect.get_annotations(protocol))
+    else:
+        found = dict(get_type_hints(protocol))
+    for klass in ([protocol] if own else reversed(protocol.__mro__)):
+        found.update({name: value for name, value in vars(klass).items()
+                      if inspect.isfunction(value) and not name.startswith("_")})
     return found
 
 
-def problems(kind: str, built: Any) -> list[str]:
-    """What a built component of `kind` lacks or gets wrong, one short phrase each; [] when it meets the contract.
-    Cheap: no forward pass (a metric scores one hand-made sentence)."""
-    if kind not in PROTOCOLS:
-        return []
-    found = _module_problems(kind, built) if kind in MODULE_KINDS else []
-    for name, spec in members(kind).items():
-        if name == "forward" and kind in MODULE_KINDS:
-            continue  # checked with the module
-        found += _member_problems(built, name, spec)
-    optional = members(kind, optional=True)
-    if any(getattr(built, name, None) is not None for name in optional):  # a capability comes whole
-        for name, spec in optional.items():
+def member_list(protocol: type, own: bool = False) -> str:
+    """The members as the documentation names them: `` `num_tags`, `forward(text_states, ...)` ``."""
+    return ", ".join(f"`{name}{signature_text(spec)}`" if inspect.isfunction(spec) else f"`{name}`"
+                     for name, spec in members(protocol, own).items())
+
+
+def signature_text(function: Callable) -> str:
+    """`(input_ids, attention_mask)` or `(path, *, on_bad_example)`: the parameters the core passes, without self."""
+    parameters, keyword_only = [], False
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.name == "self":
+            continue
+        if parameter.kind is parameter.KEYWORD_ONLY and not keyword_only:
+            parameters.append("*")
+            keyword_only = True
+        parameters.append(parameter.name)
+    return f"({', '.join(parameters)})"
+
+
+def problems(kind: Any, built: Any) -> list[str]:
+    """What a built component of `kind` (a `mmlabel.kinds.Kind`) lacks or gets wrong, one short phrase each; [] when
+    it meets the contract. Cheap: no forward pass (a metric scores one hand-made sentence)."""
+    found = _module_problems(kind.protocol, built) if kind.module else []
+    for name, spec in members(kind.protocol).items():
+        if not (name == "forward" and kind.module):  # checked with the module
             found += _member_problems(built, name, spec)
-    if kind == "metric" and not found:
+    for capability in kind.capabilities:
+        found += _capability_problems(kind.protocol, capability, built)
+    if kind.name == "metric" and not found:
         found += _metric_problems(built)
     return found
 
 
-def class_problems(kind: str, factory: Any) -> list[str]:
-    """What a factory class visibly lacks before it is built: the protocol's methods (attributes are often set in
-    `__init__`, so they wait for `problems`). Checked when options are validated, so `mmlabel recipe check` finds a
-    missing method without building anything; [] for a factory that is a function."""
-    if kind not in PROTOCOLS or not isinstance(factory, type):
+def _capability_problems(protocol: type, capability: type, built: Any) -> list[str]:
+    """A capability comes whole: a component that has one of the members it adds has them all, as it says."""
+    own = members(capability, own=True)
+    adds = [name for name in own if name not in members(protocol)]
+    if not any(getattr(built, name, None) not in (None, False) for name in adds):
         return []
-    found = []
-    torch = sys.modules.get("torch")  # a module class has imported it already; no import here
-    for name, spec in members(kind).items():
-        if not inspect.isfunction(spec):
-            continue
-        if name == "forward" and torch is not None and issubclass(factory, torch.nn.Module):
-            missing = factory.forward is torch.nn.Module.forward
-        else:
-            missing = not callable(getattr(factory, name, None))
-        if missing:
-            found.append(f"`{name}` is missing")
-        elif inspect.isfunction(inspect.getattr_static(factory, name)):
-            found += _signature_problems(getattr(factory, name), name, spec, bound=False)
-    return found
+    return [problem for name, spec in own.items() for problem in _member_problems(built, name, spec)]
 
 
-def _module_problems(kind: str, built: Any) -> list[str]:
+def _module_problems(protocol: type, built: Any) -> list[str]:
     from torch import nn
 
     if not isinstance(built, nn.Module):
         return [f"it is a {type(built).__name__}, not a torch.nn.Module"]
     if type(built).forward is nn.Module.forward:
         return ["`forward` is missing"]
-    return _signature_problems(built.forward, "forward", members(kind)["forward"])
+    return _signature_problems(built.forward, "forward", members(protocol)["forward"])
 
 
 def _member_problems(built: Any, name: str, spec: Any) -> list[str]:
@@ -344,11 +331,11 @@ def _member_problems(built: Any, name: str, spec: Any) -> list[str]:
             return [f"`{name}` is not callable"]
         return _signature_problems(value, name, spec)
     if not _fits(value, spec):
-        return [f"`{name}` is {_short(value)}, not {_type_name(spec)}"]
+        return [f"`{name}` is {show(value)}, not {_type_name(spec)}"]
     return []
 
 
-def _signature_problems(method: Callable, name: str, spec: Callable, bound: bool = True) -> list[str]:
+def _signature_problems(method: Callable, name: str, spec: Callable) -> list[str]:
     """The method must accept the call the core makes: the protocol's positional parameters positionally, its
     keyword-only ones by keyword."""
     expected = [p for p in inspect.signature(spec).parameters.values() if p.name != "self"]
@@ -359,31 +346,29 @@ def _signature_problems(method: Callable, name: str, spec: Callable, bound: bool
     except (TypeError, ValueError):  # a builtin without a signature: cannot tell
         return []
     try:
-        signature.bind(*([] if bound else ["self"]), *positional, **{keyword: None for keyword in keywords})
+        signature.bind(*positional, **{keyword: None for keyword in keywords})
     except TypeError:
         call = ", ".join([*positional, *(f"{keyword}=..." for keyword in keywords)])
-        if not bound:
-            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
         return [f"`{name}{signature}` cannot be called as `{name}({call})`"]
     return []
 
 
 def _fits(value: Any, annotation: Any) -> bool:
-    origin = get_origin(annotation) or annotation
-    if origin is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if origin is tuple:
-        arguments = get_args(annotation)
-        return (isinstance(value, tuple) and len(value) == len(arguments)
-                and all(_fits(item, argument) for item, argument in zip(value, arguments)))
-    if origin is list:
-        (item_type,) = get_args(annotation) or (Any,)
-        return isinstance(value, list) and (item_type is Any or all(_fits(item, item_type) for item in value))
-    if origin is AbstractCallable:
-        return callable(value)
-    if isinstance(origin, type):
-        return isinstance(value, origin)
+    """Whether `value` is of the annotated type, checked strictly by pydantic (no coercion: "64" is not an int)."""
+    from pydantic import ValidationError
+
+    try:
+        _adapter(annotation).validate_python(value, strict=True)
+    except ValidationError:
+        return False
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
 
 
 def _type_name(annotation: Any) -> str:
@@ -395,9 +380,13 @@ def _type_name(annotation: Any) -> str:
     return f"a {getattr(origin, '__name__', annotation)}" if origin is not int else "an int"
 
 
-def _short(value: Any) -> str:
+def show(value: Any) -> str:
+    """A value as messages about contracts show it: a tensor's shape and dtype (`(2, 3) float32`), else its repr
+    when short, else its type."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
     text = repr(value)
-    return text if len(text) <= 40 else f"a {type(value).__name__}"
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
 
 
 def _metric_problems(metric: Any) -> list[str]:
@@ -411,7 +400,7 @@ def _metric_problems(metric: Any) -> list[str]:
     except Exception as error:
         return [f"`score` on one sentence raised {type(error).__name__}: {error}"]
     if not isinstance(figures, dict):
-        return [f"`score` returned {_short(figures)}, not a dict"]
+        return [f"`score` returned {show(figures)}, not a dict"]
     wanted = list(dict.fromkeys([*METRIC_KEYS, metric.main_key]))
     missing = [key for key in wanted if key not in figures]
     if missing:
@@ -445,6 +434,3 @@ def describe(kind: str, built: Any) -> str:
         return _ORIGINS[built]
     except (KeyError, TypeError):
         return f"{kind} {type(built).__name__}"
-
-
-# -- the probe: what the components return on the first real batch -----------------------------------------------

@@ -20,7 +20,7 @@ class SplitPredictions:
     them): the loaded tagger, the gold examples, the image loader (None for a text-only model), the folder the
     images are read from (also for a text-only model), the predicted spans of each example, the run's metric's
     figures and, where asked for and the model has it, each example's word-to-patch attention from the same pass
-    (`Tagger.attention`'s form)."""
+    (`Prediction.attention`'s form)."""
 
     tagger: Any
     examples: list
@@ -36,7 +36,7 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
                   attention: bool = False) -> SplitPredictions:
     """`evaluate_run`'s work, with what it predicted: the arguments mean the same. With `attention`, a model that has
     word-to-patch attention also returns it, from the same encoding pass as the predictions."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build
     from mmlabel.tagger import Tagger
     from mmlabel.data.splits import SPLITS, data_root, image_loader, read_splits
     from mmlabel.run_dir import RunDir
@@ -47,7 +47,7 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
     data, images = (Path(data) if data is not None else None), (Path(images) if images is not None else None)
     tagger = Tagger.load(run_dir)
     recipe = run.recipe()
-    metric = get("metric", recipe.metric.name).build(recipe.metric.options)
+    metric = build("metric", recipe.metric)
     if data is None:
         root = data_root(recipe)
         splits = read_splits(recipe, root)
@@ -60,21 +60,20 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
         images = images or root / "images"
     image_dir = images or (recipe.data.images_path() if recipe.data.root is not None else root / "images")
     loader = image_loader(recipe, root, {split: examples}, [split], images) if tagger.multimodal else None
-    weights = None
-    if attention and tagger.has_attention:
-        predictions, weights = tagger.predict_examples_with_attention(examples, images=loader)
-    else:
-        predictions = tagger.predict_examples(examples, images=loader)
+    attention = attention and tagger.has_attention
+    found = tagger.predict_split(examples, images=loader, attention=attention)
+    predictions = [prediction.spans for prediction in found]
     figures = metric.score([example.spans for example in examples], predictions)
+    weights = [prediction.attention for prediction in found] if attention else None
     return SplitPredictions(tagger, examples, loader, image_dir, predictions, figures, weights)
 
 
 def _read_other(recipe, data: Path, format: str | None, split: str) -> list:
     from mmlabel.data.convert import sniff_format
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     name = format or sniff_format(data, fallback=recipe.data.reader.name)
-    reader = get("dataset_reader", name).create(**(recipe.data.reader.options if name == recipe.data.reader.name else {}))
+    reader = build("dataset_reader", recipe.data.reader if name == recipe.data.reader.name else name)
     if data.is_file():
         return reader.read(data, on_bad_example=recipe.data.on_bad_example)
     paths = reader.find_splits(data)

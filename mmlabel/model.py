@@ -18,6 +18,9 @@ from mmlabel.contracts import declares, describe
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.crf import gather_words
 
+# why word-to-patch attention is refused (Tagger.predict's ValueError, the server's 422)
+NO_ATTENTION = "this model has no word-to-patch attention (text only, or a fusion head without `attention`)"
+
 
 @dataclass
 class ModelOutput:
@@ -82,10 +85,7 @@ class TaggingModel(nn.Module):
         allowed_end: list[bool] | None = None,
     ) -> "TaggingModel":
         """The model a recipe describes, every part built through the registry; `allowed_*` come from the tag scheme."""
-        from mmlabel.registry import get
-
-        def build(kind, spec, **runtime):
-            return get(kind, spec.name).build(spec.options, **runtime)
+        from mmlabel.registry import build
 
         text_encoder = build("text_encoder", recipe.text_encoder)
         image_encoder = build("image_encoder", recipe.image_encoder) if recipe.image_encoder is not None else None
@@ -150,25 +150,16 @@ class TaggingModel(nn.Module):
 
     @property
     def has_attention(self) -> bool:
-        """Whether `attention` works: the model reads images and its fusion head has the optional `attention`."""
+        """Whether `decode_with_attention` works: the model reads images and its fusion head has the optional
+        `attention`."""
         return self.image_encoder is not None and getattr(self.fusion_head, "attention", None) is not None
 
-    @torch.no_grad()
-    def attention(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(batch, words, patches) word-to-patch attention of the fusion head (its optional `attention` member; call
-        `eval()` first); the patches are the image encoder's tokens, in its order."""
-        if not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
-                             "without `attention`)")
-        text_states, image_states, image_mask = self._states(batch)
-        return self.fusion_head.attention(text_states, batch["first_subword_index"], image_states, image_mask)
-
     def decode_with_attention(self, batch: dict[str, torch.Tensor]) -> tuple[list[list[int]], torch.Tensor]:
-        """`decode` and `attention` from one encoding pass: the tag ids per example and the (batch, words, patches)
-        word-to-patch attention."""
+        """`decode` and the fusion head's word-to-patch attention (its optional `attention` member) from one encoding
+        pass: the tag ids per example and the (batch, words, patches) weights, the patches being the image
+        encoder's tokens in its order."""
         if not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (no image encoder, or a fusion head "
-                             "without `attention`)")
+            raise ValueError(NO_ATTENTION)
         text_states, image_states, image_mask = self._states(batch)
         first = batch["first_subword_index"]
         emissions = self.fusion_head(text_states, first, image_states, image_mask)

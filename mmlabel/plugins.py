@@ -7,12 +7,11 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-import sys
 from dataclasses import dataclass, field
 
 import pluggy
 
-from mmlabel import __version__, hookspecs
+from mmlabel import __version__, hookspecs, kinds
 
 # Built-in components are plugins like any other: registered through the same hooks (simonw/llm's DEFAULT_PLUGINS).
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -61,7 +60,38 @@ class PluginInfo:
         return None
 
 
-pm = pluggy.PluginManager("mmlabel")
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, counting registrations: the registry is built again only when this count or the kinds
+    change. A kind declared after start-up gets its hook before the next plugin is registered."""
+
+    generation = 0
+
+    def register(self, plugin, name=None):
+        add_kind_hooks()
+        result = super().register(plugin, name)
+        self.generation += 1
+        return result
+
+    def unregister(self, plugin=None, name=None):
+        result = super().unregister(plugin, name)
+        self.generation += 1
+        return result
+
+
+def add_kind_hooks() -> None:
+    """Give every declared kind its hookspec (`mmlabel.hookspecs`), once."""
+    for kind in kinds.KINDS.values():
+        caller = getattr(pm.hook, kind.hook, None)
+        if caller is None or not caller.has_spec():
+            pm.add_hookspecs(hookspecs.namespace(kind))
+
+
+def registry_generation() -> int:
+    """A number that changes whenever a plugin is registered or unregistered."""
+    return pm.generation
+
+
+pm = PluginManager("mmlabel")
 pm.add_hookspecs(hookspecs)
 _plugin_info: dict[str, PluginInfo] = {}  # registered plugins, by pluggy name
 _failed: list[PluginInfo] = []  # plugins that were not registered, each with its error
@@ -117,6 +147,9 @@ def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> None:
     distribution = entry_point.dist.name if entry_point.dist else entry_point.name
     version = entry_point.dist.version if entry_point.dist else "?"
     info = PluginInfo(entry_point.name, distribution, version)
+    if entry_point.name == "mmlabel":  # the built-ins' provider name: `mmlabel:NAME` must stay theirs
+        _fail(info, "its entry-point name 'mmlabel' is the core's own; choose another")
+        return
     if pm.has_plugin(entry_point.name):  # a second distribution reusing the name: the first one found keeps it
         holder = plugin_info(entry_point.name)
         _fail(info, f"its entry-point name {entry_point.name!r} is taken by {holder.distribution} {holder.version}")
@@ -146,7 +179,7 @@ def _unknown_hooks(plugin: object) -> list[str]:
     for caller in pm.get_hookcallers(plugin) or []:
         if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
             continue
-        specs = [name for name in dir(hookspecs) if name.startswith("register_")]
+        specs = [kind.hook for kind in kinds.KINDS.values()]
         close = difflib.get_close_matches(caller.name, specs, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         messages.append(f"unknown hook {caller.name!r}{hint}")
@@ -166,10 +199,12 @@ def one_line(error: BaseException) -> str:
 
 
 def warn_once(key: str, message: str) -> None:
-    """Print `warning: message` on stderr, once per process for each `key`."""
+    """Warn (`mmlabel.MMLabelWarning`: `warning: message` on the command line), once per process for each `key`."""
+    from mmlabel.log import warn
+
     if key not in _warned:
         _warned.add(key)
-        print(f"warning: {message}", file=sys.stderr)
+        warn(message)
 
 
 def record_hook_error(plugin_name: str, hook: str, error: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The probe: before the first training step, every component of a model runs once on a real batch and each
 return value is checked against its contract (`mmlabel.contracts`), so that a wrong shape, dtype or a non-finite
 value fails with one line naming the component, before any training."""
-from mmlabel.contracts import _short, declares, describe
+from mmlabel.contracts import declares, describe, show
 
 
 class ProbeError(Exception):
@@ -44,7 +44,7 @@ def _probe(model, batch: dict) -> None:
     decoded = head.decode(emissions, word_mask)
     lengths = word_mask.sum(1).tolist()
     if not isinstance(decoded, list) or [len(path) for path in decoded] != lengths:
-        got = [len(path) for path in decoded] if isinstance(decoded, list) else _short(decoded)
+        got = [len(path) for path in decoded] if isinstance(decoded, list) else show(decoded)
         raise ProbeError(f"{describe('fusion_head', head)}: `decode` returned paths of lengths {got}, not one tag "
                          f"per real word {lengths}")
     if image_states is not None and model.alignment_loss is not None:
@@ -71,21 +71,21 @@ def _probe_images(model, batch: dict, rows: int):
 def _probe_image(encoder, pixel_values, rows: int):
     output = encoder(pixel_values)
     if not isinstance(output, tuple) or len(output) != 2:
-        raise ProbeError(f"{describe('image_encoder', encoder)}: `forward` returned {_short(output)}, not a tuple "
+        raise ProbeError(f"{describe('image_encoder', encoder)}: `forward` returned {show(output)}, not a tuple "
                          f"(states, mask)")
     states, mask = output
     _expect_states(states, "image_encoder", encoder, "states", (rows, _dim(states, 1), encoder.hidden_size),
                    "(batch, patches, hidden_size)")
     expected = (rows, states.shape[1])
     if getattr(mask, "shape", None) != expected or str(getattr(mask, "dtype", "")) != "torch.bool":
-        raise ProbeError(f"{describe('image_encoder', encoder)}: the mask is {_tensor(mask)}; the contract is a bool "
+        raise ProbeError(f"{describe('image_encoder', encoder)}: the mask is {show(mask)}; the contract is a bool "
                          f"tensor (batch, patches) = {expected}")
     return states, mask
 
 
 def _expect_states(value, kind: str, component, what: str, expected: tuple, contract: str) -> None:
     if getattr(value, "shape", None) != expected or not getattr(value, "is_floating_point", lambda: False)():
-        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch are {_tensor(value)}; the contract is "
+        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch are {show(value)}; the contract is "
                          f"a floating-point tensor {contract} = {expected}")
 
 
@@ -93,7 +93,7 @@ def _expect_per_example(value, kind: str, component, what: str, rows: int) -> No
     import torch
 
     if getattr(value, "shape", None) != (rows,):
-        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch is {_tensor(value)}; the contract "
+        raise ProbeError(f"{describe(kind, component)}: {what} on the first batch is {show(value)}; the contract "
                          f"is one value per example, (batch,) = ({rows},)")
     if not bool(torch.isfinite(value.float()).all()):
         raise ProbeError(f"{describe(kind, component)}: {what} on the first batch is not finite: {value.tolist()}")
@@ -103,8 +103,3 @@ def _dim(value, index: int):
     shape = getattr(value, "shape", ())
     return shape[index] if len(shape) > index else None
 
-
-def _tensor(value) -> str:
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-    return _short(value)

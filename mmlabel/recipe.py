@@ -1,31 +1,36 @@
 """Recipes: plain TOML read with tomllib into a pydantic `Recipe`, with `--set key.path=value` overrides and
-every component's options checked against its registered `Config`."""
+every component's options checked against its registered `Config`. The component sections (`[fusion_head]`,
+`[data] reader`, ...) are those `mmlabel.kinds` declares: the schema is made from that table."""
 import os
-import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from mmlabel import kinds
 from mmlabel.errors import ComponentError, RecipeError
-
-
-# Key path -> component kind of every component section of a recipe.
-COMPONENT_SECTIONS: dict[str, str] = {
-    "data.reader": "dataset_reader",
-    "data.tag_scheme": "tag_scheme",
-    "text_encoder": "text_encoder",
-    "image_encoder": "image_encoder",
-    "fusion_head": "fusion_head",
-    "alignment_loss": "alignment_loss",
-    "metric": "metric",
-}
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_means_absent(cls, value: Any) -> Any:
+        """An optional component section (`image_encoder = "none"`) given as none is left out: a text-only model."""
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        for kind in kinds.KINDS.values():
+            given = value.get(kind.key) if kind.parent == cls.path else None
+            name = given.get("name") if isinstance(given, dict) else given
+            if kind.default is None and kind.key in value and name in (None, "none", ""):
+                value[kind.key] = None
+        return value
+
+    path: ClassVar[str | None] = None  # the key path of a section that holds component sections
 
 
 class ComponentSpec(BaseModel):
@@ -45,12 +50,13 @@ class ComponentSpec(BaseModel):
 
 
 class DataSection(Section):
-    reader: ComponentSpec = ComponentSpec(name="jml")
+    """`[data]`; its component sections (`reader`, `tag_scheme`) are added from `mmlabel.kinds`."""
+
+    path: ClassVar[str | None] = "data"
     root: str | None = None
     images: str = "images"
     missing_image: Literal["error", "blank"] = "error"
     on_bad_example: Literal["error", "skip"] = "error"
-    tag_scheme: ComponentSpec = ComponentSpec(name="collapsed5")
     max_tokens: int = Field(60, gt=1)
     tokenizer: Literal["twitter", "twitter2015", "whitespace"] = Field(
         "twitter", description="how the trained tagger splits raw text (predict --text, JSONL `text`, serve) into "
@@ -147,38 +153,58 @@ class OutputSection(Section):
     dir: str = "runs"
 
 
-class Recipe(Section):
-    """A whole experiment: data, the model's components, loss weights, training and output."""
+class RecipeSections(Section):
+    """A whole experiment: data, the model's components, loss weights, training and output. The component sections
+    (`text_encoder`, `image_encoder`, `fusion_head`, `alignment_loss`, `metric`) are added from `mmlabel.kinds`:
+    `Recipe` is this class with them."""
 
-    data: DataSection = DataSection()
-    text_encoder: ComponentSpec = ComponentSpec(name="hf", checkpoint="roberta-base")
-    image_encoder: ComponentSpec | None = None
-    fusion_head: ComponentSpec = ComponentSpec(name="dtca")
-    alignment_loss: ComponentSpec = ComponentSpec(name="emd")
-    metric: ComponentSpec = ComponentSpec(name="mabsa")
-    loss: LossSection = LossSection()
-    train: TrainSection = TrainSection()
-    output: OutputSection = OutputSection()
-
-    @field_validator("image_encoder", mode="before")
-    @classmethod
-    def _none_means_text_only(cls, value: Any) -> Any:
-        name = value.get("name") if isinstance(value, dict) else value
-        return None if name in (None, "none", "") else value
+    path: ClassVar[str | None] = ""
+    data: DataSection = Field(default_factory=DataSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    output: OutputSection = Field(default_factory=OutputSection)
 
     def component_specs(self) -> dict[str, tuple[str, ComponentSpec]]:
         """Key path -> (kind, component section), for every component the recipe names."""
-        specs = {path: (kind, self._section(path)) for path, kind in COMPONENT_SECTIONS.items()}
+        specs = {kind.section: (kind.name, self._section(kind.section)) for kind in kinds.KINDS.values()}
         return {path: (kind, spec) for path, (kind, spec) in specs.items() if spec is not None}
 
     def _section(self, path: str) -> ComponentSpec | None:
         node = self
         for part in path.split("."):
-            node = getattr(node, part)
+            node = getattr(node, part, None)
         return node
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+        """The recipe as TOML: data first, then the components in the order of `mmlabel.kinds`, then the rest."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        first = ["data", *(kind.key for kind in kinds.KINDS.values() if not kind.parent)]
+        return tomli_w.dumps({key: dumped[key] for key in [*first, *dumped] if key in dumped})
+
+
+def _with_components(base: type[Section], name: str, **sections: Any) -> type:
+    """`base` with a field per component section of its path: the kind's default section, or None if optional."""
+    fields: dict[str, Any] = dict(sections)
+    for kind in kinds.KINDS.values():
+        if kind.parent == base.path:
+            default = kind.default
+            fields[kind.key] = ((ComponentSpec, Field(default_factory=lambda d=default: ComponentSpec(**d)))
+                                if default is not None else (ComponentSpec | None, None))
+    return create_model(name, __base__=base, __module__=__name__, **fields)
+
+
+def recipe_schema() -> type[RecipeSections]:
+    """The `Recipe` class for the kinds declared now (made again when a kind is declared or withdrawn)."""
+    global _schema
+    if _schema[0] != kinds.generation():
+        data = _with_components(DataSection, "DataSection")
+        recipe = _with_components(RecipeSections, "Recipe", data=(data, Field(default_factory=data)))
+        _schema = (kinds.generation(), recipe)
+    return _schema[1]
+
+
+_schema: tuple[int, type] = (-1, RecipeSections)
+Recipe = recipe_schema()
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), resolve: bool = True) -> Recipe:
@@ -213,7 +239,7 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
     if overrides:
         source = f"{source} (with --set {', '.join(overrides)})"
     try:
-        recipe = Recipe(**raw)
+        recipe = recipe_schema()(**raw)
     except ValidationError as error:
         detail = error.errors()[0]
         key = ".".join(str(part) for part in detail["loc"])
@@ -228,13 +254,14 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
 
 def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], keys: list[str], source: str) -> None:
     """Swapping a component by name (`--set fusion_head.name=gated`) keeps the file's options that the new
-    component's `Config` defines and drops the others, with a one-line note on stderr. Options given with `--set`
-    are never dropped (a misspelt one still fails), and a section replaced whole (`--set 'fusion_head={...}'`) keeps
-    nothing from the file anyway. `from_file`: path -> (name, option keys) before the overrides; `keys`: the keys
-    the overrides set."""
+    component's `Config` defines and drops the others, with a note (a warning, `mmlabel.log.MMLabelNote`). Options
+    given with `--set` are never dropped (a misspelt one still fails), and a section replaced whole
+    (`--set 'fusion_head={...}'`) keeps nothing from the file anyway. `from_file`: path -> (name, option keys)
+    before the overrides; `keys`: the keys the overrides set."""
+    from mmlabel.log import MMLabelNote, warn
     from mmlabel.registry import get
 
-    for path, kind in COMPONENT_SECTIONS.items():
+    for path, kind in sorted(component_sections().items()):  # notes in key order, whatever the kinds' order
         if path not in from_file or any(key == path or path.startswith(key + ".") for key in keys):
             continue  # not in the file, or replaced whole
         set_here = {key[len(path) + 1:].split(".")[0] for key in keys if key.startswith(path + ".")}
@@ -254,14 +281,14 @@ def drop_swapped_options(raw: dict, from_file: dict[str, tuple[str, set[str]]], 
             del node[option]
         if dropped:
             paths = ", ".join(f"{path}.{option}" for option in dropped)
-            print(f"note: {source}: --set {path}.name={section[0]} drops {paths} from the file "
-                  f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", file=sys.stderr)
+            warn(f"{source}: --set {path}.name={section[0]} drops {paths} from the file "
+                 f"({kind} {section[0]!r} does not define {'it' if len(dropped) == 1 else 'them'})", MMLabelNote)
 
 
 def _component_sections(raw: dict) -> dict[str, tuple[str, set[str]]]:
     """Key path -> (name, option keys) of each component section present in a raw recipe."""
     sections = {}
-    for path in COMPONENT_SECTIONS:
+    for path in component_sections():
         node = _lookup(raw, path)
         if isinstance(node, str):
             sections[path] = (node, set())
@@ -309,7 +336,7 @@ def set_key(raw: dict, key: str, value: Any, where: str) -> None:
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if isinstance(child, str) and part in _COMPONENT_KEYS:
+        if isinstance(child, str) and part in {kind.key for kind in kinds.KINDS.values()}:
             child = {"name": child}  # `reader = "jml"` shorthand, now given an option
         if child is None:
             child = {}
@@ -320,7 +347,9 @@ def set_key(raw: dict, key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-_COMPONENT_KEYS = {path.rpartition(".")[2] for path in COMPONENT_SECTIONS}
+def component_sections() -> dict[str, str]:
+    """Key path -> component kind of every component section of a recipe."""
+    return {kind.section: kind.name for kind in kinds.KINDS.values()}
 
 
 def resolve_components(recipe: Recipe) -> None:

@@ -1,45 +1,44 @@
-"""The component registry: built from the plugins' `register_*` hooks, it finds, describes and creates components by name."""
+"""The component registry: built once from the plugins' `register_*` hooks (again only when a plugin is registered
+or unregistered, or a kind declared), it finds, describes and builds components by name.
+
+Every component has a qualified name `PROVIDER:NAME`: the plugin's entry-point name, `mmlabel` for the built-ins.
+A plain name means the one component of that name, except that an installed plugin's component shadows a built-in
+of the same name (the built-in stays reachable as `mmlabel:NAME`): growing the core never takes a name from a plugin
+installed on purpose. Two plugins registering one name make the plain name an error naming both qualified names.
+"""
 import difflib
-import importlib
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from mmlabel import contracts, kinds
+from mmlabel.configs import ComponentConfig
 from mmlabel.errors import ComponentError
-from mmlabel.plugins import KNOWN_PLUGINS, broken_plugins, get_plugin_manager, plugin_info, record_hook_error
+from mmlabel.kinds import get_kind
+from mmlabel.plugins import (KNOWN_PLUGINS, broken_plugins, get_plugin_manager, plugin_info, record_hook_error,
+                             registry_generation)
 
-# Component kind -> the hook that registers it.
-KINDS: dict[str, str] = {
-    "text_encoder": "register_text_encoders",
-    "image_encoder": "register_image_encoders",
-    "fusion_head": "register_fusion_heads",
-    "alignment_loss": "register_alignment_losses",
-    "dataset_reader": "register_dataset_readers",
-    "metric": "register_metrics",
-    "tag_scheme": "register_tag_schemes",
-}
-
-
-class ComponentConfig(BaseModel):
-    """Base of every component's `Config`: unknown options are errors, so a typo fails with its key path."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+BUILTIN_PROVIDER = "mmlabel"
+__all__ = ["Component", "ComponentConfig", "LazyFactory", "build", "components", "get", "lazy"]
 
 
 class LazyFactory:
-    """A factory named by its import path, imported on first use so that registering a component imports no torch."""
+    """A factory named by its import path, imported on first use so that registering a component imports no torch;
+    `config`, the import path of its `Config` where that lives apart, lets a recipe be checked without importing it."""
 
-    def __init__(self, target: str, description: str):
+    def __init__(self, target: str, description: str, config: str | None = None):
         self.target = target
         self.description = description
+        self.config = config
 
     def load(self) -> Callable:
-        module_name, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return kinds.load(self.target)
 
     @property
     def Config(self) -> type[BaseModel] | None:  # noqa: N802 - mirrors the nested `Config` of a component class
+        if self.config is not None:
+            return kinds.load(self.config)
         return getattr(self.load(), "Config", None)
 
     def __call__(self, *args, **kwargs):
@@ -49,26 +48,48 @@ class LazyFactory:
         return f"lazy({self.target!r})"
 
 
-def lazy(target: str, description: str) -> LazyFactory:
-    """Register `"package.module:Class"` without importing it: `register("name", lazy("pkg.mod:Cls", "What it is."))`."""
-    return LazyFactory(target, description)
+def lazy(target: str, description: str, config: str | None = None) -> LazyFactory:
+    """Register `"package.module:Class"` without importing it: `register("name", lazy("pkg.mod:Cls", "What it is.",
+    config="pkg.configs:ClsConfig"))`; with `config`, validating a recipe imports only that module."""
+    return LazyFactory(target, description, config)
 
 
 @dataclass(frozen=True)
 class Component:
     """A registered component: its kind, name, factory and the plugin (and distribution) that provides it.
-    `problem` says why it cannot be used (its name is registered twice, or its plugin's hook raised); empty if it can."""
+    `problem` says why it cannot be used under any name (its plugin's hook raised); `conflict` why its plain name
+    cannot be used (another plugin registers it too); `shadowed_by` names the plugin component that took the plain
+    name of this built-in."""
 
     kind: str
     name: str
     factory: Callable
     plugin: str
     problem: str = ""
+    conflict: str = ""
+    shadowed_by: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return bool(self.plugin) and plugin_info(self.plugin).builtin
+
+    @property
+    def qualified_name(self) -> str:
+        """`PROVIDER:NAME`: `mmlabel:dtca` for a built-in, `<entry-point name>:NAME` for a plugin's."""
+        return f"{BUILTIN_PROVIDER if self.builtin else self.plugin}:{self.name}"
+
+    @property
+    def distribution(self) -> str:
+        return plugin_info(self.plugin).distribution
+
+    @property
+    def version(self) -> str:
+        return plugin_info(self.plugin).version
 
     @property
     def provider(self) -> str:
-        info = plugin_info(self.plugin)
-        return info.distribution if info.version == "?" else f"{info.distribution} {info.version}"
+        """`mmlabel 0.1.0`: the distribution and its version, for listings and messages."""
+        return self.distribution if self.version == "?" else f"{self.distribution} {self.version}"
 
     @property
     def description(self) -> str:
@@ -86,45 +107,53 @@ class Component:
     def config_class(self) -> type[BaseModel] | None:
         return getattr(self.factory, "Config", None)
 
-    def validate(self, options: dict[str, Any], where: str = "") -> BaseModel:
-        """Options checked against the component's `Config`; errors name the key path under `where`. A factory
-        class that lacks a method of its kind's contract is an error here already."""
-        from mmlabel import contracts
-
+    def validate(self, options: dict[str, Any], where: str = "") -> ComponentConfig:
+        """Options checked against the component's `Config` (imported alone where the factory is lazy and names
+        it); errors name the key path under `where`."""
         config_class = self.config_class
         if not (isinstance(config_class, type) and issubclass(config_class, ComponentConfig)):
             raise ComponentError(
                 f"{self.kind} {self.name!r} ({self.origin}): its factory {_factory_name(self.factory)} has no nested "
-                f"`Config` subclass of mmlabel.ComponentConfig; every component declares its options in one"
-            )
-        self._check_contract(contracts.class_problems(self.kind, _loaded(self.factory)))
+                f"`Config` subclass of mmlabel.ComponentConfig; every component declares its options in one")
         try:
             return config_class(**options)
         except ValidationError as error:
             raise ComponentError(_first_error(error, where or self.kind)) from None
 
-    def _check_contract(self, problems: list[str]) -> None:
-        if problems:
-            raise ComponentError(f"{self.kind} {self.name!r} ({self.origin}) breaks the {self.kind} contract: "
-                                 f"{'; '.join(problems)}")
 
-    def create(self, **options):
-        """The component built from its options alone."""
-        return self.build(options)
-
-    def build(self, options: dict[str, Any], **runtime):
-        """The component built from its options plus what only the model knows (`num_tags`, `text_dim`, ...),
-        checked against its kind's contract (`mmlabel.contracts`): a missing or wrong member is a `ComponentError`."""
-        from mmlabel import contracts
-
-        built = self.factory(self.validate(options), **runtime)
-        self._check_contract(contracts.problems(self.kind, built))
-        contracts.remember(built, f"{self.kind} {self.name!r} ({self.origin})")
-        return built
+def build(kind: str, spec: Any, **runtime):
+    """The one way to create a component: `spec` is a recipe's component section, `{"name": ..., **options}` or a
+    name (plain or qualified); `runtime` is what only the core knows (a fusion head's `text_dim`, a tag scheme's
+    `labels`, as the kind declares). `build("alignment_loss", {"name": "emd", "cost": "cosine"})`."""
+    name, options = _name_and_options(spec)
+    return construct(get(kind, name), options, **runtime)
 
 
-def _loaded(factory: Callable) -> Callable:
-    return factory.load() if isinstance(factory, LazyFactory) else factory
+def construct(component: Component, options: dict[str, Any], **runtime):
+    """What `build` does once the name is found (the kit calls it for a factory that is not registered): validate
+    the options, call the factory with the config and `runtime`, and check the result against the kind's contract
+    (a missing or wrong member is a `ComponentError` naming the component)."""
+    kind = get_kind(component.kind)
+    unknown = sorted(set(runtime) - set(kind.runtime))
+    if unknown:
+        raise TypeError(f"{kind.name} factories take {', '.join(kind.runtime) or 'no runtime arguments'}, "
+                        f"not {', '.join(unknown)}")
+    built = component.factory(component.validate(options, kind.section), **runtime)
+    problems = contracts.problems(kind, built)
+    if problems:
+        raise ComponentError(f"{component.kind} {component.name!r} ({component.origin}) breaks the {component.kind} "
+                             f"contract: {'; '.join(problems)}")
+    contracts.remember(built, f"{component.kind} {component.name!r} ({component.origin})")
+    return built
+
+
+def _name_and_options(spec: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict):
+        options = dict(spec)
+        return options.pop("name"), options
+    return spec.name, dict(spec.options)  # a recipe's ComponentSpec
 
 
 def _factory_name(factory: Callable) -> str:
@@ -139,24 +168,35 @@ def _first_error(error: ValidationError, prefix: str) -> str:
     return f"{path}: {detail['msg']}"
 
 
-def components(kind: str | None = None) -> list[Component]:
-    """Every registered component of `kind` (or of every kind), in registration order. A name registered twice is
-    listed twice, both marked with the conflict: only using that name is an error (see `get`)."""
-    if kind is None:
-        return [component for each in KINDS for component in components(each)]
-    _check_kind(kind)
+# -- the registry, built once ---------------------------------------------------------------------------------------
+_built: tuple[tuple, dict[str, list[Component]]] | None = None
+
+
+def _registry() -> dict[str, list[Component]]:
+    """Kind -> its components in registration order; built from the hooks on first use and again only after a
+    plugin was registered or unregistered, or a kind declared or withdrawn."""
+    global _built
+    manager = get_plugin_manager()
+    key = (registry_generation(), kinds.generation())
+    if _built is None or _built[0] != key:
+        _built = (key, {kind: _resolve(kind, _collect(manager, kind)) for kind in kinds.KINDS})
+    return _built[1]
+
+
+def _collect(manager, kind: str) -> list[Component]:
+    hook = getattr(manager.hook, kinds.KINDS[kind].hook, None)
     found: list[Component] = []
-    hook = getattr(get_plugin_manager().hook, KINDS[kind])
     # Called one implementation at a time so that each registration is recorded with the plugin that made it,
     # and a plugin whose hook raises spoils only its own registrations.
-    for implementation in hook.get_hookimpls():
+    for implementation in hook.get_hookimpls() if hook is not None else []:
         found.extend(_registrations(kind, implementation))
-    return _mark_conflicts(kind, found)
+    return found
 
 
 def _registrations(kind: str, implementation) -> list[Component]:
     """What one plugin's hook implementation registers; if it raises, what it registered so far, marked unusable."""
     plugin = implementation.plugin_name
+    hook = kinds.KINDS[kind].hook
     registered: list[Component] = []
 
     def register(name: str, factory: Callable) -> None:
@@ -166,59 +206,113 @@ def _registrations(kind: str, implementation) -> list[Component]:
     try:
         implementation.function(*[arguments[name] for name in implementation.argnames])
     except Exception as error:  # one plugin's bug must not break every lookup of this kind
-        reason = record_hook_error(plugin, KINDS[kind], error)
+        reason = record_hook_error(plugin, hook, error)
         return [replace(each, problem=f"{kind} {each.name!r} is unusable: {reason}") for each in registered]
-    plugin_info(plugin).hook_errors.pop(KINDS[kind], None)
+    plugin_info(plugin).hook_errors.pop(hook, None)
     return registered
 
 
-def _mark_conflicts(kind: str, found: list[Component]) -> list[Component]:
+def _resolve(kind: str, found: list[Component]) -> list[Component]:
+    """Mark who holds each plain name: a plugin's component shadows a built-in; two plugins conflict."""
     by_name: dict[str, list[Component]] = {}
     for component in found:
         by_name.setdefault(component.name, []).append(component)
     marked = []
     for component in found:
-        same = by_name[component.name]
-        if len(same) > 1:
-            providers = " and ".join(f"by {each.provider} (plugin {each.plugin})" for each in same)
-            twice = "twice" if len(same) == 2 else f"{len(same)} times"
-            component = replace(component, problem=f"{kind} {component.name!r} is registered {twice}: {providers}")
+        plugins = [each for each in by_name[component.name] if not each.builtin]
+        if len(plugins) > 1:  # the built-in too: the plain name is nobody's
+            component = replace(component, conflict=_conflict(kind, component.name, plugins))
+        elif len(plugins) == 1 and component.builtin:
+            component = replace(component, shadowed_by=plugins[0].qualified_name)
         marked.append(component)
     return marked
 
 
+def _conflict(kind: str, name: str, same: list[Component]) -> str:
+    providers = " and ".join(f"by {each.provider} (plugin {each.plugin})" for each in same)
+    twice = "twice" if len(same) == 2 else f"{len(same)} times"
+    qualified = " or ".join(each.qualified_name for each in same)
+    return f"{kind} {name!r} is registered {twice}: {providers}; name the one you mean: {qualified}"
+
+
+def components(kind: str | None = None) -> list[Component]:
+    """Every registered component of `kind` (or of every kind), in registration order; a built-in that a plugin
+    shadows and the components of a conflicting name are listed too, marked (see `Component`)."""
+    registry = _registry()
+    if kind is None:
+        return [component for each in registry.values() for component in each]
+    get_kind(kind)
+    return list(registry[kind])
+
+
 def get(kind: str, name: str) -> Component:
-    """The component `name` of `kind`; an unknown name lists close matches, every available name, any install hint
-    and the broken plugins that may have provided it. A name registered twice, or by a plugin whose hook raised, is
-    an error naming why."""
+    """The component `name` (plain or `PROVIDER:NAME`) of `kind`; an unknown name lists close matches, every
+    available name, any install hint and the broken plugins that may have provided it. A name two plugins register,
+    or one whose plugin's hook raised, is an error naming why."""
     found = components(kind)
+    provider, _, plain = name.rpartition(":")
     for component in found:
-        if component.name == name:
-            if component.problem:
-                raise ComponentError(component.problem)
+        if (component.qualified_name == name) if provider else (component.name == name and not component.shadowed_by):
+            if component.problem or (component.conflict and not provider):
+                raise ComponentError(component.problem or component.conflict)
             return component
+    raise ComponentError(_unknown(kind, name, plain, found))
+
+
+def _unknown(kind: str, name: str, plain: str, found: list[Component]) -> str:
     available = {component.name: component for component in found}
     message = f"unknown {kind} {name!r}"
-    hint = KNOWN_PLUGINS.get((kind, name))
+    hint = KNOWN_PLUGINS.get((kind, plain))
     if hint:
         message += f": it is provided by a plugin that is not installed; install it with `{hint}`"
-    close = difflib.get_close_matches(name, available, n=3)
+    close = difflib.get_close_matches(plain, available, n=3)
+    if plain != name:  # `other:echo`: the qualified names of the components called like it
+        close = [c.qualified_name for c in found if c.name in close]
     if close:
         message += f"; did you mean {', '.join(repr(c) for c in close)}?"
     listing = ", ".join(f"{c.name} ({c.provider})" for c in available.values()) or "none"
-    broken = broken_plugins(KINDS[kind])
+    broken = broken_plugins(kinds.KINDS[kind].hook)
     if broken:
         message += "; broken plugins, which may provide it: " + "; ".join(f"{b.label}: {b.problem}" for b in broken)
-    raise ComponentError(f"{message}; available: {listing}")
+    return f"{message}; available: {listing}"
 
 
-def create(kind: str, name: str, **options):
-    """Build the component `name` of `kind` from its options: `mmlabel.create("alignment_loss", "emd")`."""
-    return get(kind, name).create(**options)
+def shadowing_notes() -> list[str]:
+    """One line per built-in that an installed plugin shadows, for `mmlabel list` and `mmlabel plugins`."""
+    notes = []
+    for component in components():
+        if component.shadowed_by:
+            plugin = get(component.kind, component.shadowed_by)
+            notes.append(f"{component.kind} {component.name!r} is {plugin.provider}'s ({plugin.qualified_name}), "
+                         f"which shadows the built-in: name it {component.qualified_name} for mmlabel's own")
+    return notes
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        close = difflib.get_close_matches(kind, KINDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ComponentError(f"unknown component kind {kind!r}{hint}; kinds: {', '.join(KINDS)}")
+# -- what a run was built from ---------------------------------------------------------------------------------------
+def provenance(recipe) -> dict[str, dict[str, str]]:
+    """Recipe key path -> the qualified name of the component it names and the distribution (and version) that
+    provides it: what a run records in run.json, so that loading it builds the same components."""
+    found = {}
+    for path, (kind, spec) in recipe.component_specs().items():
+        component = get(kind, spec.name)
+        found[path] = {"name": component.qualified_name, "distribution": component.distribution,
+                       "version": component.version}
+    return found
+
+
+def pinned_name(kind: str, record: dict[str, str]) -> str:
+    """The name that builds the component a run recorded (`provenance`): its plain name where that still means it,
+    else its qualified name (a plugin installed since shadows it); a one-line `ComponentError` naming the
+    distribution to install when it is not installed."""
+    try:
+        component = get(kind, record["name"])
+    except ComponentError:
+        distribution = record.get("distribution", "?")
+        version = f" {record['version']}" if record.get("version", "?") != "?" else ""
+        raise ComponentError(f"{kind} {record['name']!r} came from {distribution}{version}, which is not installed "
+                             f"here: pip install {distribution}") from None
+    try:
+        same = get(kind, component.name).qualified_name == component.qualified_name
+    except ComponentError:  # the plain name is two plugins' now
+        same = False
+    return component.name if same else component.qualified_name

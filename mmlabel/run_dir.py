@@ -166,12 +166,12 @@ class RunDir:
 
     def save_predictions(self, split: str, examples: list, predictions: list) -> None:
         from mmlabel.data.example import Example
-        from mmlabel.registry import create
+        from mmlabel.registry import build
 
         predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
         path = self.path / f"predictions-{split}.jsonl"
         with atomic.atomic_path(path) as temporary:
-            create("dataset_reader", "jsonl").write(predicted, temporary)
+            build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)
 
     # -- reading -------------------------------------------------------------------------------------------
     def check_complete(self) -> None:
@@ -187,9 +187,27 @@ class RunDir:
                            f"cannot be read by mmlabel {__version__} (format {FORMAT_VERSION})")
 
     def recipe(self):
-        from mmlabel.recipe import recipe_from_dict
+        """The run's recipe, each component named by the qualified name run.json recorded (runs before it recorded
+        them: as recipe.toml names them); a component whose distribution is not installed is a one-line error."""
+        from mmlabel.recipe import recipe_from_dict, set_key
 
-        return recipe_from_dict(tomllib.loads(self.recipe_path.read_text(encoding="utf-8")), source=str(self.recipe_path))
+        raw = tomllib.loads(self.recipe_path.read_text(encoding="utf-8"))
+        for path, name in self._pinned_names().items():
+            set_key(raw, f"{path}.name", name, where=str(self.info_path))
+        return recipe_from_dict(raw, source=str(self.recipe_path))
+
+    def _pinned_names(self) -> dict[str, str]:
+        """Recipe key path -> the qualified name run.json recorded, checked to be installed."""
+        from mmlabel.errors import ComponentError
+        from mmlabel.kinds import KINDS
+        from mmlabel.registry import pinned_name
+
+        kinds = {kind.section: kind.name for kind in KINDS.values()}
+        recorded = self.info().get("components", {})
+        try:
+            return {path: pinned_name(kinds[path], record) for path, record in recorded.items() if path in kinds}
+        except ComponentError as error:
+            raise RunError(f"{self.path}: {error}") from None
 
     def architecture(self) -> dict:
         """Each encoder's options as its `export` returned them, with paths inside the run made absolute."""
@@ -197,8 +215,13 @@ class RunDir:
         return {key: {k: _absolute(self.path, v) for k, v in options.items()} for key, options in architecture.items()}
 
     def tags(self) -> dict:
-        """The saved tag scheme: `scheme` (its registered name), `options`, `labels`, `tags`."""
-        return json.loads(self.tags_path.read_text(encoding="utf-8"))
+        """The saved tag scheme: `scheme` (its registered name, qualified where run.json recorded it), `options`,
+        `labels`, `tags`."""
+        tags = json.loads(self.tags_path.read_text(encoding="utf-8"))
+        pinned = self._pinned_names().get("data.tag_scheme", "")
+        if pinned.rpartition(":")[2] == tags["scheme"].rpartition(":")[2]:  # the scheme run.json recorded
+            tags["scheme"] = pinned
+        return tags
 
     def metrics(self) -> dict:
         if not self.metrics_path.exists():
@@ -211,12 +234,12 @@ def comparable(recipe_toml: str) -> dict:
     processes (a run written by N processes resumes with M), with a component section given by name alone
     (`tag_scheme = "bio"`, as runs saved before tag schemes were components have it) read as `{name = "bio"}`, and
     without `data.tokenizer`, which training does not read."""
-    from mmlabel.recipe import COMPONENT_SECTIONS
+    from mmlabel.kinds import KINDS
 
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
     recipe.get("data", {}).pop("tokenizer", None)  # splits raw text at prediction only; runs before it had none
-    for path in COMPONENT_SECTIONS:
+    for path in (kind.section for kind in KINDS.values()):
         *parents, key = path.split(".")
         section = recipe
         for parent in parents:

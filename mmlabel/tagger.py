@@ -1,5 +1,13 @@
-"""A trained tagger: a model with its tag scheme and input pipeline, loaded from a run directory to label new posts."""
+"""A trained tagger: a model with its tag scheme and input pipeline, loaded from a run directory to label new posts.
+
+Two ways in. `Tagger.predict(posts)` tags posts as they come: raw text or words, with an image file, a decoded image
+or none (`Post`), one post or many, with the fusion head's attention where asked for. `Tagger.predict_split(examples)`
+tags examples a dataset reader gave (`mmlabel evaluate`, `predict --input`, `report`, the trainer's dev and test
+evaluations), their photos read through the image store, in batches that data-parallel processes share out.
+"""
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
@@ -9,6 +17,30 @@ from mmlabel.data.example import Example, Span
 from mmlabel.data.tokenize import DEFAULT_TOKENIZER, Token, tokenize
 from mmlabel.device import autocast, resolve_device, resolve_precision
 from mmlabel.run_dir import RunDir
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post to tag: `text`, raw (split into words by the run's tokenizer; its spans then carry character offsets
+    into it) or already split into words, and its `image`: a file path (read under the run's `data.missing_image`
+    policy), a decoded PIL image, or None (a model that reads images then sees a blank one, with a warning)."""
+
+    text: str | Sequence[str]
+    image: str | Path | Any = None  # Any: a PIL.Image.Image, not imported for the annotation
+
+
+@dataclass
+class Prediction:
+    """What the tagger found in one post: its `words`, its `spans` (word indices, end exclusive; character offsets
+    too where the post came as raw text) and, where asked for, `attention`: the fusion head's word-to-patch attention,
+    a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; rows
+    of words cut off by `max_tokens` are 0) and one column per image-encoder token, in the encoder's order (a ViT's
+    class token first: `mmlabel.report.heatmap.patch_grid` places the columns on the image). No attention for a
+    post with no words. Predictions compare by their words and spans."""
+
+    words: list[str]
+    spans: list[Span]
+    attention: torch.Tensor | None = field(default=None, compare=False)
 
 
 class Tagger:
@@ -55,117 +87,96 @@ class Tagger:
     def multimodal(self) -> bool:
         return self.model.image_encoder is not None
 
+    @property
+    def has_attention(self) -> bool:
+        """Whether `attention=True` works: a multimodal model whose fusion head exposes its word-to-patch attention."""
+        return self.model.has_attention
+
     def words(self, text: str) -> list[Token]:
         """The words of raw text with their character offsets, split by the run's tokenizer."""
         return tokenize(text, self.tokenizer)
 
-    def predict(self, text: str | list[str], image: str | Path | None = None) -> list[Span]:
-        """Spans of one post, given as raw text (split by the run's tokenizer; the spans then carry character
-        offsets into it) or as words; `image` is a file path."""
-        tokens = self.words(text) if isinstance(text, str) else None
-        words = [token.text for token in tokens] if tokens is not None else list(text)
-        if not words:
-            return []
-        images = self.images
-        if image is not None:
-            images = self._folder(Path(image).parent)
-            image = Path(image).name
-        spans = self.predict_examples([Example("input", words, str(image) if image else None)], images=images)[0]
-        return with_offsets(spans, tokens) if tokens is not None else spans
+    def predict(self, posts, image=None, attention: bool = False):
+        """Tag posts, in batches of `batch_size` under inference mode.
 
-    def predict_posts(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[list[Span]]:
-        """Spans of each post, given as (raw text or words, its decoded image or None), decoded in batches: the
-        spans of a raw text carry character offsets. An image-reading model is given a blank image for None."""
-        return self._decode_posts(posts, attention=False)[0]
+        `posts` is a list of `Post` -> a list of `Prediction`, one per post, in order. Or one post, given as its raw
+        text (a str) or its words (a list of str), with `image` (a path or a PIL image) -> its list of `Span` (its
+        `Prediction` with `attention`). `attention` also returns the fusion head's word-to-patch attention of each
+        post, from the same encoding pass; a ValueError where `has_attention` is False."""
+        one = _one_post(posts, image)
+        if one is None:
+            if image is not None:
+                raise TypeError("`image` goes with one post (its text or words); give each Post its own image")
+            return self._predict_posts(list(posts), attention)
+        found = self._predict_posts([one], attention)[0]
+        return found if attention else found.spans
 
-    def predict_posts_with_attention(self, posts: list[tuple[str | list[str], "Image.Image | None"]]
-                                     ) -> tuple[list[list[Span]], list[torch.Tensor | None]]:
-        """`predict_posts` and each post's `attention` (words, image-encoder tokens) from one encoding pass (None for
-        a post with no words). Raises ValueError where `has_attention` is False."""
-        self._check_attention()
-        return self._decode_posts(posts, attention=True)
-
-    def post_attention(self, posts: list[tuple[str | list[str], "Image.Image | None"]]) -> list[torch.Tensor]:
-        """`attention` of posts given as in `predict_posts`: per post, (words, image-encoder tokens)."""
-        examples, _, images = self._post_examples(posts)
-        return self.attention(examples, images=images)
-
-    def _decode_posts(self, posts, attention: bool) -> tuple[list[list[Span]], list[torch.Tensor | None]]:
-        examples, tokens, images = self._post_examples(posts)
-        kept = [index for index, example in enumerate(examples) if example.tokens]
-        decoded = self._decode([examples[index] for index in kept], images, attention=attention) if kept else {}
-        spans: list[list[Span]] = [[] for _ in posts]
-        weights: list[torch.Tensor | None] = [None for _ in posts]
-        for position, index in enumerate(kept):
-            found, weights[index] = decoded[position]
-            spans[index] = with_offsets(found, tokens[index]) if tokens[index] is not None else found
-        return spans, weights
-
-    def _post_examples(self, posts):
-        """The examples of (raw text or words, image or None) posts, the raw texts' tokens, and their images."""
-        tokens = [self.words(text) if isinstance(text, str) else None for text, _ in posts]
-        examples = [Example(str(index), [t.text for t in found] if found is not None else list(text),
-                            str(index) if image is not None else None)
-                    for index, ((text, image), found) in enumerate(zip(posts, tokens))]
-        images = PostImages({str(index): image for index, (_, image) in enumerate(posts) if image is not None})
-        return examples, tokens, images
-
-    def predict_examples(self, examples: list[Example], images=None) -> list[list[Span]]:
-        """Predicted spans for each example, in order, decoded with Viterbi in batches under inference mode."""
-        predicted = self.predict_shard(examples, images)
-        return [predicted[index] for index in range(len(examples))]
-
-    def predict_examples_with_attention(self, examples: list[Example], images=None
-                                        ) -> tuple[list[list[Span]], list[torch.Tensor]]:
-        """`predict_examples` and `attention` from one encoding pass. Raises ValueError where `has_attention` is
-        False."""
-        self._check_attention()
-        decoded = self._decode(examples, images, attention=True)
-        return [decoded[i][0] for i in range(len(examples))], [decoded[i][1] for i in range(len(examples))]
-
-    def predict_shard(self, examples: list[Example], images=None, rank: int = 0,
-                      world_size: int = 1) -> dict[int, list[Span]]:
-        """Example index -> predicted spans, for the examples of batches `rank`, `rank + world_size`, ... of the
-        one-process batches: each example is decoded in the same batch as by one process, so the shards of a
-        data-parallel evaluation, gathered, are exactly the one-process predictions."""
-        decoded = self._decode(examples, images, rank=rank, world_size=world_size)
-        return {index: spans for index, (spans, _) in decoded.items()}
-
-    @property
-    def has_attention(self) -> bool:
-        """Whether `attention` works: a multimodal model whose fusion head exposes its word-to-patch attention."""
-        return self.model.has_attention
-
-    def attention(self, examples: list[Example], images=None) -> list[torch.Tensor]:
-        """The fusion head's word-to-patch attention of each example, in order: a float32 CPU tensor (words, patches),
-        one row per word (averaged over heads, at the word's first sub-word; rows of words cut off by `max_tokens`
-        are 0) and one column per image-encoder token, in the encoder's order (a ViT's class token first:
-        `mmlabel.report.heatmap.patch_grid` places the columns on the image). Raises ValueError where
-        `has_attention` is False."""
-        return self.predict_examples_with_attention(examples, images)[1]
-
-    def _check_attention(self) -> None:
-        if not self.has_attention:
-            raise ValueError("this model has no word-to-patch attention (text-only, or a fusion head without "
-                             "`attention`)")
-
-    def _decode(self, examples: list[Example], images=None, rank: int = 0, world_size: int = 1,
-                attention: bool = False) -> dict[int, tuple[list[Span], torch.Tensor | None]]:
-        """Example index -> (spans, attention or None) for the examples of the one-process batches `rank`,
-        `rank + world_size`, ..., under inference mode; the attention (words, patches) is `attention`'s."""
+    def predict_split(self, examples: list[Example], images=None, attention: bool = False, rank: int = 0,
+                      world_size: int = 1) -> list[Prediction | None]:
+        """The prediction of each example of a split, in order, its photos named by `images` (an `ImageLoader`, or
+        a pixel source made of one; default the tagger's): read through the image store, or the frozen encoder's
+        cached states where the tagger has them. With `world_size` processes, this one (`rank`) predicts the
+        one-process batches `rank`, `rank + world_size`, ... and the others' examples are None here: each example is
+        decoded in the batch one process puts it in, so the shares, gathered, are exactly the one-process
+        predictions."""
+        self._check_attention(attention)
         images = images if images is not None else self.images
         features = self.features if images is self.images else None
         pixels = self.pixels(images) if features is None else None
         if pixels is not None:
             pixels.prepare([example.image for example in examples])  # photos not stored yet: decoded in threads
+        # worker processes for many posts read from files
+        workers = self.workers if len(examples) >= 4 * self.batch_size else 0
+        decoded = self._decode(examples, pixels, features, attention, workers, rank, world_size)
+        return [decoded.get(index) for index in range(len(examples))]
+
+    def _predict_posts(self, posts: list, attention: bool) -> list[Prediction]:
+        self._check_attention(attention)
+        if not all(isinstance(post, Post) for post in posts):
+            found = next(type(post).__name__ for post in posts if not isinstance(post, Post))
+            raise TypeError(f"posts must be Post objects (or one post as a str or a list of words), found {found}")
+        tokens = [self.words(post.text) if isinstance(post.text, str) else None for post in posts]
+        examples = [Example(str(index), [token.text for token in found] if found is not None else list(post.text),
+                            str(index) if post.image is not None else None)
+                    for index, (post, found) in enumerate(zip(posts, tokens))]
+        kept = [index for index, example in enumerate(examples) if example.tokens]
+        self._warn_without_images([examples[index] for index in kept])
+        images = PostImages({str(index): post.image for index, post in enumerate(posts) if post.image is not None},
+                            self.missing_image)
+        pixels = self.pixels(images)
+        # posts in memory stay in this process: no loader workers
+        decoded = self._decode([examples[index] for index in kept], pixels, None, attention) if kept else {}
+        predictions = [Prediction(example.tokens, []) for example in examples]
+        for position, index in enumerate(kept):
+            found = decoded[position]
+            spans = with_offsets(found.spans, tokens[index]) if tokens[index] is not None else found.spans
+            predictions[index] = Prediction(examples[index].tokens, spans, found.attention)
+        return predictions
+
+    def _warn_without_images(self, examples: list[Example]) -> None:
+        from mmlabel.log import warn
+
+        missing = sum(example.image is None for example in examples)
+        if self.multimodal and missing:
+            warn(f"{missing} of {len(examples)} posts have no image: this model reads images, and sees a blank one "
+                 f"for {'it' if missing == 1 else 'them'}", stacklevel=3)
+
+    def _check_attention(self, attention: bool) -> None:
+        from mmlabel.model import NO_ATTENTION
+
+        if attention and not self.has_attention:
+            raise ValueError(NO_ATTENTION)
+
+    def _decode(self, examples: list[Example], pixels, features, attention: bool, workers: int = 0, rank: int = 0,
+                world_size: int = 1) -> dict[int, Prediction]:
+        """Example index -> its prediction, for the examples of the one-process batches `rank`, `rank + world_size`,
+        ..., under inference mode."""
         text = self.text if self.text is not None else TokenRows.for_encoder(self.model.text_encoder, self.max_tokens)
         dataset = TaggingDataset(examples, self.scheme, pixels, features, text)
         collate = Collator.for_encoder(self.model.text_encoder, self.max_tokens)
-        # worker processes for many posts read from files; posts in memory (serving) stay in this process
-        workers = self.workers if len(examples) >= 4 * self.batch_size and not isinstance(images, PostImages) else 0
         loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, workers=workers, rank=rank,
                              world_size=world_size, pad=False)
-        decoded: dict[int, tuple[list[Span], torch.Tensor | None]] = {}
+        decoded: dict[int, Prediction] = {}
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for batch in loader:
@@ -177,25 +188,16 @@ class Tagger:
                 else:
                     tag_ids, weights = self.model.decode(batch), None
                 for row, index in enumerate(indices):
-                    n_words = len(examples[index].tokens)
-                    rows = _word_rows(weights[row], int(word_mask[row].sum()), n_words) if attention else None
-                    decoded[index] = (self._spans(tag_ids[row], n_words), rows)
+                    words = examples[index].tokens
+                    rows = _word_rows(weights[row], int(word_mask[row].sum()), len(words)) if attention else None
+                    decoded[index] = Prediction(words, self._spans(tag_ids[row], len(words)), rows)
         return decoded
-
-    def _folder(self, folder: Path):
-        """An ImageLoader of `folder`, the same one for the same folder: `predict` called photo after photo keeps one
-        image store, which looks up its index of hashed files once."""
-        from mmlabel.data.images import ImageLoader
-
-        if self._source[0] is None or getattr(self._source[0], "image_dir", None) != folder:
-            return ImageLoader(folder, self.missing_image)
-        return self._source[0]
 
     def pixels(self, images):
         """The pixel source of `images` for this model: the image store for photos named by file (an
         `ImageLoader`; the same store for the same loader, so that its photos are looked up once), the encoder's
-        `pixel_transform` (or `transform`) applied directly to images in memory (`PostImages`: nothing is hashed or
-        stored); `images` itself where it is a pixel source already; None for a text-only model."""
+        `pixel_transform` (or `transform`) applied directly to the images of posts (`PostImages`: nothing is hashed
+        or stored); `images` itself where it is a pixel source already; None for a text-only model."""
         from mmlabel.contracts import stores_pixels
         from mmlabel.data.image_store import DecodedImages, pixel_source
 
@@ -214,19 +216,43 @@ class Tagger:
         return self.scheme.decode(tags)
 
 
-class PostImages:
-    """Images that came with the posts, decoded already, by example name (an `ImageLoader` stand-in)."""
+def _one_post(posts, image) -> Post | None:
+    """`posts` as one Post where it is one post (a Post, a str, or a sequence of str: its words), else None."""
+    if isinstance(posts, Post):
+        if image is not None:
+            raise TypeError("`image` goes with a post given as its text or words; a Post holds its own image")
+        return posts
+    if isinstance(posts, str) or (isinstance(posts, Sequence) and all(isinstance(item, str) for item in posts)):
+        return Post(posts, image)
+    return None
 
-    def __init__(self, images: dict):
+
+class PostImages:
+    """The images of posts by example name, an `ImageLoader` stand-in: decoded already (made RGB), or files read
+    when asked for under the loader's decoding rules and the missing-image `policy`; a blank image for no name."""
+
+    def __init__(self, images: dict, policy: str = "error"):
         from mmlabel.data.images import BLANK_SIZE
 
         self.images = images
+        self.policy = policy
         self.blank_size = BLANK_SIZE
+        self._loaders: dict = {}  # an ImageLoader per folder of the files given
 
     def load(self, name: str | None):
         from PIL import Image
 
-        return self.images[name] if name else Image.new("RGB", self.blank_size)
+        from mmlabel.data.images import ImageLoader, to_rgb
+
+        image = self.images[name] if name else None
+        if image is None:
+            return Image.new("RGB", self.blank_size)
+        if not isinstance(image, (str, Path)):
+            return to_rgb(image)
+        path = Path(image)
+        if path.parent not in self._loaders:
+            self._loaders[path.parent] = ImageLoader(path.parent, self.policy)
+        return self._loaders[path.parent].load(path.name)
 
 
 def _word_rows(weights: torch.Tensor, real: int, n_words: int) -> torch.Tensor:
@@ -245,10 +271,10 @@ def with_offsets(spans: list[Span], tokens: list[Token]) -> list[Span]:
 def saved_scheme(run: RunDir):
     """The run's tag scheme, rebuilt through the registry; runs written before tag schemes took options have none."""
     from mmlabel.errors import RunError
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     tags = run.tags()
-    scheme = get("tag_scheme", tags["scheme"]).build(tags.get("options", {}), labels=tags["labels"])
+    scheme = build("tag_scheme", {"name": tags["scheme"], **tags.get("options", {})}, labels=tags["labels"])
     if scheme.tags != tags["tags"]:
         raise RunError(f"{run.tags_path}: tag scheme {tags['scheme']!r} now gives the tags {scheme.tags}, "
                        f"not the run's {tags['tags']}")
@@ -273,7 +299,7 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
 
     from mmlabel.data.images import ImageLoader
     from mmlabel.errors import DataError
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
     examples, bad = [], []
     try:
@@ -297,8 +323,9 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
         except (ValueError, KeyError, TypeError) as error:
             bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
     images = ImageLoader(image_dir, tagger.missing_image) if tagger.multimodal else None
-    predictions = tagger.predict_examples([e for e, _ in examples], images=images) if examples else []
-    predicted = [Example(e.id, e.tokens, e.image, with_offsets(spans, offsets) if offsets else spans, e.text)
-                 for (e, offsets), spans in zip(examples, predictions)]
-    create("dataset_reader", "jsonl").write(predicted, target)
+    predictions = tagger.predict_split([e for e, _ in examples], images=images) if examples else []
+    predicted = [Example(e.id, e.tokens, e.image, with_offsets(found.spans, offsets) if offsets else found.spans,
+                         e.text)
+                 for (e, offsets), found in zip(examples, predictions)]
+    build("dataset_reader", "mmlabel:jsonl").write(predicted, target)
     return bad

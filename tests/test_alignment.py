@@ -48,7 +48,7 @@ def random_batch(generator, dim: int, text_lengths: list[int], image_lengths: li
 @pytest.mark.parametrize("cost", ["mse", "cosine"])
 def test_exact_emd_equals_pots_exact_solver(dim, threads, cost):
     generator = torch.Generator().manual_seed(dim)
-    loss = mmlabel.create("alignment_loss", "emd", threads=threads, cost=cost)
+    loss = mmlabel.build("alignment_loss", {"name": "emd", "threads": threads, "cost": cost})
     text, text_mask, image, image_mask, expected = random_batch(generator, dim, [3, 17, 40, 9, 1], [25, 6, 50, 12, 1],
                                                                 dtype=torch.float64, cost=cost)
     distances = loss(text, text_mask, image, image_mask)
@@ -59,7 +59,7 @@ def test_exact_emd_equals_pots_exact_solver(dim, threads, cost):
 def test_exact_emd_in_float32_agrees_to_float32_precision():
     generator = torch.Generator().manual_seed(0)
     text, text_mask, image, image_mask, expected = random_batch(generator, 64, [5, 30], [49, 197])
-    distances = mmlabel.create("alignment_loss", "emd")(text, text_mask, image, image_mask)
+    distances = mmlabel.build("alignment_loss", "emd")(text, text_mask, image, image_mask)
     assert distances.dtype == torch.float32
     assert distances.tolist() == pytest.approx(expected, rel=1e-5)
 
@@ -68,7 +68,7 @@ def test_exact_emd_gradient_matches_finite_differences():
     """The envelope theorem's gradient (through the cost, with the plan fixed) is the derivative of the distance."""
     generator = torch.Generator().manual_seed(5)
     text, text_mask, image, image_mask, _ = random_batch(generator, 6, [4, 3], [5, 7], dtype=torch.float64)
-    loss = mmlabel.create("alignment_loss", "emd")
+    loss = mmlabel.build("alignment_loss", "emd")
     text.requires_grad_(True)
     image.requires_grad_(True)
     torch.autograd.gradcheck(lambda t, i: loss(t, text_mask, i, image_mask), (text, image), eps=1e-6, atol=1e-5)
@@ -85,7 +85,7 @@ def test_exact_emd_puts_no_mass_on_padding_and_gives_empty_examples_zero():
     assert plans[0].sum(1)[:4].tolist() == pytest.approx([1 / 4] * 4)  # uniform mass on the real tokens
     assert plans[1].abs().sum() == 0 and plans[2].abs().sum() == 0
     text.requires_grad_(True)
-    distances = mmlabel.create("alignment_loss", "emd")(text, text_mask, image, image_mask)
+    distances = mmlabel.build("alignment_loss", "emd")(text, text_mask, image, image_mask)
     assert distances[1] == 0 and distances[2] == 0 and distances[0] > 0
     distances.sum().backward()
     assert text.grad[1:].abs().sum() == 0 and text.grad[0, 4:].abs().sum() == 0 and text.grad[0, :4].abs().sum() > 0
@@ -95,7 +95,7 @@ def test_exact_emd_puts_no_mass_on_padding_and_gives_empty_examples_zero():
                                        (128, "cosine")])
 def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim, cost):
     generator = torch.Generator().manual_seed(dim)
-    loss = mmlabel.create("alignment_loss", "emd", solver="sinkhorn", cost=cost)
+    loss = mmlabel.build("alignment_loss", {"name": "emd", "solver": "sinkhorn", "cost": cost})
     text_lengths, image_lengths = [3, 17, 40, 9], [25, 6, 50, 12]
     tokens, patches = max(text_lengths), max(image_lengths)
     text = torch.randn(4, tokens, dim, generator=generator) * 5  # padding holds garbage: it must carry no mass
@@ -117,7 +117,7 @@ def test_the_sinkhorn_solver_of_emd_is_within_two_percent_of_the_exact_lp(dim, c
 @pytest.mark.parametrize("name", ["emd", "sinkhorn"])
 def test_padding_changes_nothing(name):
     """A sentence alone and in a padded batch get the same distance; the reference code inverted this mask."""
-    loss = mmlabel.create("alignment_loss", name)
+    loss = mmlabel.build("alignment_loss", name)
     generator = torch.Generator().manual_seed(1)
     text, image = torch.randn(1, 7, 16, generator=generator), torch.randn(1, 10, 16, generator=generator)
     alone = loss(text, torch.ones(1, 7, dtype=torch.bool), image, torch.ones(1, 10, dtype=torch.bool))
@@ -131,7 +131,7 @@ def test_padding_changes_nothing(name):
 
 
 def test_gradients_flow_and_empty_examples_are_zero():
-    loss = mmlabel.create("alignment_loss", "emd")
+    loss = mmlabel.build("alignment_loss", "emd")
     text = torch.randn(2, 4, 8, requires_grad=True)
     image = torch.randn(2, 5, 8, requires_grad=True)
     image_mask = torch.tensor([[True] * 5, [False] * 5])
@@ -146,25 +146,25 @@ def test_sinkhorn_is_configurable_and_none_is_zero():
     generator = torch.Generator().manual_seed(2)
     text, image = torch.randn(2, 6, 8, generator=generator), torch.randn(2, 9, 8, generator=generator)
     text_mask, image_mask = torch.ones(2, 6, dtype=torch.bool), torch.ones(2, 9, dtype=torch.bool)
-    emd = mmlabel.create("alignment_loss", "emd")(text, text_mask, image, image_mask)
-    sharp = mmlabel.create("alignment_loss", "sinkhorn", blur=0.01, scaling=0.99)(text, text_mask, image, image_mask)
-    blurred = mmlabel.create("alignment_loss", "sinkhorn", blur=1.0, debias=False)(text, text_mask, image, image_mask)
+    emd = mmlabel.build("alignment_loss", "emd")(text, text_mask, image, image_mask)
+    sharp = mmlabel.build("alignment_loss", {"name": "sinkhorn", "blur": 0.01, "scaling": 0.99})(text, text_mask, image, image_mask)
+    blurred = mmlabel.build("alignment_loss", {"name": "sinkhorn", "blur": 1.0, "debias": False})(text, text_mask, image, image_mask)
     assert torch.allclose(sharp, emd, rtol=0.03)
     assert not torch.allclose(blurred, emd, rtol=0.1)
-    none = mmlabel.create("alignment_loss", "none")(text, text_mask, image, image_mask)
+    none = mmlabel.build("alignment_loss", "none")(text, text_mask, image, image_mask)
     assert none.shape == (2,) and not none.any()
 
 
 def test_cost_is_the_mse_of_normalised_vectors():
     """One token and one patch: the distance is exactly their cost, and scaling a vector changes nothing."""
-    loss = mmlabel.create("alignment_loss", "emd")
+    loss = mmlabel.build("alignment_loss", "emd")
     text, image = torch.tensor([[[3.0, 0.0, 0.0, 0.0]]]), torch.tensor([[[0.0, 0.5, 0.0, 0.0]]])
     one = torch.ones(1, 1, dtype=torch.bool)
     assert loss(text, one, image, one).item() == pytest.approx(2 / 4, rel=1e-3)  # |e1 - e2|^2 / dim
 
 
 def test_states_of_different_sizes_are_refused():
-    loss = mmlabel.create("alignment_loss", "emd")
+    loss = mmlabel.build("alignment_loss", "emd")
     with pytest.raises(ValueError, match="one size"):
         loss(torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.bool))
 
@@ -175,17 +175,17 @@ def test_the_cosine_cost_is_dim_over_two_times_the_mse_cost(name, options):
     the same plan, so the distances differ by exactly dim / 2 (384 at the paper's dim = 768)."""
     one = torch.ones(1, 1, dtype=torch.bool)
     text, image = torch.tensor([[[3.0, 0.0, 0.0, 0.0]]]), torch.tensor([[[0.0, 0.5, 0.0, 0.0]]])
-    assert mmlabel.create("alignment_loss", name, cost="cosine", **options)(text, one, image, one).item() == \
+    assert mmlabel.build("alignment_loss", {"name": name, "cost": "cosine", **options})(text, one, image, one).item() == \
         pytest.approx(1.0, rel=1e-3)
     generator = torch.Generator().manual_seed(4)
     text, text_mask, image, image_mask, _ = random_batch(generator, 768, [5, 12], [17, 9])
-    mse = mmlabel.create("alignment_loss", name, cost="mse", **options)(text, text_mask, image, image_mask)
-    cosine = mmlabel.create("alignment_loss", name, cost="cosine", **options)(text, text_mask, image, image_mask)
+    mse = mmlabel.build("alignment_loss", {"name": name, "cost": "mse", **options})(text, text_mask, image, image_mask)
+    cosine = mmlabel.build("alignment_loss", {"name": name, "cost": "cosine", **options})(text, text_mask, image, image_mask)
     assert (cosine / mse).tolist() == pytest.approx([384.0, 384.0], rel=1e-4)
 
 
 def test_the_sinkhorn_component_with_the_cosine_cost_is_close_to_the_exact_lp():
     generator = torch.Generator().manual_seed(11)
     text, text_mask, image, image_mask, expected = random_batch(generator, 32, [6, 14], [20, 8], cost="cosine")
-    loss = mmlabel.create("alignment_loss", "sinkhorn", cost="cosine", blur=0.01, scaling=0.99)
+    loss = mmlabel.build("alignment_loss", {"name": "sinkhorn", "cost": "cosine", "blur": 0.01, "scaling": 0.99})
     assert loss(text, text_mask, image, image_mask).tolist() == pytest.approx(expected, rel=0.03)

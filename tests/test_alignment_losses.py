@@ -63,7 +63,7 @@ def reference_ipot(tokens: np.ndarray, patches: np.ndarray, beta: float, iterati
                                      {"cost": "mse", "beta": 0.01, "iterations": 20}])
 def test_ipot_equals_a_plain_numpy_ipot_on_masked_examples(options):
     batch = masked_batch(0, 16, [5, 12, 1, 9], [20, 7, 3, 1])
-    distances = mmlabel.create("alignment_loss", "ipot", **options)(*batch)
+    distances = mmlabel.build("alignment_loss", {"name": "ipot", **options})(*batch)
     settings = {"beta": 0.5, "iterations": 50, "inner_steps": 1, "cost": "cosine", **options}
     expected = [reference_ipot(tokens, patches, **settings) for tokens, patches in rows(*batch)]
     assert distances.shape == (4,) and distances.dtype == torch.float64
@@ -78,7 +78,7 @@ def test_ipot_approaches_the_exact_emd_as_iterations_grow():
         exact.append(ot.emd2(np.full(len(tokens), 1 / len(tokens)), np.full(len(patches), 1 / len(patches)), cost))
     errors = []
     for iterations in (1, 10, 100, 1000):
-        distances = mmlabel.create("alignment_loss", "ipot", beta=0.05, iterations=iterations)(*batch)
+        distances = mmlabel.build("alignment_loss", {"name": "ipot", "beta": 0.05, "iterations": iterations})(*batch)
         errors.append(max(abs(got - want) / want for got, want in zip(distances.tolist(), exact)))
     assert errors == sorted(errors, reverse=True) and errors[0] > 0.05
     assert errors[-1] < 1e-6
@@ -88,9 +88,9 @@ def test_ipot_in_float32_with_a_tiny_beta_stays_finite_and_agrees_with_float64()
     """exp(-C / beta) underflows in float32 at beta = 0.005 (down to exp(-400)); the log-domain updates do not. A small
     beta needs many iterations with one inner step: 5000 reach the exact EMD."""
     text, text_mask, image, image_mask = masked_batch(2, 8, [7], [9], dtype=torch.float32)
-    exact = mmlabel.create("alignment_loss", "emd", cost="cosine")(text, text_mask, image, image_mask).item()
+    exact = mmlabel.build("alignment_loss", {"name": "emd", "cost": "cosine"})(text, text_mask, image, image_mask).item()
     for iterations, tolerance in ((200, None), (5000, 1e-5)):
-        loss = mmlabel.create("alignment_loss", "ipot", beta=0.005, iterations=iterations)
+        loss = mmlabel.build("alignment_loss", {"name": "ipot", "beta": 0.005, "iterations": iterations})
         single = loss(text, text_mask, image, image_mask)
         double = loss(text.double(), text_mask, image.double(), image_mask)
         assert single.dtype == torch.float32 and torch.isfinite(single).all()
@@ -119,7 +119,7 @@ def test_ipot_gradient_is_the_plan_held_fixed_and_matches_the_exact_emds_at_conv
     gradients = {}
     for name, options in (("ipot", {"beta": 0.05, "iterations": 2000}), ("emd", {"cost": "cosine"})):
         leaf = text.clone().requires_grad_(True)
-        mmlabel.create("alignment_loss", name, **options)(leaf, text_mask, image, image_mask).sum().backward()
+        mmlabel.build("alignment_loss", {"name": name, **options})(leaf, text_mask, image, image_mask).sum().backward()
         gradients[name] = leaf.grad
     assert gradients["ipot"][~text_mask].abs().sum() == 0 and gradients["ipot"][text_mask].abs().sum() > 0
     assert torch.allclose(gradients["ipot"], gradients["emd"], atol=1e-6)
@@ -140,7 +140,7 @@ def reference_mmd(tokens: np.ndarray, patches: np.ndarray, kernel: str, blur: fl
 @pytest.mark.parametrize("kernel, blur", [("gaussian", 0.5), ("gaussian", 1.3), ("energy", 0.5)])
 def test_mmd_equals_the_kernel_formula_per_example_with_padding(kernel, blur):
     batch = masked_batch(5, 12, [5, 12, 2], [9, 3, 6])
-    values = mmlabel.create("alignment_loss", "mmd", kernel=kernel, blur=blur)(*batch)
+    values = mmlabel.build("alignment_loss", {"name": "mmd", "kernel": kernel, "blur": blur})(*batch)
     expected = [reference_mmd(tokens, patches, kernel, blur) for tokens, patches in rows(*batch)]
     assert values.shape == (3,) and len(set(expected)) == 3
     # GeomLoss's energy kernel puts a point at distance 1e-4 from itself (sqrt of a 1e-8 floor), not 0.
@@ -150,7 +150,7 @@ def test_mmd_equals_the_kernel_formula_per_example_with_padding(kernel, blur):
 def test_mmd_is_zero_between_one_cloud_and_itself_and_for_an_empty_example():
     states = torch.randn(1, 6, 8, dtype=torch.float64)
     mask = torch.ones(1, 6, dtype=torch.bool)
-    loss = mmlabel.create("alignment_loss", "mmd")
+    loss = mmlabel.build("alignment_loss", "mmd")
     assert loss(states, mask, states * 3, mask).item() == pytest.approx(0.0, abs=1e-12)  # scale: unit vectors
     assert loss(states, mask, states, torch.zeros(1, 6, dtype=torch.bool)).item() == 0.0
 
@@ -158,7 +158,7 @@ def test_mmd_is_zero_between_one_cloud_and_itself_and_for_an_empty_example():
 @pytest.mark.parametrize("kernel", ["gaussian", "energy"])
 def test_mmd_gradient_matches_finite_differences(kernel):
     text, text_mask, image, image_mask = masked_batch(6, 5, [4, 3], [5, 6])
-    loss = mmlabel.create("alignment_loss", "mmd", kernel=kernel)
+    loss = mmlabel.build("alignment_loss", {"name": "mmd", "kernel": kernel})
     torch.autograd.gradcheck(lambda t, i: loss(t, text_mask, i, image_mask),
                              (text.requires_grad_(True), image.requires_grad_(True)), eps=1e-6, atol=1e-5)
 
@@ -183,8 +183,8 @@ def test_contrastive_equals_a_hand_computed_info_nce(temperature):
     batch = masked_batch(7, 8, [3, 7, 5, 2], [4, 4, 9, 6])
     texts, images = zip(*rows(*batch))
     text_to_image, image_to_text = reference_info_nce(texts, images, temperature)
-    symmetric = mmlabel.create("alignment_loss", "contrastive", temperature=temperature)(*batch)
-    one_way = mmlabel.create("alignment_loss", "contrastive", temperature=temperature, symmetric=False)(*batch)
+    symmetric = mmlabel.build("alignment_loss", {"name": "contrastive", "temperature": temperature})(*batch)
+    one_way = mmlabel.build("alignment_loss", {"name": "contrastive", "temperature": temperature, "symmetric": False})(*batch)
     assert symmetric.shape == (4,) and not np.allclose(text_to_image, image_to_text)
     assert symmetric.tolist() == pytest.approx(((text_to_image + image_to_text) / 2).tolist(), rel=1e-9)
     assert one_way.tolist() == pytest.approx(text_to_image.tolist(), rel=1e-9)
@@ -192,7 +192,7 @@ def test_contrastive_equals_a_hand_computed_info_nce(temperature):
 
 def test_contrastive_on_a_batch_of_one_is_log_one_and_absent_posts_are_no_negatives():
     text, text_mask, image, image_mask = masked_batch(8, 8, [3, 7, 5], [4, 4, 9])
-    loss = mmlabel.create("alignment_loss", "contrastive")
+    loss = mmlabel.build("alignment_loss", "contrastive")
     alone = loss(text[:1], text_mask[:1], image[:1], image_mask[:1])
     assert alone.tolist() == [0.0]  # one post: softmax over one candidate, -log(1)
     full = loss(text, text_mask, image, image_mask)
@@ -206,7 +206,7 @@ def test_contrastive_on_a_batch_of_one_is_log_one_and_absent_posts_are_no_negati
 
 def test_contrastive_gradient_matches_finite_differences():
     text, text_mask, image, image_mask = masked_batch(9, 5, [4, 3, 2], [5, 6, 1])
-    loss = mmlabel.create("alignment_loss", "contrastive", temperature=0.3)
+    loss = mmlabel.build("alignment_loss", {"name": "contrastive", "temperature": 0.3})
     torch.autograd.gradcheck(lambda t, i: loss(t, text_mask, i, image_mask),
                              (text.requires_grad_(True), image.requires_grad_(True)), eps=1e-6, atol=1e-5)
 
@@ -215,7 +215,7 @@ def test_contrastive_gradient_matches_finite_differences():
 @pytest.mark.parametrize("name", NAMES)
 def test_padding_changes_nothing_and_backward_leaves_padding_alone(name):
     text, text_mask, image, image_mask = masked_batch(10, 16, [4, 9, 6], [7, 3, 5], dtype=torch.float32)
-    loss = mmlabel.create("alignment_loss", name)
+    loss = mmlabel.build("alignment_loss", name)
     trimmed = loss(text[:, :9], text_mask[:, :9], image[:, :7], image_mask[:, :7])
     text.requires_grad_(True)
     image.requires_grad_(True)
@@ -231,7 +231,7 @@ def test_padding_changes_nothing_and_backward_leaves_padding_alone(name):
 def test_under_bf16_autocast_the_loss_is_computed_in_float32(name):
     text, text_mask, image, image_mask = masked_batch(11, 16, [4, 9], [7, 3], dtype=torch.float32)
     text, image = text.bfloat16(), image.bfloat16()
-    loss = mmlabel.create("alignment_loss", name)
+    loss = mmlabel.build("alignment_loss", name)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         autocast = loss(text, text_mask, image, image_mask)
     plain = loss(text.float(), text_mask, image.float(), image_mask)
@@ -259,7 +259,7 @@ def test_a_short_training_run_logs_the_alignment_term(name, small_synthetic, tmp
         0.6 * record["terms"]["align"], rel=1e-4)
     assert (out / "recipe.toml").read_text().count(f'name = "{name}"') == 1
     tagger = mmlabel.Tagger.load(out)
-    assert type(tagger.model.alignment_loss) is type(mmlabel.create("alignment_loss", name))
+    assert type(tagger.model.alignment_loss) is type(mmlabel.build("alignment_loss", name))
     stored = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()]
     assert len(stored) == 8 and any(record["spans"] for record in stored)  # so that the comparison can fail
     for record in stored:

@@ -9,6 +9,7 @@ import torch
 from mmlabel import contracts
 from mmlabel.data.example import Span
 from mmlabel.fusion.dtca import DTCAHead
+from mmlabel.kinds import KINDS
 from mmlabel.report.heatmap import patch_grid, span_heat
 from model_helpers import tiny_image_options
 
@@ -70,7 +71,7 @@ def test_text_only_dtca_has_no_attention_to_give():
 def test_attention_is_optional_in_the_contract_but_checked_where_present():
     torch.manual_seed(0)
     head = DTCAHead(text_dim=8, image_dim=6, num_tags=5, heads=2)
-    assert contracts.problems("fusion_head", head) == []
+    assert contracts.problems(KINDS["fusion_head"], head) == []
 
     class WithoutAttention(DTCAHead):
         attention = None
@@ -79,8 +80,8 @@ def test_attention_is_optional_in_the_contract_but_checked_where_present():
         def attention(self, text_states):
             return text_states
 
-    assert contracts.problems("fusion_head", WithoutAttention(text_dim=8, image_dim=6, num_tags=5, heads=2)) == []
-    (problem,) = contracts.problems("fusion_head", WrongAttention(text_dim=8, image_dim=6, num_tags=5, heads=2))
+    assert contracts.problems(KINDS["fusion_head"], WithoutAttention(text_dim=8, image_dim=6, num_tags=5, heads=2)) == []
+    (problem,) = contracts.problems(KINDS["fusion_head"], WrongAttention(text_dim=8, image_dim=6, num_tags=5, heads=2))
     assert problem.startswith("`attention(text_states)` cannot be called as `attention(text_states, "
                               "first_subword_index, image_states, image_mask)`")
 
@@ -101,9 +102,9 @@ def test_the_kit_checks_attention_rows_and_padding():
 
 @pytest.mark.parametrize(("family", "expected"), [("vit", (1, 4, 4)), ("deit", (2, 4, 4)), ("swin", (0, 4, 4))])
 def test_patch_grid_of_timm_encoders(family, expected):
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    encoder = get("image_encoder", "timm").build(tiny_image_options(family)).eval()
+    encoder = build("image_encoder", {"name": "timm", **tiny_image_options(family)}).eval()
     states, _ = encoder(torch.zeros(1, *encoder.input_size))
     assert patch_grid(encoder, states.shape[1]) == expected
 

@@ -172,13 +172,15 @@ def test_list_json_is_the_registry(installed_plugin):
     result = run_cli("list", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
-        {"name": c.name, "kind": c.kind, "provider": c.provider, "description": c.description, "problem": None}
+        {"name": c.name, "qualified_name": c.qualified_name, "kind": c.kind, "provider": c.provider,
+         "description": c.description, "problem": None, "shadowed_by": None}
         for c in components()
     ]
     with_plugin = json.loads(run_cli("list", "text_encoder", "--json", env=installed_plugin).stdout)
     assert {row["kind"] for row in with_plugin} == {"text_encoder"}
-    assert {"name": "cli_tiny", "kind": "text_encoder", "provider": "mmlabel-cli-tiny 0.3",
-            "description": "A tiny text encoder from an installed test plugin.", "problem": None} in with_plugin
+    assert {"name": "cli_tiny", "qualified_name": "cli_tiny:cli_tiny", "kind": "text_encoder",
+            "provider": "mmlabel-cli-tiny 0.3", "description": "A tiny text encoder from an installed test plugin.",
+            "problem": None, "shadowed_by": None} in with_plugin
 
 
 def _options_by_command() -> dict[str, dict[str, object]]:

@@ -5,7 +5,8 @@ import textwrap
 import pytest
 
 from conftest import SHORT, registered, run_cli
-from mmlabel import contracts, probe
+from mmlabel import kinds, probe
+from mmlabel.kinds import KINDS
 from mmlabel.alignment.none import NoAlignment
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.dtca import DTCAHead
@@ -13,16 +14,17 @@ from mmlabel.hookspecs import hookimpl
 from mmlabel.metrics.span_f1 import SpanF1Metric
 from mmlabel.plugins import DEFAULT_PLUGINS
 from mmlabel.readers.jsonl import JsonlReader
-from mmlabel.registry import ComponentConfig, components, get
+from mmlabel.registry import ComponentConfig, build, components
 from mmlabel.testing import ContractViolation, check_component, check_factory, component_checks
 
 BUILTINS = [(component.kind, component.name) for component in components() if component.plugin in DEFAULT_PLUGINS]
 
 
-def test_every_kind_of_the_registry_has_a_protocol_and_checks():
+def test_every_declared_kind_has_builtins_a_protocol_and_checks():
     assert {kind for kind, _ in BUILTINS} == {"text_encoder", "image_encoder", "fusion_head", "alignment_loss",
-                                              "dataset_reader", "metric", "tag_scheme"}
-    assert set(contracts.PROTOCOLS) == {kind for kind, _ in BUILTINS}
+                                              "dataset_reader", "metric", "tag_scheme"} == set(KINDS)
+    for kind in KINDS.values():
+        assert getattr(kind.protocol, "_is_protocol", False) and kinds.load(kind.checks), kind.name
 
 
 @pytest.mark.parametrize(("kind", "name"), BUILTINS, ids=[f"{kind}:{name}" for kind, name in BUILTINS])
@@ -31,7 +33,7 @@ def test_every_builtin_passes_the_conformance_kit(kind, name):
 
 
 def make_scheme(name: str, labels: list[str]):
-    return get("tag_scheme", name).build({}, labels=labels)
+    return build("tag_scheme", name, labels=labels)
 
 
 class SchemeConfig(ComponentConfig):
@@ -96,7 +98,7 @@ def test_the_kit_names_the_check_a_broken_component_fails(kind, factory, check, 
 
 def test_a_lambda_transform_fails_the_picklable_check():
     from mmlabel.image_encoders.timm_encoder import TimmImageEncoder
-    from mmlabel.testing import TINY_OPTIONS
+    from mmlabel.testing import tiny_options
 
     class LambdaTransform(TimmImageEncoder):
         def __init__(self, config):
@@ -105,7 +107,7 @@ def test_a_lambda_transform_fails_the_picklable_check():
             self.transform = lambda image: transform(image)
 
     with pytest.raises(ContractViolation, match=r": transform: PicklingError|: transform: AttributeError"):
-        check_factory("image_encoder", LambdaTransform, **TINY_OPTIONS[("image_encoder", "timm")])
+        check_factory("image_encoder", LambdaTransform, **tiny_options()[("image_encoder", "timm")])
 
 
 def test_component_checks_are_one_callable_per_check_for_parametrize():
@@ -177,7 +179,7 @@ def wrong_parts():
 ])
 def test_a_component_breaking_its_contract_fails_when_built(wrong_parts, kind, name, message):
     with pytest.raises(ComponentError) as error:
-        get(kind, name).create()
+        build(kind, name)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
@@ -185,13 +187,13 @@ def test_the_probe_names_a_fusion_head_whose_emissions_have_the_wrong_shape(tmp_
     from mmlabel.data.example import Example, Span
     from mmlabel.model import TaggingModel
     from mmlabel.data.batches import Collator, TaggingDataset
-    from mmlabel.testing.kit import _tiny_hf
+    from mmlabel.testing.kit import tiny_hf
 
     class WordlessHead(DTCAHead):
         def forward(self, *inputs):
             return super().forward(*inputs)[:, 0]  # (batch, tags): the word dimension is lost
 
-    text = get("text_encoder", "hf").build(_tiny_hf(tmp_path))
+    text = build("text_encoder", {"name": "hf", **tiny_hf(tmp_path)})
     scheme = make_scheme("bio", ["POS"])
     head = WordlessHead(text_dim=text.hidden_size, num_tags=len(scheme.tags), heads=2)
     model = TaggingModel(text, head)
@@ -262,14 +264,17 @@ def broken_parts(tmp_path):
     return {"PYTHONPATH": str(tmp_path), "MMLABEL_PLUGINS": "broken_parts"}
 
 
-def test_recipe_check_finds_a_text_encoder_without_its_members(broken_parts):
-    result = run_cli("recipe", "check", "recipes/quickstart.toml", "--set", 'text_encoder={name = "hollow"}',
-                     env=broken_parts)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: recipes/quickstart.toml (with --set text_encoder={name = \"hollow\"}): text_encoder 'hollow' "
-        "(plugin broken_parts, mmlabel-broken-parts 0.2) breaks the text_encoder "
-        "contract: `tokenize` is missing; `forward` is missing; `export` is missing"]
+def test_recipe_check_validates_options_only_and_the_build_finds_the_missing_members(broken_parts):
+    """One layer of checks at build time: `recipe check` validates the options (here, none) and builds nothing;
+    building the encoder names every member it lacks."""
+    override = ("--set", 'text_encoder={name = "hollow"}')
+    assert run_cli("recipe", "check", "recipes/quickstart.toml", *override, env=broken_parts).returncode == 0
+    result = run_cli("plugins", "check", "hollow", env=broken_parts)
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [
+        "FAIL text_encoder hollow (plugin broken_parts, mmlabel-broken-parts 0.2): build: ComponentError: "
+        "text_encoder 'hollow' (plugin broken_parts, mmlabel-broken-parts 0.2) breaks the text_encoder contract: "
+        "`forward` is missing; `hidden_size` is missing; `tokenize` is missing; `export` is missing"]
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -78,14 +78,14 @@ def test_constrained_viterbi_is_the_best_allowed_sequence(seed):
 
 
 def test_under_bioes_no_decoded_sentence_ends_inside_a_span():
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    scheme = get("tag_scheme", "bioes").build({}, labels=["PER", "LOC", "ORG"])
+    scheme = build("tag_scheme", "bioes", labels=["PER", "LOC", "ORG"])
     masks = {"allowed_start": scheme.allowed_start(), "allowed_transitions": scheme.allowed_transitions(),
              "allowed_end": scheme.allowed_end()}
     num_tags = len(scheme.tags)
-    head = get("fusion_head", "dtca").build({}, text_dim=8, num_tags=num_tags, **masks)  # masks pass through the head
-    free = get("fusion_head", "dtca").build({"constrained": False}, text_dim=8, num_tags=num_tags, **masks)
+    head = build("fusion_head", "dtca", text_dim=8, num_tags=num_tags, **masks)  # masks pass through the head
+    free = build("fusion_head", {"name": "dtca", "constrained": False}, text_dim=8, num_tags=num_tags, **masks)
     torch.manual_seed(0)
     lengths = torch.randint(1, 9, (64,))
     mask = torch.arange(8)[None] < lengths[:, None]

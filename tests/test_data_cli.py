@@ -10,7 +10,7 @@ import pytest
 from conftest import run_command
 from data_paths import DATA_DIR, REPO_ROOT, realdata
 from mmlabel.cli import main
-from mmlabel.readers import make_reader
+from mmlabel.registry import build
 from test_readers import BAD_INPUTS, _write
 
 STATS_KEYS = ["sentences", "aspects", "positive", "neutral", "negative", "multi_aspect", "multi_sentiment",
@@ -60,10 +60,10 @@ def test_score_gold_against_itself_and_a_partial_prediction(capsys, synthetic, t
     run_command("data", "convert", synthetic, tmp_path / "gold", "--from", "jml", "--to", "jsonl")
     code, out, _ = run_command("score", synthetic, tmp_path / "gold" / "test.jsonl", "--json")
     assert code == 0 and json.loads(out)["f1"] == pytest.approx(100.0)
-    predictions = make_reader("jsonl").read(tmp_path / "gold" / "test.jsonl")
+    predictions = build("dataset_reader", "jsonl").read(tmp_path / "gold" / "test.jsonl")
     for example in predictions:
         example.spans = example.spans[:1]
-    make_reader("jsonl").write(predictions, tmp_path / "pred.jsonl")
+    build("dataset_reader", "jsonl").write(predictions, tmp_path / "pred.jsonl")
     code, out, _ = run_command("score", synthetic / "test.txt", tmp_path / "pred.jsonl", "--json")
     figures = json.loads(out)
     assert figures["precision"] == pytest.approx(100.0) and figures["recall"] < 100.0
@@ -72,8 +72,8 @@ def test_score_gold_against_itself_and_a_partial_prediction(capsys, synthetic, t
 
 
 def test_score_refuses_predictions_that_miss_sentences(capsys, synthetic, tmp_path):
-    examples = make_reader("jml").read(synthetic / "test.txt")
-    make_reader("jsonl").write(examples[1:], tmp_path / "pred.jsonl")
+    examples = build("dataset_reader", "jml").read(synthetic / "test.txt")
+    build("dataset_reader", "jsonl").write(examples[1:], tmp_path / "pred.jsonl")
     code, _, err = run_command("score", synthetic / "test.txt", tmp_path / "pred.jsonl")
     assert code == 2 and "1 of 12 gold sentences have no prediction (first: 'test-0000')" in err
 

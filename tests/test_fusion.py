@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from mmlabel.errors import ComponentError
+from mmlabel import registry
 from mmlabel.registry import get
 
 
 def build(**runtime):
     options = runtime.pop("options", {})
-    return get("fusion_head", "dtca").build(options, **runtime)
+    return registry.build("fusion_head", {"name": "dtca", **options}, **runtime)
 
 
 def test_emissions_per_word_from_text_and_image():

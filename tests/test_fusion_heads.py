@@ -8,6 +8,7 @@ import torch
 
 from conftest import REPO
 from mmlabel.errors import ComponentError, MMLabelError
+from mmlabel import registry
 from mmlabel.registry import components, get
 from mmlabel.testing import check_component
 from model_helpers import (SENTENCES, TEXT_FAMILIES, make_batch, tiny_image_options, tiny_text_options,  # noqa: F401
@@ -18,7 +19,7 @@ HEADS = ("text", "concat", "gated", "prefix")
 
 def build(name, text_dim=16, image_dim=12, num_tags=5, **options):
     torch.manual_seed(0)
-    return get("fusion_head", name).build(options, text_dim=text_dim, image_dim=image_dim, num_tags=num_tags).eval()
+    return registry.build("fusion_head", {"name": name, **options}, text_dim=text_dim, image_dim=image_dim, num_tags=num_tags).eval()
 
 
 def inputs(rows=2, tokens=7, words=4, patches=5, text_dim=16, image_dim=12, seed=0):
@@ -233,9 +234,9 @@ class WordCounter(torch.nn.Module):
 def test_the_model_routes_the_image_into_the_text_encoder_for_the_prefix_head(tokenizer_dirs):  # noqa: F811
     from mmlabel.model import TaggingModel
 
-    text = get("text_encoder", "hf").build(tiny_text_options("albert", tokenizer_dirs["albert"]))
-    image = get("image_encoder", "timm").build(tiny_image_options("vit"))
-    head = get("fusion_head", "prefix").build({}, text_dim=text.hidden_size, image_dim=image.hidden_size, num_tags=3)
+    text = registry.build("text_encoder", {"name": "hf", **tiny_text_options("albert", tokenizer_dirs["albert"])})
+    image = registry.build("image_encoder", {"name": "timm", **tiny_image_options("vit")})
+    head = registry.build("fusion_head", "prefix", text_dim=text.hidden_size, image_dim=image.hidden_size, num_tags=3)
     model = TaggingModel(text, head, image_encoder=image).eval()
     batch = make_batch(text, [s.split() for s in SENTENCES[:2]], image_encoder=image)
     other = dict(batch, pixel_values=batch["pixel_values"].flip(0))
@@ -244,11 +245,11 @@ def test_the_model_routes_the_image_into_the_text_encoder_for_the_prefix_head(to
         assert not torch.allclose(model._encode(other)[0], text_states)  # the image reached the text states
     assert model(batch).loss.isfinite()
     with pytest.raises(ComponentError) as raised:
-        TaggingModel(WordCounter(), get("fusion_head", "prefix").build({}, text_dim=16, image_dim=8, num_tags=3))
+        TaggingModel(WordCounter(), registry.build("fusion_head", "prefix", text_dim=16, image_dim=8, num_tags=3))
     message = str(raised.value)
     assert isinstance(raised.value, MMLabelError) and "\n" not in message
     assert message.startswith("fusion_head 'prefix' (plugin mmlabel.fusion") and "use text_encoder 'hf'" in message
-    TaggingModel(WordCounter(), get("fusion_head", "prefix").build({}, text_dim=16, num_tags=3))  # no image: fine
+    TaggingModel(WordCounter(), registry.build("fusion_head", "prefix", text_dim=16, num_tags=3))  # no image: fine
 
 
 def test_a_short_run_of_each_head_reloads_and_predicts_as_it_did(synthetic, tmp_path):

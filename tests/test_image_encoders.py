@@ -5,12 +5,12 @@ import torch
 from PIL import Image
 
 from mmlabel.errors import ComponentError
-from mmlabel.registry import get
+from mmlabel import registry
 from model_helpers import TINY_IMAGES, tiny_image_options
 
 
 def build(options):
-    return get("image_encoder", "timm").build(options)
+    return registry.build("image_encoder", {"name": "timm", **options})
 
 
 @pytest.mark.parametrize(("family", "patches"), [("vit", 1 + 16), ("deit", 2 + 16), ("swin", 4 * 4)])

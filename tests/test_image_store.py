@@ -208,9 +208,9 @@ def test_missing_and_unreadable_photos_follow_the_policy_and_share_one_blank(fol
 def test_batches_carry_uint8_pixels_that_the_encoder_normalises_to_the_float_transform(folder, encoder, tmp_path):
     from mmlabel.data.batches import Collator, TaggingDataset, make_loader
     from mmlabel.data.example import Example
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    scheme = get("tag_scheme", "bio").build({}, labels=["POS"])
+    scheme = build("tag_scheme", "bio", labels=["POS"])
     examples = [Example(str(i), ["a", "b"][: i % 2 + 1], f"p{i}.jpg") for i in range(4)]
     pixels = pixel_source(ImageLoader(folder), encoder, root=tmp_path / "cache")
     assert isinstance(pixels, ImageStore)

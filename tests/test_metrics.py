@@ -5,13 +5,12 @@ from data_paths import DATA_DIR, realdata
 from mmlabel.data.example import Span
 from mmlabel.metrics.mabsa import MabsaMetric
 from mmlabel.metrics.span_f1 import SpanF1Metric
-from mmlabel.readers import make_reader
-from mmlabel.registry import create, get
+from mmlabel.registry import build, get
 
 
 def test_both_metrics_are_registered_with_main_key_f1():
     for name in ("mabsa", "span_f1"):
-        metric = create("metric", name)
+        metric = build("metric", name)
         assert metric.main_key == "f1"
         assert get("metric", name).description
 
@@ -72,9 +71,9 @@ def test_nothing_to_find_scores_zero_not_a_division_error():
     ("mner/twitter2015", "conll", "span_f1"), ("mner/twitter2017", "conll", "span_f1"),
 ])
 def test_gold_scored_against_itself_is_100(folder, format_name, metric):
-    reader = make_reader(format_name)
+    reader = build("dataset_reader", format_name)
     gold = [example.spans for example in reader.read(reader.find_splits(DATA_DIR / folder)["test"])]
-    figures = create("metric", metric).score(gold, gold)
+    figures = build("metric", metric).score(gold, gold)
     assert figures["f1"] == pytest.approx(100.0)
     per_label = figures.get("per_type") or figures["per_label"]
     assert len(per_label) >= 3

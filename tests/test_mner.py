@@ -25,9 +25,9 @@ TINY = [
 
 def _slice(year: str, directory, sentences: int = 120):
     """The first sentences of each split of the real data, in a temporary folder (never in the repository)."""
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
-    reader = create("dataset_reader", "conll")
+    reader = build("dataset_reader", "conll")
     directory.mkdir()
     for split, path in reader.find_splits(DATA / "mner" / f"twitter{year}").items():
         reader.write(reader.read(path)[:sentences], directory / path.name)

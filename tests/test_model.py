@@ -11,7 +11,7 @@ from mmlabel.fusion.dtca import DTCAHead
 from mmlabel.image_encoders.timm_encoder import TimmImageEncoder
 from mmlabel.model import ModelOutput, TaggingModel
 from mmlabel.recipe import recipe_from_dict
-from mmlabel.registry import components, get
+from mmlabel.registry import build, components
 from mmlabel.text_encoders.hf import HFTextEncoder
 from model_helpers import (TEXT_FAMILIES, TINY_IMAGES, make_batch, tiny_image_options, tiny_text_options,  # noqa: F401
                            tokenizer_dirs)
@@ -23,12 +23,10 @@ ALLOWED_TRANSITIONS = [[True, True, False], [True, True, True], [True, True, Tru
 
 
 def build_model(text_family, image_family, tokenizer_dirs, alignment="emd", alpha=0.6, beta=0.6):
-    text = get("text_encoder", "hf").build(tiny_text_options(text_family, tokenizer_dirs[text_family]))
-    image = get("image_encoder", "timm").build(tiny_image_options(image_family)) if image_family else None
-    head = get("fusion_head", "dtca").build(
-        {}, text_dim=text.hidden_size, image_dim=image.hidden_size if image else None, num_tags=3,
-        allowed_start=ALLOWED_START, allowed_transitions=ALLOWED_TRANSITIONS)
-    align = get("alignment_loss", alignment).build({})
+    text = build("text_encoder", {"name": "hf", **tiny_text_options(text_family, tokenizer_dirs[text_family])})
+    image = build("image_encoder", {"name": "timm", **tiny_image_options(image_family)}) if image_family else None
+    head = build("fusion_head", "dtca", text_dim=text.hidden_size, image_dim=image.hidden_size if image else None, num_tags=3, allowed_start=ALLOWED_START, allowed_transitions=ALLOWED_TRANSITIONS)
+    align = build("alignment_loss", alignment)
     return TaggingModel(text, head, image_encoder=image, alignment_loss=align, alpha=alpha, beta=beta)
 
 
@@ -176,18 +174,18 @@ def test_component_contract(component, tokenizer_dirs):
         pytest.skip(f"no tiny options known for the third-party {component.kind} {component.name!r}")
     assert component.config_class is not None and component.description
     if component.kind == "text_encoder":
-        encoder = component.build(options)
+        encoder = build(component.kind, {"name": component.qualified_name, **options})
         batch = encoder.tokenize([["a", "cat"], ["the"]], max_tokens=16)
         assert set(batch) >= {"input_ids", "attention_mask", "first_subword_index", "word_mask"}
         states = encoder(batch["input_ids"], batch["attention_mask"])
         assert states.shape == (*batch["input_ids"].shape, encoder.hidden_size)
     elif component.kind == "image_encoder":
-        encoder = component.build(options)
+        encoder = build(component.kind, {"name": component.qualified_name, **options})
         states, mask = encoder(torch.randn(2, *encoder.input_size))
         assert states.shape[::2] == (2, encoder.hidden_size) and mask.shape == states.shape[:2] and mask.dtype == torch.bool
         assert callable(encoder.transform)
     elif component.kind == "fusion_head":
-        head = component.build(options, text_dim=32, image_dim=16, num_tags=4)
+        head = build(component.kind, {"name": component.qualified_name, **options}, text_dim=32, image_dim=16, num_tags=4)
         emissions = head(torch.randn(2, 6, 32), torch.tensor([[1, 2, 3], [1, 0, 0]]), torch.randn(2, 5, 16),
                          torch.ones(2, 5, dtype=torch.bool))
         word_mask = torch.tensor([[True] * 3, [True, False, False]])
@@ -195,7 +193,7 @@ def test_component_contract(component, tokenizer_dirs):
         assert head.loss(emissions, torch.zeros(2, 3, dtype=torch.long), word_mask).shape == (2,)
         assert [len(tags) for tags in head.decode(emissions, word_mask)] == [3, 1]
     else:
-        loss = component.build(options)
+        loss = build(component.kind, {"name": component.qualified_name, **options})
         value = loss(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), torch.randn(2, 4, 8),
                      torch.ones(2, 4, dtype=torch.bool))
         assert value.shape == (2,) and torch.isfinite(value).all() and (value >= 0).all()

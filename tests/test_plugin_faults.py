@@ -142,21 +142,26 @@ def register_alignment_losses(register):
 '''
 
 
-def test_a_plugin_reusing_a_builtin_name_breaks_only_that_name(tmp_path):
+def test_a_plugin_reusing_a_builtin_name_shadows_it_and_the_builtin_stays_reachable(tmp_path):
     install(tmp_path, "mmlabel-emd", "3.0", {"emd2": "emd_plugin"}, {"emd_plugin": EMD})
     env = {"PYTHONPATH": str(tmp_path), "COLUMNS": "250"}
     listing = run_cli("list", "alignment_loss", env=env)
-    assert listing.returncode == 0 and listing.stderr == ""
-    marked = [row for row in listing.stdout.splitlines() if "emd (unusable)" in row]
-    assert len(marked) == 2 and "mmlabel 0.1.0" in marked[0] and "mmlabel-emd 3.0" in marked[1]
-    assert run_cli("recipe", "check", "recipes/quickstart.toml", env=env).returncode == 0
+    assert listing.returncode == 0
+    note = ("note: alignment_loss 'emd' is mmlabel-emd 3.0's (emd2:emd), which shadows the built-in: name it "
+            "mmlabel:emd for mmlabel's own")
+    assert listing.stderr.splitlines() == [note]
+    rows = listing.stdout.splitlines()
+    assert any(row.split()[1:3] == ["mmlabel:emd", "│"] and "(shadowed by emd2:emd)" in row for row in rows)
+    assert any(row.split()[1:3] == ["emd", "│"] and "mmlabel-emd 3.0" in row for row in rows)
+    assert run_cli("plugins", env=env).stderr.splitlines() == [note]
+    assert run_cli("recipe", "check", "recipes/quickstart.toml", env=env).stderr == ""  # no note on other commands
 
     result = run_cli("recipe", "check", "recipes/quickstart.toml", "--set", "alignment_loss.name=emd", env=env)
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "error: recipes/quickstart.toml (with --set alignment_loss.name=emd): alignment_loss.name: alignment_loss "
-        "'emd' is registered twice: by mmlabel 0.1.0 (plugin mmlabel.alignment) and by mmlabel-emd 3.0 (plugin emd2)"
-    ]
+    assert result.returncode == 2  # the plugin's `emd`, whose factory has no Config
+    assert "alignment_loss 'emd' (plugin emd2, mmlabel-emd 3.0): its factory Emd has no nested `Config`" in result.stderr
+    builtin = run_cli("recipe", "check", "recipes/quickstart.toml", "--set", "alignment_loss.name=mmlabel:emd",
+                      env=env)
+    assert builtin.returncode == 0 and 'name = "mmlabel:emd"' in builtin.stdout
 
 
 INTERRUPTING = '''

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmlabel.errors import DataError
-from mmlabel.readers import READERS, make_reader
+from mmlabel.readers import READERS
+from mmlabel.registry import build
 
 # Pieces of each format, so that generated files get past the first check and into the deeper ones.
 FRAGMENTS = ["$T$", "$T$'s", "\t", "\n", "\r\n", "\n\n", " ", "IMGID:", "IMGID:12.jpg", "B-POS", "I-NEU", "O", "B-",
@@ -23,10 +24,10 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def _read(format_name: str, content: bytes, policy: str) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / f"train{make_reader(format_name).suffix}"
+        path = Path(directory) / f"train{build('dataset_reader', format_name).suffix}"
         path.write_bytes(content)
         try:
-            examples = make_reader(format_name).read(path, on_bad_example=policy)
+            examples = build("dataset_reader", format_name).read(path, on_bad_example=policy)
         except DataError as error:
             assert str(error).startswith(str(path)), str(error)
             return
@@ -51,8 +52,8 @@ def test_format_shaped_garbage_parses_or_raises_a_data_error(format_name, policy
 
 @pytest.mark.parametrize("format_name", sorted(READERS))
 def test_an_unreadable_file_is_a_data_error(tmp_path, monkeypatch, format_name):
-    path = tmp_path / f"train{make_reader(format_name).suffix}"
+    path = tmp_path / f"train{build('dataset_reader', format_name).suffix}"
     path.write_text("x\n")
     monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     with pytest.raises(DataError, match=rf"^{path}: cannot read: Permission denied$"):
-        make_reader(format_name).read(path)
+        build("dataset_reader", format_name).read(path)

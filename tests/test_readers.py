@@ -6,8 +6,8 @@ from data_paths import DATA_DIR, REAL_SETS, realdata
 from mmlabel.data.convert import convert, read_dataset
 from mmlabel.data.example import Example, Span
 from mmlabel.errors import DataError
-from mmlabel.readers import READERS, make_reader
-from mmlabel.registry import components, get
+from mmlabel.readers import READERS
+from mmlabel.registry import build, components, get
 
 JML = """RT @ fan : $T$ is great # MCM
 Chuck Bass
@@ -49,13 +49,13 @@ def test_readers_are_registered_with_a_config_and_a_description():
     assert set(READERS) <= names
     for name in READERS:
         component = get("dataset_reader", name)
-        reader = make_reader(name)
+        reader = build("dataset_reader", name)
         assert reader.name == name and component.config_class is not None and component.description
         assert type(reader).__doc__.strip().splitlines()[0]
 
 
 def test_jml_merges_the_records_of_one_post(tmp_path):
-    reader = make_reader("jml")
+    reader = build("dataset_reader", "jml")
     examples = reader.read(_write(tmp_path, "train.txt", JML))
     assert [example.id for example in examples] == ["1860693", "22"]
     first = examples[0]
@@ -67,7 +67,7 @@ def test_jml_merges_the_records_of_one_post(tmp_path):
 def test_same_text_with_another_image_stays_apart_and_duplicates_merge(tmp_path):
     record = "$T$ is great\nParis\n1\n{image}\n"
     content = record.format(image="a.jpg") + record.format(image="a.jpg") + record.format(image="b.jpg")
-    reader = make_reader("jml")
+    reader = build("dataset_reader", "jml")
     examples = reader.read(_write(tmp_path, "train.txt", content))
     assert [(example.image, example.spans) for example in examples] == [
         ("a.jpg", [Span(0, 1, "POS")]), ("b.jpg", [Span(0, 1, "POS")])]
@@ -77,14 +77,14 @@ def test_same_text_with_another_image_stays_apart_and_duplicates_merge(tmp_path)
 def test_two_sentiments_for_one_aspect_is_a_bad_record(tmp_path):
     content = "$T$ is great\nParis\n1\na.jpg\n$T$ is great\nParis\n-1\na.jpg\n"
     with pytest.raises(DataError, match=r"train.txt:5: aspect 'Paris' is given sentiment NEG here and POS"):
-        make_reader("jml").read(_write(tmp_path, "train.txt", content))
+        build("dataset_reader", "jml").read(_write(tmp_path, "train.txt", content))
 
 
 @pytest.mark.parametrize("format_name, file_name, content, line, message", BAD_INPUTS)
 def test_bad_input_names_file_and_line(tmp_path, format_name, file_name, content, line, message):
     path = _write(tmp_path, file_name, content)
     with pytest.raises(DataError) as caught:
-        make_reader(format_name).read(path)
+        build("dataset_reader", format_name).read(path)
     assert str(caught.value).startswith(f"{path}:{line}: ")
     assert message in str(caught.value)
 
@@ -92,7 +92,7 @@ def test_bad_input_names_file_and_line(tmp_path, format_name, file_name, content
 @pytest.mark.parametrize("format_name, file_name, content, line, message", BAD_INPUTS)
 def test_skip_policy_keeps_the_good_records_and_lists_the_bad(tmp_path, format_name, file_name, content, line, message):
     path = _write(tmp_path, file_name, content)
-    reader = make_reader(format_name)
+    reader = build("dataset_reader", format_name)
     reader.read(path, on_bad_example="skip")
     assert [(bad.path, bad.line) for bad in reader.skipped] == [(path, line)]
     assert message in reader.skipped[0].reason
@@ -100,7 +100,7 @@ def test_skip_policy_keeps_the_good_records_and_lists_the_bad(tmp_path, format_n
 
 def test_skip_policy_returns_the_good_examples(tmp_path):
     content = "$T$ ok\nasp\n1\na.jpg\n$T$ bad\nasp\n7\nb.jpg\n$T$ fine\nother\n0\nc.jpg\n"
-    reader = make_reader("jml")
+    reader = build("dataset_reader", "jml")
     examples = reader.read(_write(tmp_path, "train.txt", content), on_bad_example="skip")
     assert [example.image for example in examples] == ["a.jpg", "c.jpg"]
     assert str(reader.skipped[0]).endswith("train.txt:7: sentiment must be -1, 0 or 1, found '7'")
@@ -108,7 +108,7 @@ def test_skip_policy_returns_the_good_examples(tmp_path):
 
 def test_conll_reads_i_after_o_as_a_new_span_like_conlleval(tmp_path):
     content = "IMGID:9\nthe\tO\nWhite\tI-LOC\nHouse\tI-LOC\nObama\tI-PER\n"
-    [example] = make_reader("conll").read(_write(tmp_path, "test.txt", content))
+    [example] = build("dataset_reader", "conll").read(_write(tmp_path, "test.txt", content))
     assert example.image == "9.jpg" and example.spans == [Span(1, 3, "LOC"), Span(3, 4, "PER")]
 
 
@@ -120,7 +120,7 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("format_name", sorted(READERS))
 def test_write_then_read_keeps_words_spans_and_images(tmp_path, format_name):
-    reader = make_reader(format_name)
+    reader = build("dataset_reader", format_name)
     path = tmp_path / f"train{reader.suffix}"
     reader.write(EXAMPLES, path)
     again = reader.read(path)
@@ -130,20 +130,20 @@ def test_write_then_read_keeps_words_spans_and_images(tmp_path, format_name):
 
 def test_jml_cannot_write_entities_or_sentences_without_aspects(tmp_path):
     with pytest.raises(DataError, match="not a sentiment"):
-        make_reader("jml").write([Example("x", ["Obama"], "x.jpg", [Span(0, 1, "PER")])], tmp_path / "a.txt")
+        build("dataset_reader", "jml").write([Example("x", ["Obama"], "x.jpg", [Span(0, 1, "PER")])], tmp_path / "a.txt")
     with pytest.raises(DataError, match="has no aspect"):
-        make_reader("tsv").write([Example("x", ["hi"], "x.jpg", [])], tmp_path / "a.tsv")
+        build("dataset_reader", "tsv").write([Example("x", ["hi"], "x.jpg", [])], tmp_path / "a.tsv")
 
 
 def test_find_splits_maps_valid_to_dev_and_names_a_missing_root(tmp_path):
     for stem in ("train", "valid", "test"):
         (tmp_path / f"{stem}.txt").write_text("IMGID:1\nx\tO\n")
-    assert make_reader("conll").find_splits(tmp_path) == {
+    assert build("dataset_reader", "conll").find_splits(tmp_path) == {
         "train": tmp_path / "train.txt", "dev": tmp_path / "valid.txt", "test": tmp_path / "test.txt"}
     with pytest.raises(DataError, match=r"nowhere: data directory not found"):
-        make_reader("jml").find_splits(tmp_path / "nowhere")
+        build("dataset_reader", "jml").find_splits(tmp_path / "nowhere")
     with pytest.raises(DataError, match=r"no jsonl split files here \(expected train.jsonl"):
-        make_reader("jsonl").find_splits(tmp_path)
+        build("dataset_reader", "jsonl").find_splits(tmp_path)
 
 
 @realdata

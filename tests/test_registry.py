@@ -8,7 +8,8 @@ import mmlabel
 from mmlabel.errors import ComponentError
 from mmlabel.hookspecs import hookimpl
 from mmlabel.plugins import KNOWN_PLUGINS, get_plugin_manager
-from mmlabel.registry import components, get, lazy
+from mmlabel.registry import components, get, lazy, shadowing_notes
+from conftest import EchoMetric, registered
 
 
 def test_fake_plugin_component_is_listed_with_its_provider(fake_plugin):
@@ -22,20 +23,20 @@ def test_fake_plugin_is_gone_after_the_fixture():
     assert "echo" not in {c.name for c in components("metric")}
 
 
-def test_create_validates_options_and_builds(fake_plugin):
-    metric = mmlabel.create("metric", "echo", scale=2)
+def test_build_validates_options_and_builds(fake_plugin):
+    metric = mmlabel.build("metric", {"name": "echo", "scale": 2})
     assert metric.config.scale == 2.0
     assert metric.config.average == "micro"
 
 
 def test_misspelt_option_names_its_key_path(fake_plugin):
     with pytest.raises(ComponentError, match=r"^metric\.scael: Extra inputs are not permitted"):
-        mmlabel.create("metric", "echo", scael=2)
+        mmlabel.build("metric", {"name": "echo", "scael": 2})
 
 
 def test_wrong_option_type_names_its_key_path(fake_plugin):
     with pytest.raises(ComponentError, match=r"^metric\.scale: Input should be a valid number"):
-        mmlabel.create("metric", "echo", scale="big")
+        mmlabel.build("metric", {"name": "echo", "scale": "big"})
 
 
 def test_unknown_name_lists_close_matches_and_every_name_with_provider(fake_plugin):
@@ -80,22 +81,72 @@ class DuplicatePlugin:
         register("echo", object)
 
 
-def test_duplicate_name_is_an_error_only_where_that_name_is_used(fake_plugin):
+def test_two_plugins_with_one_name_make_it_an_error_naming_both_qualified_names(fake_plugin):
     pm = get_plugin_manager()
     pm.register(DuplicatePlugin(), name="duplicate-plugin")
     try:
         echoes = [c for c in components("metric") if c.name == "echo"]
         assert [c.plugin for c in echoes] == ["fake-plugin", "duplicate-plugin"]
-        problem = ("metric 'echo' is registered twice: by fake-plugin (plugin fake-plugin) "
-                   "and by duplicate-plugin (plugin duplicate-plugin)")
-        assert [c.problem for c in echoes] == [problem, problem]
-        assert get("metric", "mabsa").problem == ""
+        problem = ("metric 'echo' is registered twice: by fake-plugin (plugin fake-plugin) and by duplicate-plugin "
+                   "(plugin duplicate-plugin); name the one you mean: fake-plugin:echo or duplicate-plugin:echo")
+        assert [c.conflict for c in echoes] == [problem, problem]
+        assert get("metric", "mabsa").conflict == ""
         with pytest.raises(ComponentError) as error:
             get("metric", "echo")
         assert str(error.value) == problem
+        assert get("metric", "duplicate-plugin:echo").factory is object  # the qualified names stay usable
+        assert get("metric", "fake-plugin:echo").plugin == "fake-plugin"
     finally:
         pm.unregister(name="duplicate-plugin")
     assert get("metric", "echo").plugin == "fake-plugin"
+
+
+class ShadowingPlugin:
+    @hookimpl
+    def register_metrics(self, register):
+        register("span_f1", EchoMetric)
+
+
+def test_a_plugin_shadows_a_builtin_of_its_name_which_stays_reachable_qualified(fake_plugin):
+    with registered(ShadowingPlugin(), "shadowing"):
+        assert get("metric", "span_f1").factory is EchoMetric
+        assert get("metric", "shadowing:span_f1").factory is EchoMetric
+        builtin = get("metric", "mmlabel:span_f1")
+        assert builtin.builtin and builtin.plugin == "mmlabel.metrics" and builtin.shadowed_by == "shadowing:span_f1"
+        assert isinstance(mmlabel.build("metric", {"name": "span_f1", "scale": 2}), EchoMetric)
+        assert type(mmlabel.build("metric", "mmlabel:span_f1")).__name__ == "SpanF1Metric"
+        assert shadowing_notes() == ["metric 'span_f1' is shadowing's (shadowing:span_f1), which shadows the built-in: "
+                                     "name it mmlabel:span_f1 for mmlabel's own"]
+    assert get("metric", "span_f1").builtin and shadowing_notes() == []
+
+
+def test_qualified_names_of_builtins_and_plugins(fake_plugin):
+    assert get("metric", "mmlabel:mabsa").qualified_name == "mmlabel:mabsa"
+    assert get("metric", "echo").qualified_name == "fake-plugin:echo"
+    with pytest.raises(ComponentError, match=r"^unknown metric 'other:echo'; did you mean 'fake-plugin:echo'"):
+        get("metric", "other:echo")
+
+
+class CountingPlugin:
+    calls = 0
+
+    @hookimpl
+    def register_metrics(self, register):
+        CountingPlugin.calls += 1
+        register("counted", EchoMetric)
+
+
+def test_the_registry_is_built_once_and_again_only_when_plugins_change():
+    with registered(CountingPlugin(), "counting"):
+        for _ in range(3):
+            get("metric", "counted")
+            components()
+        assert CountingPlugin.calls == 1
+        with registered(DuplicatePlugin(), "duplicate-plugin"):
+            get("metric", "counted")
+        assert CountingPlugin.calls == 2
+        get("metric", "counted")
+        assert CountingPlugin.calls == 3  # unregistering rebuilt it too
 
 
 class RaisingPlugin:
@@ -105,7 +156,7 @@ class RaisingPlugin:
         raise ValueError("a bug\nover two lines")
 
 
-def test_a_hook_that_raises_spoils_only_its_own_registrations_and_warns_once(capsys):
+def test_a_hook_that_raises_spoils_only_its_own_registrations_and_warns_once(recwarn):
     pm = get_plugin_manager()
     pm.register(RaisingPlugin(), name="raising-plugin")
     try:
@@ -118,7 +169,7 @@ def test_a_hook_that_raises_spoils_only_its_own_registrations_and_warns_once(cap
         with pytest.raises(ComponentError) as error:
             get("metric", "after_the_raise")
         assert "broken plugins, which may provide it: plugin 'raising-plugin' (raising-plugin): " in str(error.value)
-        assert capsys.readouterr().err.splitlines() == [f"warning: {reason}"]
+        assert [str(w.message) for w in recwarn if issubclass(w.category, mmlabel.MMLabelWarning)] == [reason]
     finally:
         pm.unregister(name="raising-plugin")
     with pytest.raises(ComponentError) as error:
@@ -175,10 +226,9 @@ def test_a_plugin_that_fails_to_import_only_warns(tmp_path):
     code = "import mmlabel; print(len(mmlabel.components()) >= 0)"
     result = _run(code, PYTHONPATH=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        "warning: plugin 'broken' (broken-plugin 1.0) is skipped: failed to load: ModuleNotFoundError: "
-        "No module named 'broken_plugin_module_that_does_not_exist'"
-    ]
+    warning = ("MMLabelWarning: plugin 'broken' (broken-plugin 1.0) is skipped: failed to load: ModuleNotFoundError: "
+               "No module named 'broken_plugin_module_that_does_not_exist'\n")
+    assert warning in result.stderr and result.stderr.count("Warning: ") == 1  # a warning a program can filter
 
 
 def test_mmlabel_plugins_env_restricts_external_plugins(tmp_path):

@@ -91,8 +91,8 @@ def test_heat_maps_only_for_the_run_whose_head_exposes_attention(page):
 
 
 def test_each_heat_map_is_its_spans_attention_from_the_tagger(runs):
-    """The report's heat maps (taken from the evaluation pass itself) equal `span_heat` of `Tagger.attention` called
-    on its own (same posts, so same batches: equal to the digit)."""
+    """The report's heat maps (taken from the evaluation pass itself) equal `span_heat` of the attention
+    `Tagger.predict_split` gives on its own (same posts, so same batches: equal to the digit)."""
     from mmlabel.report.collect import collect
     from mmlabel.report.heatmap import patch_grid, span_heat
 
@@ -101,7 +101,7 @@ def test_each_heat_map_is_its_spans_attention_from_the_tagger(runs):
     tagger = Tagger.load(runs["multimodal"], device="cpu")
     result = predict_split(runs["multimodal"], "test")
     assert view.predictions == result.predictions and view.figures == result.figures
-    attention = tagger.attention(report.examples, images=result.images)
+    attention = [found.attention for found in tagger.predict_split(report.examples, result.images, attention=True)]
     grid = patch_grid(tagger.model.image_encoder, attention[0].shape[1])
     checked = 0
     for weights, heats in zip(attention, view.heat):
@@ -120,37 +120,45 @@ def test_the_tagger_gives_one_attention_row_per_word(runs):
     recipe = load_recipe(runs["multimodal"] / "recipe.toml")
     root = recipe.data.root_path()
     examples = read_splits(recipe, root)["test"][:5]
-    weights = tagger.attention(examples, images=image_loader(recipe, root, {"test": examples}, ["test"]))
+    images = image_loader(recipe, root, {"test": examples}, ["test"])
+    found = tagger.predict_split(examples, images, attention=True)
+    weights = [prediction.attention for prediction in found]
     assert [tuple(w.shape) for w in weights] == [(len(example.tokens), 65) for example in examples]
     assert all(torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-5) for w in weights)
+    assert [prediction.spans for prediction in found] == [p.spans for p in tagger.predict_split(examples, images)]
+    assert all(prediction.attention is None for prediction in tagger.predict_split(examples, images))
     text_only = Tagger.load(runs["text-only"], device="cpu")
     assert tagger.has_attention and not text_only.has_attention
     with pytest.raises(ValueError, match="no word-to-patch attention"):
-        text_only.attention(examples)
+        text_only.predict_split(examples, attention=True)
 
 
-def test_spans_and_attention_from_one_pass_equal_the_two_calls(runs):
-    """`predict_posts_with_attention` (the server's path for "attention": true) gives `predict_posts`'s spans and
-    `post_attention`'s maps; a post with no words gets no spans and no map."""
+def test_posts_with_attention_give_the_spans_and_maps_of_the_split_path(runs):
+    """`Tagger.predict(posts, attention=True)` (the server's path for "attention": true) gives the spans of
+    `predict(posts)` and the maps `predict_split` computes for the same posts read from their files; a post with no
+    words gets no spans and no map."""
     from PIL import Image
 
     from mmlabel.data.splits import image_loader, read_splits
     from mmlabel.recipe import load_recipe
-    from mmlabel.tagger import Tagger
+    from mmlabel.tagger import Post, Tagger
 
     tagger = Tagger.load(runs["multimodal"], device="cpu")
     recipe = load_recipe(runs["multimodal"] / "recipe.toml")
     examples = read_splits(recipe, recipe.data.root_path())["test"][:6]
     loader = image_loader(recipe, recipe.data.root_path(), {"test": examples}, ["test"])
-    posts = [(example.tokens, Image.open(loader.path(example.image)).convert("RGB")) for example in examples]
-    posts.insert(2, ([], None))
-    spans, maps = tagger.predict_posts_with_attention(posts)
-    assert spans == tagger.predict_posts(posts) and spans[2] == [] and maps[2] is None
-    assert any(spans)  # the comparison covers predicted spans
-    expected = tagger.post_attention(posts[:2] + posts[3:])
-    assert all(torch.allclose(got, want, atol=1e-5) for got, want in zip(maps[:2] + maps[3:], expected))
+    posts = [Post(example.tokens, Image.open(loader.path(example.image)).convert("RGB")) for example in examples]
+    posts.insert(2, Post([], None))
+    found = tagger.predict(posts, attention=True)
+    assert [p.spans for p in found] == [p.spans for p in tagger.predict(posts)]
+    assert found[2].spans == [] and found[2].attention is None and found[2].words == []
+    assert any(p.spans for p in found)  # the comparison covers predicted spans
+    expected = tagger.predict_split(examples, loader, attention=True)
+    assert [p.spans for p in found[:2] + found[3:]] == [p.spans for p in expected]
+    assert all(torch.allclose(got.attention, want.attention, atol=1e-5)
+               for got, want in zip(found[:2] + found[3:], expected))
     with pytest.raises(ValueError, match="no word-to-patch attention"):
-        Tagger.load(runs["text-only"], device="cpu").predict_posts_with_attention(posts)
+        Tagger.load(runs["text-only"], device="cpu").predict(posts, attention=True)
 
 
 def test_posts_without_photos_show_none_and_the_report_still_works(runs, tmp_path):
@@ -250,12 +258,12 @@ def test_photos_are_shown_as_the_encoder_saw_them_in_small_thumbnails():
 
     from PIL import Image
 
-    from mmlabel.registry import get
+    from mmlabel.registry import build
     from mmlabel.report.photos import encoder_view, thumbnail_uri
 
     photo = Image.new("RGB", (400, 300), "white")
     photo.paste((255, 0, 0), (0, 0, 50, 300))  # a red band on the left, outside the centre crop
-    crop = get("image_encoder", "timm").build({"model": "vit_base_patch16_224", "pretrained": False,
+    crop = build("image_encoder", {"name": "timm", "model": "vit_base_patch16_224", "pretrained": False,
                                                "model_args": {"depth": 1}})
     view = encoder_view(photo, crop.transform)
     assert view.size == (224, 224) and view.getpixel((0, 112)) == (255, 255, 255)  # the band was cropped away

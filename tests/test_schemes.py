@@ -7,13 +7,13 @@ from conftest import registered
 from mmlabel.data.example import Span
 from mmlabel.errors import ComponentError
 from mmlabel.hookspecs import hookimpl
-from mmlabel.registry import ComponentConfig, get
+from mmlabel.registry import ComponentConfig, build, get
 
 SCHEMES = ("collapsed5", "bio", "bioes")
 
 
 def build_scheme(name: str, labels: list[str], **options):
-    return get("tag_scheme", name).build(options, labels=labels)
+    return build("tag_scheme", {"name": name, **options}, labels=labels)
 
 LABELS = {"collapsed5": ["POS", "NEU", "NEG"], "bio": ["POS", "NEU", "NEG"], "bioes": ["PER", "LOC", "ORG", "MISC"]}
 

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import threading
 import time
+import traceback
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,14 +28,14 @@ def glued(tokens: list[str]) -> str:
     return " ".join(tokens).replace(" ,", ",").replace(" !", "!").replace("@ ", "@").replace(" :", ":")
 
 
-def served_settings(run, *options: str) -> dict:
+def served_settings(run, *options: str, env: dict | None = None) -> dict:
     """What `mmlabel serve RUN OPTIONS`, run in this process, hands to `uvicorn.run`: the app and its settings."""
     import uvicorn
 
     handed, original = {}, uvicorn.run
     uvicorn.run = lambda app, **settings: handed.update(app=app, **settings)
     try:
-        result = run_cli("serve", str(run), *options)
+        result = run_cli("serve", str(run), *options, env=env)
     finally:
         uvicorn.run = original
     assert result.returncode == 0, result.stderr
@@ -42,13 +43,14 @@ def served_settings(run, *options: str) -> dict:
 
 
 @contextmanager
-def serving(run, *options: str):
+def serving(run, *options: str, env: dict | None = None):
     """`mmlabel serve RUN OPTIONS` run in this process, its app served on a thread, on a port the system chose
-    (no race for a free one): yields (the base URL, what `mmlabel serve` handed to uvicorn.run)."""
+    (no race for a free one) of 127.0.0.1 (whatever --host says: the tests reach no other machine): yields (the base
+    URL, what `mmlabel serve` handed to uvicorn.run)."""
     import uvicorn
 
-    settings = served_settings(run, *options)
-    server = uvicorn.Server(uvicorn.Config(settings["app"], host=settings["host"], port=0, log_level="warning"))
+    settings = served_settings(run, *options, env=env)
+    server = uvicorn.Server(uvicorn.Config(settings["app"], host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, name="mmlabel-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -57,7 +59,7 @@ def serving(run, *options: str):
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://{settings['host']}:{port}", settings
+        yield f"http://127.0.0.1:{port}", settings
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -117,7 +119,7 @@ def test_json_form_and_batch_requests_answer_as_the_tagger(server, posts):
     assert result["text"] == text and spans_of(result) == expected
     for span in result["spans"]:
         assert span["text"] == text[span["start_char"]:span["end_char"]] == span["words"]
-    form = httpx.post(f"{server}/predict", data={"text": text}, files={"image": ("x.png", image.read_bytes())})
+    form = httpx.post(f"{server}/predict/form", data={"text": text}, files={"image": ("x.png", image.read_bytes())})
     assert form.status_code == 200, form.text
     assert form.json() == result
     batch = [{"text": t, "image": as_base64(i)} for t, i, _ in posts]  # 24 posts: over the server's --max-batch 16
@@ -137,9 +139,7 @@ def test_attention_on_request_is_the_taggers_over_the_photos_grid(server, posts,
     text, image, expected = next(post for post in posts if post[2])
     result = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image), "attention": True}).json()
     tagger = Tagger.load(tiny_run, device="cpu")
-    from PIL import Image
-
-    weights = tagger.post_attention([(text, Image.open(image).convert("RGB"))])[0]
+    weights = tagger.predict(text, image=image, attention=True).attention
     grid = patch_grid(tagger.model.image_encoder, weights.shape[-1])
     assert result["attention_grid"] == {"prefix": grid[0], "rows": grid[1], "columns": grid[2]} and grid[1] == 8
     for span in result["spans"]:
@@ -148,7 +148,7 @@ def test_attention_on_request_is_the_taggers_over_the_photos_grid(server, posts,
         assert cells == span_heat(weights, Span(span["start"], span["end"], span["label"]), grid)
     plain = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)}).json()
     assert "attention_grid" not in plain and all("attention" not in span for span in plain["spans"])
-    form = httpx.post(f"{server}/predict", data={"text": text, "attention": "true"},
+    form = httpx.post(f"{server}/predict/form", data={"text": text, "attention": "true"},
                       files={"image": ("x.png", image.read_bytes())}).json()
     assert form["spans"] == result["spans"]
     refused = httpx.post(f"{server}/predict", json={"text": text, "attention": True})
@@ -165,46 +165,65 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def bad_requests(image) -> list[tuple[str, dict, int, str]]:
-    """(what, httpx.post keyword arguments, status, part of the reason) of every kind of bad input."""
+def bad_requests(image) -> list[tuple[str, str, dict, int, str]]:
+    """(what, route, httpx.post keyword arguments, status, part of the reason) of every kind of bad input."""
     png = image.read_bytes()
     encoded = lambda data: {"json": {"text": "Alice is great", "image": base64.b64encode(data).decode()}}  # noqa: E731
+    with_image = lambda post: {"json": {**post, "image": base64.b64encode(png).decode()}}  # noqa: E731
     return [
-        ("no image", {"json": {"text": "Alice is great"}}, 422, "this model reads images"),
-        ("not an image", encoded(b"hello, this is text"), 415, "not an image"),
-        ("truncated image", encoded(png[: len(png) // 2]), 400, "truncated or damaged"),
-        ("decompression bomb", encoded(png_header(12_000, 12_000)), 413, "12000x12000 pixels, over the limit"),
-        ("huge decompression bomb", encoded(png_header(30_000, 30_000)), 413, "twice the limit"),
-        ("upload over 10 MB", {"data": {"text": "Alice"}, "files": {"image": ("big.png", b"\0" * (11 << 20))}},
-         413, "over the limit"),
-        ("malformed JSON", {"content": b'{"text": "Alice', "headers": {"content-type": "application/json"}}, 400,
-         "malformed JSON"),
-        ("empty text", {"json": {"text": "  ", "image": base64.b64encode(png).decode()}}, 422, "'text' is empty"),
-        ("text over the token limit", {"json": {"text": "word " * 500, "image": base64.b64encode(png).decode()}},
-         422, "over the limit of 60"),
-        ("a path as image", {"json": {"text": "Alice", "image": str(image)}}, 400, "not valid base64"),
-        ("a path as form field", {"files": {"text": (None, "Alice"), "image": (None, str(image))}}, 422,
-         "never reads a path"),
-        ("urlencoded form", {"data": {"text": "Alice"}}, 415, "send JSON"),
-        ("text over the character limit", {"json": {"text": "a" * 10_001, "image": base64.b64encode(png).decode()}},
-         422, "10,001 characters, over the limit of 10,000"),
-        ("empty tokens", {"json": {"tokens": [], "image": base64.b64encode(png).decode()}}, 422, "'tokens' is empty"),
-        ("attention not a boolean", {"json": {"text": "Alice", "image": base64.b64encode(png).decode(),
-                                              "attention": "yes"}}, 422, "'attention' must be true or false"),
-        ("too many posts", {"json": [{"text": "a"}] * 300}, 413, "300 posts in one request, over the limit of 256"),
-        ("text and tokens", {"json": {"text": "a", "tokens": ["a"]}}, 422, "either 'text'"),
-        ("unknown key", {"json": {"txt": "a"}}, 422, "unknown key 'txt'"),
+        ("no image", "/predict", {"json": {"text": "Alice is great"}}, 422, "post: this model reads images"),
+        ("not an image", "/predict", encoded(b"hello, this is text"), 415, "not an image"),
+        ("truncated image", "/predict", encoded(png[: len(png) // 2]), 400, "truncated or damaged"),
+        ("decompression bomb", "/predict", encoded(png_header(12_000, 12_000)), 413,
+         "12000x12000 pixels, over the limit"),
+        ("huge decompression bomb", "/predict", encoded(png_header(30_000, 30_000)), 413, "twice the limit"),
+        ("upload over 10 MB", "/predict/form",
+         {"data": {"text": "Alice"}, "files": {"image": ("big.png", b"\0" * (11 << 20))}}, 413, "over the limit"),
+        ("JSON over 10 MB", "/predict", {"json": {"text": "a" * (11 << 20)}}, 413, "over the limit"),
+        ("malformed JSON", "/predict",
+         {"content": b'{"text": "Alice', "headers": {"content-type": "application/json"}}, 400, "malformed JSON"),
+        ("empty text", "/predict", with_image({"text": "  "}), 422, "post: 'text' is empty"),
+        ("text over the token limit", "/predict", with_image({"text": "word " * 500}), 422, "over the limit of 60"),
+        ("a path as image", "/predict", {"json": {"text": "Alice", "image": str(image)}}, 400, "not valid base64"),
+        ("a path as form field", "/predict/form", {"files": {"text": (None, "Alice"), "image": (None, str(image))}},
+         422, "never reads a path"),
+        ("urlencoded form", "/predict", {"data": {"text": "Alice"}}, 415,
+         "POST /predict reads JSON (application/json), not application/x-www-form-urlencoded; a form "
+         "(multipart/form-data) goes to POST /predict/form"),
+        ("a form to the JSON route", "/predict", {"files": {"text": (None, "Alice")}}, 415,
+         "a form (multipart/form-data) goes to POST /predict/form"),
+        ("JSON to the form route", "/predict/form", {"json": {"text": "Alice"}}, 415,
+         "JSON (application/json) goes to POST /predict"),
+        ("text over the character limit", "/predict", with_image({"text": "a" * 10_001}), 422,
+         "10,001 characters, over the limit of 10,000"),
+        ("empty tokens", "/predict", with_image({"tokens": []}), 422, "'tokens' is empty"),
+        ("attention not a boolean", "/predict", with_image({"text": "Alice", "attention": "yes"}), 422,
+         "post: 'attention': Input should be a valid boolean"),
+        ("attention not a boolean in a form", "/predict/form", {"data": {"text": "Alice", "attention": "yes"}}, 422,
+         "post: 'attention': Input should be 'true' or 'false'"),
+        ("text not a string", "/predict", with_image({"text": 5}), 422, "post: 'text': Input should be a valid string"),
+        ("too many posts", "/predict", {"json": [{"text": "a"}] * 300}, 413,
+         "300 posts in one request, over the limit of 256"),
+        ("an empty list", "/predict", {"json": []}, 422, "an empty list of posts"),
+        ("not an object in a list", "/predict", {"json": [{"text": "a"}, 5]}, 422,
+         "post 1: expected a JSON object with 'text' or 'tokens', found int"),
+        ("text and tokens", "/predict", {"json": {"text": "a", "tokens": ["a"]}}, 422, "post: give either 'text'"),
+        ("unknown key", "/predict", {"json": [{"text": "a"}, {"txt": "a"}]}, 422,
+         "post 1: unknown key 'txt' (expected text, tokens, image, attention)"),
+        ("tokens not JSON in a form", "/predict/form", {"data": {"tokens": "Alice Bob"}}, 422,
+         "form field 'tokens' must be a JSON list of words"),
     ]
 
 
 def test_bad_input_is_a_4xx_with_one_line_and_the_server_goes_on(server, posts):
     text, image, expected = posts[0]
-    for what, request, status, reason in bad_requests(image):
-        answer = httpx.post(f"{server}/predict", timeout=60, **request)
+    for what, route, request, status, reason in bad_requests(image):
+        answer = httpx.post(f"{server}{route}", timeout=60, **request)
         assert answer.status_code == status, (what, answer.text)
         error = answer.json()["error"]
         assert reason in error and "\n" not in error, (what, error)
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server}/nowhere").json() == {"error": "Not Found"}  # Starlette's own refusals too
     answer = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)})
     assert spans_of(answer.json()) == expected
 
@@ -234,9 +253,105 @@ def test_load_of_16_clients_loses_no_request_and_batches(server, posts):
 def test_the_server_binds_to_localhost_unless_told(tiny_run):
     settings = served_settings(tiny_run)
     assert (settings["host"], settings["port"]) == ("127.0.0.1", 8000)
-    assert served_settings(tiny_run, "--host", "0.0.0.0", "--port", "8123")["host"] == "0.0.0.0"
+    assert served_settings(tiny_run, "--host", "0.0.0.0", "--port", "8123", "--no-auth")["host"] == "0.0.0.0"
     result = run_cli("serve", str(tiny_run.parent / "nothing"))
     assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_the_openapi_schema_is_served_with_the_request_and_response_models(server):
+    schema = httpx.get(f"{server}/openapi.json").json()
+    assert set(schema["paths"]) == {"/predict", "/predict/form", "/model", "/health"}
+    models = schema["components"]["schemas"]
+    assert set(models["PostIn"]["properties"]) == {"text", "tokens", "image", "attention"}
+    assert models["PostIn"]["additionalProperties"] is False
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/PostIn"} in body["oneOf"]  # one post, or a list of them
+    answers = schema["paths"]["/predict"]["post"]["responses"]
+    assert "#/components/schemas/PostOut" in json.dumps(answers["200"])
+    assert answers["413"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    form = schema["paths"]["/predict/form"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in form and "security" not in schema  # no API key asked for
+    page = httpx.get(f"{server}/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+
+
+def failing(tagger, method: str, word: str):
+    """`tagger.METHOD`, raising where its posts (or raw text) hold `word`."""
+    original = getattr(tagger, method)
+
+    def fail(posts, *args, **options):
+        given = [posts] if isinstance(posts, str) else [post.text for post in posts]
+        if any(word in text for text in given):
+            raise RuntimeError(f"the model broke on {word!r}\nsecond line")
+        return original(posts, *args, **options)
+
+    return fail
+
+
+def test_every_500_is_one_line_and_logged_with_its_traceback(tiny_run, posts, caplog):
+    text, image, expected = posts[0]
+    with serving(tiny_run) as (url, settings):
+        tagger = settings["app"].state.served.tagger
+        tagger.predict = failing(tagger, "predict", "boom")  # in the batcher's model call
+        tagger.words = failing(tagger, "words", "crash")  # in the route, before the batcher
+        good = {"text": text, "image": as_base64(image)}
+        failed = httpx.post(f"{url}/predict", json={"tokens": ["boom"], "image": as_base64(image)})
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error: RuntimeError: the model broke on 'boom'"}
+        assert spans_of(httpx.post(f"{url}/predict", json=good).json()) == expected  # the server goes on
+        crashed = httpx.post(f"{url}/predict", json={"text": "crash now", "image": as_base64(image)})
+        assert crashed.status_code == 500 and crashed.json()["error"].startswith("internal error: RuntimeError")
+    logged = [record for record in caplog.records if record.name == "mmlabel"]
+    assert [record.levelname for record in logged] == ["ERROR"] * 3
+    batch, answered, route = logged
+    assert batch.getMessage() == "a batch of 1 posts from 1 requests failed: RuntimeError: the model broke on " \
+                                 "'boom'\nsecond line"
+    assert "in fail" in "".join(traceback.format_exception(*batch.exc_info))  # the model thread's frames
+    assert answered.exc_info is None and answered.getMessage().endswith("(the traceback is logged with its batch)")
+    assert route.getMessage().startswith("POST /predict answered 500, internal error: RuntimeError")
+    assert route.exc_info[0] is RuntimeError and "in check_post" in "".join(traceback.format_tb(route.exc_info[2]))
+
+
+def test_an_api_key_is_asked_for_on_every_route_but_health(tiny_run, posts):
+    text, image, expected = posts[0]
+    key = {"Authorization": "Bearer s3cret"}
+    with serving(tiny_run, "--api-key", "s3cret") as (url, _):
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+        for method, route in (("GET", "/model"), ("GET", "/"), ("GET", "/docs"), ("GET", "/openapi.json"),
+                              ("POST", "/predict"), ("POST", "/predict/form"), ("GET", "/nowhere")):
+            refused = httpx.request(method, f"{url}{route}", json={"text": text, "image": as_base64(image)})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", route
+            assert refused.json() == {"error": "this server needs its API key: send the header "
+                                               "'Authorization: Bearer KEY'"}
+        wrong = httpx.get(f"{url}/model", headers={"Authorization": "Bearer s3cre"})
+        assert wrong.status_code == 401 and wrong.json() == {"error": "wrong API key"}
+        assert httpx.get(f"{url}/model", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert httpx.get(f"{url}/model", headers=key).json()["run"] == tiny_run.name
+        answer = httpx.post(f"{url}/predict", json={"text": text, "image": as_base64(image)}, headers=key)
+        assert spans_of(answer.json()) == expected
+        schema = httpx.get(f"{url}/openapi.json", headers=key).json()
+        assert schema["components"]["securitySchemes"]["apiKey"] == {"type": "http", "scheme": "bearer"}
+        assert schema["paths"]["/health"]["get"]["security"] == []
+
+
+def test_an_address_other_machines_reach_needs_a_key_or_no_auth(tiny_run, posts):
+    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example.org"):
+        result = run_cli("serve", str(tiny_run), "--host", host)
+        assert result.returncode == 2 and result.stderr == (
+            f"error: --host {host} is reachable from other machines: give --api-key KEY (or set MMLABEL_API_KEY), "
+            "or --no-auth to serve it without a key\n")
+    for host in ("localhost", "127.0.0.2", "::1"):
+        assert served_settings(tiny_run, "--host", host)["host"] == host
+    assert served_settings(tiny_run, "--host", "0.0.0.0", "--no-auth")["host"] == "0.0.0.0"
+    contradiction = run_cli("serve", str(tiny_run), "--host", "0.0.0.0", "--api-key", "k", "--no-auth")
+    assert contradiction.returncode == 2 and contradiction.stderr.count("\n") == 1
+    text, image, expected = posts[0]
+    with serving(tiny_run, "--host", "0.0.0.0", env={"MMLABEL_API_KEY": "from-env"}) as (url, settings):
+        assert settings["host"] == "0.0.0.0"  # (the test serves it on 127.0.0.1)
+        assert httpx.get(f"{url}/model").status_code == 401
+        answer = httpx.post(f"{url}/predict", json={"text": text, "image": as_base64(image)},
+                            headers={"Authorization": "Bearer from-env"})
+        assert spans_of(answer.json()) == expected
 
 
 @pytest.fixture(scope="module")

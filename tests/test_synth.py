@@ -8,7 +8,7 @@ from PIL import Image
 
 from mmlabel.data.example import Example, Span
 from mmlabel.data.synth import DISC_COLOURS, SyntheticPost, make_posts, text_only_ceiling, write_synthetic
-from mmlabel.readers import make_reader
+from mmlabel.registry import build
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def synthetic(tmp_path_factory):
 
 def test_layout_is_what_the_jml_reader_finds(synthetic):
     out, summary = synthetic
-    reader = make_reader("jml")
+    reader = build("dataset_reader", "jml")
     splits = reader.find_splits(out)
     assert splits == {split: out / f"{split}.txt" for split in ("train", "dev", "test")}
     examples = reader.read(splits["test"])

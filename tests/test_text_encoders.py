@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from mmlabel.errors import ComponentError
-from mmlabel.registry import get
+from mmlabel import registry
 from model_helpers import TEXT_FAMILIES, tiny_text_options, tokenizer_dirs  # noqa: F401 - fixture
 
 WORDS = [["Obama", "visits", "Barcelona", "\u200b", "tonight"], ["the", "cat"]]
 
 
 def build(options):
-    return get("text_encoder", "hf").build(options)
+    return registry.build("text_encoder", {"name": "hf", **options})
 
 
 @pytest.mark.parametrize("family", TEXT_FAMILIES)
@@ -91,8 +91,8 @@ def test_missing_local_checkpoint_says_how_to_provide_one(tmp_path):
 
 
 def test_unreachable_hub_id_fails_fast_with_the_same_advice():
-    code = ("from mmlabel.registry import get\nfrom mmlabel.errors import ComponentError\ntry:\n"
-            "    get('text_encoder', 'hf').build({'checkpoint': 'roberta-base'})\nexcept ComponentError as e:\n"
+    code = ("from mmlabel.registry import build\nfrom mmlabel.errors import ComponentError\ntry:\n"
+            "    build('text_encoder', {'name': 'hf', 'checkpoint': 'roberta-base'})\nexcept ComponentError as e:\n"
             "    print('ERROR', e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

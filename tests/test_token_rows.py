@@ -8,7 +8,7 @@ from mmlabel.data.batches import Collator, TaggingDataset
 from mmlabel.data.example import Example
 from mmlabel.data.token_rows import TokenRows
 from mmlabel.errors import ComponentError
-from mmlabel.registry import get
+from mmlabel.registry import build
 
 SENTENCES = [
     ["RT", "@user", ":", "Great", "game", "by", "Messi", "at", "Barcelona", "tonight", "!"],
@@ -29,14 +29,13 @@ def encoder(request, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp(request.param)
     train_word_tokenizer([" ".join(words) for words in SENTENCES], directory, request.param, vocab_size=400)
-    return get("text_encoder", "hf").build({
-        "init": "random", "model_type": request.param, "tokenizer": str(directory),
+    return build("text_encoder", {"name": "hf", "init": "random", "model_type": request.param, "tokenizer": str(directory),
         "config_overrides": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                              "intermediate_size": 32}})
 
 
 def dataset_of(encoder, counting=None):
-    scheme = get("tag_scheme", "bio").build({}, labels=["POS"])
+    scheme = build("tag_scheme", "bio", labels=["POS"])
     examples = [Example(str(index), words, None, []) for index, words in enumerate(SENTENCES)]
     rows = TokenRows.for_encoder(encoder, MAX_TOKENS)
     if counting is not None:
@@ -82,7 +81,7 @@ def test_an_encoder_without_pad_token_id_is_asked_to_tokenise_every_batch(encode
 
     plain = Plain()
     assert TokenRows.for_encoder(plain, MAX_TOKENS) is None
-    scheme = get("tag_scheme", "bio").build({}, labels=["POS"])
+    scheme = build("tag_scheme", "bio", labels=["POS"])
     dataset = TaggingDataset([Example("1", SENTENCES[1], None, [])], scheme, text=None)
     batch = Collator.for_encoder(plain, MAX_TOKENS)([dataset[0]])
     assert plain.calls == 1 and torch.equal(batch["input_ids"], encoder.tokenize([SENTENCES[1]], MAX_TOKENS)["input_ids"])
@@ -101,7 +100,7 @@ class Holes:
 
 
 def test_a_word_mask_that_is_not_a_prefix_is_one_line_naming_the_text_encoder(encoder):
-    scheme = get("tag_scheme", "bio").build({}, labels=["POS"])
+    scheme = build("tag_scheme", "bio", labels=["POS"])
     dataset = TaggingDataset([Example("1", SENTENCES[1], None, [])], scheme)
     holes = Holes(encoder)
     with pytest.raises(ComponentError) as error:

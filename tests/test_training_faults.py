@@ -11,7 +11,7 @@ from conftest import REPO
 from faults import FAULTS, FaultPlugin
 from mmlabel.errors import DivergedError, RunInterrupted
 from mmlabel.plugins import get_plugin_manager
-from mmlabel.readers import make_reader
+from mmlabel.registry import build
 from mmlabel.recipe import load_recipe
 from mmlabel.training.runner import train_once
 
@@ -55,7 +55,7 @@ def test_a_nan_loss_stops_naming_step_examples_and_last_checkpoint(synthetic, fa
     assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoint.pt'}, saved after epoch 1 (step 6)" in message
     assert 'train.on_nonfinite = "skip"' in message and "\n" not in message
     ids = re.search(r"on examples (.*?);", message).group(1).split(", ")
-    train_ids = {example.id for example in make_reader("jml").read(synthetic / "train.txt")}
+    train_ids = {example.id for example in build("dataset_reader", "jml").read(synthetic / "train.txt")}
     assert len(ids) == 4 and set(ids) <= train_ids
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
 

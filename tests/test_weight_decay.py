@@ -64,20 +64,19 @@ def test_text_encoders_decay_matrices_and_embeddings_but_not_layer_norms_or_bias
 
 
 def fusion_heads() -> list[str]:
-    from mmlabel.registry import components
+    from mmlabel.registry import build, components
 
     return sorted(component.name for component in components("fusion_head") if component.plugin.startswith("mmlabel"))
 
 
 @pytest.mark.parametrize("name", fusion_heads())
 def test_every_fusion_head_decays_exactly_its_matrices(name, tmp_path):
-    from mmlabel.testing import TINY_OPTIONS
+    from mmlabel.testing import tiny_options
     from mmlabel.testing.kit import FUSION_IMAGE_DIM, FUSION_TEXT_DIM
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    options = TINY_OPTIONS.get(("fusion_head", name), {})
-    head = get("fusion_head", name).build(dict(options), text_dim=FUSION_TEXT_DIM, image_dim=FUSION_IMAGE_DIM,
-                                          num_tags=5)
+    options = tiny_options().get(("fusion_head", name), {})
+    head = build("fusion_head", {"name": name, **dict(options)}, text_dim=FUSION_TEXT_DIM, image_dim=FUSION_IMAGE_DIM, num_tags=5)
     decayed = decayed_names(head)
     assert decayed, name
     for parameter_name, parameter in head.named_parameters():

@@ -14,24 +14,20 @@ to contrast and gives log(1) = 0, and two posts sharing one image are pushed apa
 """
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.configs import ContrastiveConfig
+from mmlabel.configs import Configured
 
 
-class ContrastiveAlignment(nn.Module):
+class ContrastiveAlignment(Configured, nn.Module):
     """InfoNCE between each post's mean token state and mean patch state against the batch's other posts (CLIP-style)."""
 
-    class Config(ComponentConfig):
-        temperature: float = Field(0.07, gt=0, description="divides the cosine similarities (CLIP's initial value)")
-        symmetric: bool = Field(True, description="average the text -> image and image -> text losses (CLIP); "
-                                                  "false: text -> image only")
+    Config = ContrastiveConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: ContrastiveConfig | None = None, **options):
+        super().__init__(config, **options)
 
     def forward(
         self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor, image_mask: torch.Tensor

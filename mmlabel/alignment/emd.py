@@ -15,37 +15,26 @@ cost alone gives the exact gradient. `solver = "sinkhorn"` keeps GeomLoss's near
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
 from mmlabel.device import wait_for
-from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, SinkhornAlignment, unit_cost
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.sinkhorn import SinkhornAlignment, unit_cost
+from mmlabel.alignment.configs import EMDConfig
+from mmlabel.configs import Configured
 
 
-class EMDAlignment(nn.Module):
+class EMDAlignment(Configured, nn.Module):
     """Earth mover's distance between token and patch states: exact (POT network simplex) or GeomLoss near-exact."""
 
-    class Config(ComponentConfig):
-        solver: Literal["exact", "sinkhorn"] = Field(
-            "exact", description="exact: POT's network simplex, one problem per example; sinkhorn: GeomLoss within 2%")
-        cost: Literal["mse", "cosine"] = Field("mse", description=COST_DESCRIPTION)
-        threads: int = Field(0, ge=0, description="threads solving a batch's problems at once (0: one per core)")
-        # Used by solver = "sinkhorn" only. Measured against POT's exact `ot.emd2` (tests/test_alignment.py): the
-        # error comes from Sinkhorn stopping once epsilon reaches blur**2, so a slow epsilon schedule (scaling 0.995,
-        # ~1000 iterations) brings it under 2%; at scaling 0.9 it is up to 35%. Debiasing is unneeded at this blur.
-        blur: float = Field(0.01, gt=0, description="sinkhorn solver: entropic blur on the unit sphere")
-        scaling: float = Field(0.995, gt=0, lt=1, description="sinkhorn solver: epsilon-scaling ratio")
-        debias: bool = Field(False, description="sinkhorn solver: Sinkhorn divergence instead of entropic OT")
+    Config = EMDConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: EMDConfig | None = None, **options):
+        super().__init__(config, **options)
         self.approximation = None
         if self.config.solver == "sinkhorn":
             settings = SinkhornAlignment.Config(blur=self.config.blur, scaling=self.config.scaling,

@@ -18,30 +18,22 @@ the gradient flows through the cost only, and is the plan. Differentiating throu
 and time for a plan that is, once converged, the exact one, whose gradient with respect to the cost is the plan
 itself (the envelope theorem, as for `emd`).
 """
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
-from mmlabel.alignment.sinkhorn import COST_DESCRIPTION, unit_cost
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.sinkhorn import unit_cost
+from mmlabel.alignment.configs import IPOTConfig
+from mmlabel.configs import Configured
 
 
-class IPOTAlignment(nn.Module):
+class IPOTAlignment(Configured, nn.Module):
     """Inexact proximal point optimal transport (the DTCA authors' alignment), one distance <T, C> per example."""
 
-    class Config(ComponentConfig):
-        beta: float = Field(0.5, gt=0, description="proximal step size: the entropic weight of each proximal problem "
-                                                   "(smaller converges in fewer iterations)")
-        iterations: int = Field(50, ge=1, description="outer proximal point iterations")
-        inner_steps: int = Field(1, ge=1, description="scaling updates of each side per outer iteration")
-        cost: Literal["mse", "cosine"] = Field("cosine", description=COST_DESCRIPTION)
+    Config = IPOTConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: IPOTConfig | None = None, **options):
+        super().__init__(config, **options)
 
     def forward(
         self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor, image_mask: torch.Tensor

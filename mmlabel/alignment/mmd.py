@@ -11,31 +11,24 @@ states (as for the transport losses: the unit sphere, where one blur fits every 
 with k(x, y) = exp(-|x - y|^2 / (2 blur^2)) (`gaussian`) or -|x - y| (`energy`, no blur; GeomLoss computes |x - y|
 as sqrt(max(|x - y|^2, 1e-8)), so a point's distance to itself is 1e-4, not 0).
 """
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.configs import MMDConfig
+from mmlabel.configs import Configured
 
 
-class MMDAlignment(nn.Module):
+class MMDAlignment(Configured, nn.Module):
     """Maximum mean discrepancy (GeomLoss kernel norm, Gaussian or energy kernel), one value per example."""
 
-    class Config(ComponentConfig):
-        kernel: Literal["gaussian", "energy"] = Field(
-            "gaussian", description="gaussian: exp(-|x - y|^2 / (2 blur^2)); energy: -|x - y| (blur unused)")
-        blur: float = Field(0.5, gt=0, description="gaussian kernel: its width on the unit sphere (distances are at "
-                                                   "most 2)")
+    Config = MMDConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
+    def __init__(self, config: MMDConfig | None = None, **options):
+        super().__init__(config, **options)
         from geomloss import SamplesLoss
 
-        self.config = config or self.Config(**options)
         self.samples_loss = SamplesLoss(self.config.kernel, blur=self.config.blur, backend="tensorized")
 
     def forward(

@@ -2,18 +2,17 @@
 import torch
 from torch import nn
 
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.configs import NoAlignmentConfig
+from mmlabel.configs import Configured
 
 
-class NoAlignment(nn.Module):
+class NoAlignment(Configured, nn.Module):
     """No alignment: a zero loss per example, for the ablation beta = 0 expressed as a component."""
 
-    class Config(ComponentConfig):
-        pass
+    Config = NoAlignmentConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: NoAlignmentConfig | None = None, **options):
+        super().__init__(config, **options)
 
     def forward(self, text_states, text_mask, image_states, image_mask) -> torch.Tensor:
         return text_states.new_zeros(text_states.shape[0], dtype=torch.float32)

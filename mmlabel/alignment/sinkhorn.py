@@ -7,37 +7,28 @@ Each side carries uniform mass over its real elements only (padding tokens and p
 between a token and a patch (`cost`) is the mean squared error between their L2-normalised vectors (Eq. 15 as
 printed: |x - y|^2 / dim = 2 (1 - cos) / dim) or the cosine distance 1 - cos (the authors' code).
 """
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from mmlabel.alignment.base import check_sizes
-from mmlabel.registry import ComponentConfig
+from mmlabel.alignment.configs import SinkhornConfig
+from mmlabel.configs import Configured
 
 # Unit vectors are at most 2 apart; a fixed diameter keeps GeomLoss's epsilon schedule independent of the batch
 # (it would otherwise be estimated from every point, padding included, and differ between batches).
 UNIT_SPHERE_DIAMETER = 2.0
-COST_DESCRIPTION = ("token-patch cost of the L2-normalised states: mse = |x - y|^2 / dim = 2 (1 - cos) / dim (Eq. 15 "
-                    "as printed); cosine = 1 - cos (the authors' code; dim / 2 times larger)")
 
 
-class SinkhornAlignment(nn.Module):
+class SinkhornAlignment(Configured, nn.Module):
     """Entropic optimal transport between token and patch states (GeomLoss `sinkhorn`), one distance per example."""
 
-    class Config(ComponentConfig):
-        blur: float = Field(0.05, gt=0, description="entropic blur on the unit sphere (epsilon = blur**2); smaller is closer to EMD")
-        scaling: float = Field(0.5, gt=0, lt=1, description="epsilon-scaling ratio; closer to 1 is slower and more exact")
-        debias: bool = Field(True, description="Sinkhorn divergence (removes the entropic bias) instead of entropic OT")
-        cost: Literal["mse", "cosine"] = Field("mse", description=COST_DESCRIPTION)
+    Config = SinkhornConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
+    def __init__(self, config: SinkhornConfig | None = None, **options):
+        super().__init__(config, **options)
         from geomloss import SamplesLoss
 
-        self.config = config or self.Config(**options)
         # GeomLoss's p = 2 cost is |x - y|^2 / 2, which on unit vectors is exactly 1 - cos (the `cosine` cost); the
         # `mse` cost |x - y|^2 / D is that times 2 / D (see `_cost_scale`).
         self.samples_loss = SamplesLoss(

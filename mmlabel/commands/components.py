@@ -16,27 +16,43 @@ def list_components(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: text_encoder, image_encoder, ...")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the registered components: name, kind, provider and what each is for, or why it cannot be used (--json:
-    a list of {name, kind, provider, description, problem})."""
+    """List the registered components: name, kind, provider and what each is for, or why it cannot be used; a
+    built-in that a plugin shadows is listed by its qualified name (--json: a list of {name, qualified_name, kind,
+    provider, description, problem, shadowed_by})."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from mmlabel.registry import components
+    from mmlabel.registry import components, shadowing_notes
 
     if as_json:
-        echo_json([{"name": component.name, "kind": component.kind, "provider": component.provider,
-                    "description": component.description, "problem": component.problem or None}
-                   for component in components(kind)])
+        echo_json([{"name": component.name, "qualified_name": component.qualified_name, "kind": component.kind,
+                    "provider": component.provider, "description": component.description,
+                    "problem": component.problem or component.conflict or None,
+                    "shadowed_by": component.shadowed_by or None} for component in components(kind)])
         return
     table = Table("name", "kind", "provider", "description")
     for component in components(kind):
-        if component.problem:  # a name registered twice, or by a plugin whose hook raised: every row of it marked
+        if component.problem:  # its plugin's hook raised
             table.add_row(f"{component.name} (unusable)", component.kind, component.provider,
                           Text(component.problem, style="red"))
+        elif component.conflict:  # two plugins register the name: only the qualified names can be used
+            table.add_row(component.qualified_name, component.kind, component.provider,
+                          Text(component.conflict, style="red"))
+        elif component.shadowed_by:
+            table.add_row(component.qualified_name, component.kind, component.provider,
+                          Text(f"(shadowed by {component.shadowed_by}) {component.description}"))
         else:
             table.add_row(component.name, component.kind, component.provider, Text(component.description))
     Console().print(table)
+    _print_notes(shadowing_notes(), kind)
+
+
+def _print_notes(notes: list[str], kind: str | None = None) -> None:
+    """The shadowing notes, one line each on stderr: said where components are listed, not on every command."""
+    for note in notes:
+        if kind is None or note.startswith(f"{kind} "):
+            typer.echo(f"note: {note}", err=True)
 
 
 @plugins_app.callback()
@@ -49,7 +65,7 @@ def plugins_command(context: typer.Context) -> None:
 def list_plugins() -> None:
     """Print every plugin as JSON: its distribution, version, the components it registered and any error."""
     from mmlabel.plugins import plugins
-    from mmlabel.registry import components
+    from mmlabel.registry import components, shadowing_notes
 
     registered: dict[str, dict[str, list[str]]] = {}
     for component in components():
@@ -66,6 +82,7 @@ def list_plugins() -> None:
         for info in plugins()
     ]
     typer.echo(json.dumps(rows, indent=2))
+    _print_notes(shadowing_notes())
 
 
 @plugins_app.command("check")

@@ -115,7 +115,7 @@ def prepare(
     if loaded.image_encoder is None:
         raise RecipeError(f"{recipe}: image_encoder: the recipe has no image encoder, so no photos to prepare")
     console = Console(stderr=True)
-    root = data_root(loaded, console)
+    root = data_root(loaded)
     splits = read_splits(loaded, root)
     folder = images or (loaded.data.images_path() if loaded.data.root is not None else root / "images")
     encoder = _geometry_of(loaded)
@@ -141,13 +141,13 @@ def prepare(
 
 def _geometry_of(recipe):
     """The recipe's image encoder with random weights: what its pixel transform needs, without a download."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build, get
 
     component = get("image_encoder", recipe.image_encoder.name)
     fields = component.config_class.model_fields if component.config_class is not None else {}
     options = dict(recipe.image_encoder.options)
     options.update({key: value for key, value in (("pretrained", False), ("checkpoint_path", None)) if key in fields})
-    return component.build(options)
+    return build("image_encoder", {"name": component.qualified_name, **options})
 
 
 @data_app.command("verify")

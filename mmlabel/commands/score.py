@@ -20,18 +20,17 @@ def score(
     from mmlabel.data.example import is_sentiment_data
     from mmlabel.errors import DataError
     from mmlabel.metrics.align import align_predictions
-    from mmlabel.readers import make_reader
-    from mmlabel.registry import create
+    from mmlabel.registry import build
 
-    reader = make_reader(reader_name(gold, format_name))
+    reader = build("dataset_reader", reader_name(gold, format_name))
     splits = reader.find_splits(gold)
     if split not in splits:
         raise DataError(f"no {split} split here (found {', '.join(splits)}); choose one with --split", gold)
     gold_examples = reader.read(splits[split] if gold.is_dir() else gold)
-    predicted = make_reader("jsonl").read(predictions)
+    predicted = build("dataset_reader", "mmlabel:jsonl").read(predictions)
     gold_spans, predicted_spans = align_predictions(gold_examples, predicted, str(predictions))
     metric_name = metric or ("mabsa" if is_sentiment_data(gold_examples) else "span_f1")
-    figures = create("metric", metric_name).score(gold_spans, predicted_spans)
+    figures = build("metric", metric_name).score(gold_spans, predicted_spans)
     if as_json:
         echo_json(figures)
     else:

@@ -18,9 +18,18 @@ def serve(
     max_words: Annotated[Optional[int], typer.Option(
         min=1, help="The most words of a post (default: the run's data.max_tokens).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="MMLABEL_API_KEY", show_envvar=True,
+        help="Ask every request but GET /health for this key (header 'Authorization: Bearer KEY'). Needed on an "
+             "address other machines reach, unless --no-auth.")] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Serve an address other machines reach without an API key.")] = False,
 ) -> None:
-    """Serve a trained tagger over HTTP: POST /predict, GET / (a page to try it), GET /health, GET /model."""
+    """Serve a trained tagger over HTTP: POST /predict, GET / (a page to try it), GET /health, GET /model, GET
+    /docs (the OpenAPI schema)."""
     from mmlabel.errors import MMLabelError
+
+    api_key = _checked_key(host, api_key or None, no_auth)  # before the model loads: a refusal is at once
 
     try:
         import uvicorn
@@ -41,5 +50,29 @@ def serve(
     use_threads()
     limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_words=max_words or tagger.max_tokens,
                     **({"max_pixels": max_pixels} if max_pixels else {}))
-    app = create_app(tagger, description, limits, max_batch, batch_window_ms)
+    app = create_app(tagger, description, limits, max_batch, batch_window_ms, api_key)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def _checked_key(host: str, api_key: str | None, no_auth: bool) -> str | None:
+    """The key to ask for: a server other machines can reach needs one, or --no-auth said so on purpose."""
+    from mmlabel.errors import MMLabelError
+
+    if api_key is not None and no_auth:
+        raise MMLabelError("--api-key and --no-auth contradict each other: give one of them")
+    if api_key is None and not no_auth and not is_loopback(host):
+        raise MMLabelError(f"--host {host} is reachable from other machines: give --api-key KEY (or set "
+                           f"MMLABEL_API_KEY), or --no-auth to serve it without a key")
+    return api_key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address of this machine alone: localhost, 127.0.0.0/8, ::1."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -89,7 +89,7 @@ def predict(
     --json: [{words, start, end, label, start_char, end_char}]; the text is split into words by the run's
     `data.tokenizer`), many with --input/--output (--images: the folder of --input's images)."""
     from mmlabel.device import keep_freed_memory
-    from mmlabel.tagger import Tagger, predict_jsonl
+    from mmlabel.tagger import Post, Tagger, predict_jsonl
     from mmlabel.threads import use_threads
 
     if (text is None) == (input is None):
@@ -102,9 +102,8 @@ def predict(
     if text is not None:
         if tagger.multimodal and image is None:
             raise typer.BadParameter("this model reads images: give --image", param_hint="--image")
-        words = [token.text for token in tagger.words(text)]
-        spans = [{"words": " ".join(words[span.start:span.end]), **span.to_dict()}
-                 for span in tagger.predict(text, image=image)]
+        found = tagger.predict([Post(text, image)])[0]
+        spans = [{"words": " ".join(found.words[span.start:span.end]), **span.to_dict()} for span in found.spans]
         if as_json:
             echo_json(spans)
         else:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from mmlabel.data.example import Example
 from mmlabel.errors import DataError
-from mmlabel.readers import make_reader
+from mmlabel.registry import build
 
 FORMATS = ("jml", "tsv", "conll", "jsonl")
 SUFFIX_PREFERENCE = {".jsonl": 0, ".txt": 1, ".tsv": 2}
@@ -39,7 +39,7 @@ def _first_line(path: Path) -> str:
 
 def read_dataset(path: Path, format_name: str, on_bad_example: str = "error") -> tuple[object, dict[str, list[Example]], dict]:
     """(reader, {split: examples}, {split: {"duplicates": n, "skipped": [BadExample]}}) for a directory or one file."""
-    reader = make_reader(format_name)
+    reader = build("dataset_reader", format_name)
     splits, reports = {}, {}
     for split, file in reader.find_splits(Path(path)).items():
         splits[split] = reader.read(file, on_bad_example=on_bad_example)
@@ -51,7 +51,7 @@ def convert(source: Path, target: Path, source_format: str, target_format: str) 
     """Convert a data directory (every split, written as `<split><suffix>`) or one file; {split: (file, examples)}."""
     source, target = Path(source), Path(target)
     _, splits, _ = read_dataset(source, source_format)
-    writer = make_reader(target_format)
+    writer = build("dataset_reader", target_format)
     written = {}
     for split, examples in splits.items():
         if source.is_file():

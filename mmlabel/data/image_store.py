@@ -32,6 +32,7 @@ import torch
 
 from mmlabel.data.images import UNREADABLE, ImageLoader, unreadable_reason
 from mmlabel.errors import DataError
+from mmlabel.log import logger
 
 BLANK = "blank"  # the key of a missing or unreadable photo under missing_image = "blank", and of no photo at all
 DECODING = "mmlabel-decoding-1"  # bumped when ImageLoader's decoding changes what a photo's pixels are
@@ -322,8 +323,8 @@ class ImageStore:
 
     def _save_index(self, force: bool = True) -> None:
         """Write the index, merged over what another process may have written since it was read (last writer wins
-        a name both hashed: a stale record only costs a hash next time). Without `force` (a photo at a time, as
-        `Tagger.predict` asks), only every 256 new records or 60 seconds: the whole index is rewritten each time."""
+        a name both hashed: a stale record only costs a hash next time). Without `force` (a photo at a time, as a
+        split of one post asks), only every 256 new records or 60 seconds: the whole index is rewritten each time."""
         due = force or self._index_changed >= 256 or time.monotonic() - self._index_saved >= 60
         if not self._index_changed or not due:
             return
@@ -338,7 +339,7 @@ class ImageStore:
 class DecodedImages:
     """Pixels decoded from the file every time they are asked for, by a transform: for an image encoder without
     `pixel_transform` (its float `transform`: the contract before the image store), and for images already in
-    memory (`Tagger.predict_posts`, with the encoder's `pixel_transform` where it has one)."""
+    memory and posts' own files (`Tagger.predict`, with the encoder's `pixel_transform` where it has one)."""
 
     def __init__(self, images, transform: Callable):
         self.images = images  # an ImageLoader, or anything with `load(name) -> PIL image`
@@ -380,7 +381,7 @@ def pixel_source(images, encoder, root: str | Path | None = None) -> "ImageStore
 
 def prepare_photos(pixels, names: list[str | None], console=None, announce: bool = True) -> PrepareSummary | None:
     """`pixels.prepare(names)` with a progress bar on `console` (rich, removed when done) and, with `announce`, a
-    line saying what it did where it decoded anything or found photos missing or unreadable."""
+    note in the `mmlabel` log saying what it did where it decoded anything or found photos missing or unreadable."""
     if not isinstance(pixels, ImageStore):
         return pixels.prepare(names) if pixels is not None else None
     from rich.console import Console
@@ -392,7 +393,7 @@ def prepare_photos(pixels, names: list[str | None], console=None, announce: bool
         task = bar.add_task("photos", total=None)
         summary = pixels.prepare(names, lambda done, total: bar.update(task, completed=done, total=total))
     if announce and (summary.decoded or summary.missing or summary.unreadable):
-        console.print(f"image store {pixels.directory}: {summary.describe()}", soft_wrap=True)
+        logger.info("image store %s: %s", pixels.directory, summary.describe())
     return summary
 
 

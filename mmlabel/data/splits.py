@@ -3,20 +3,19 @@ examples read by the recipe's reader, the tag scheme over the training labels an
 import shutil
 from pathlib import Path
 
-from rich.console import Console
-
 from mmlabel.errors import DataError
+from mmlabel.log import logger
 from mmlabel.recipe import Recipe
 
 SPLITS = ("train", "dev", "test")
 
 
-def data_root(recipe: Recipe, console: Console | None = None) -> Path:
+def data_root(recipe: Recipe) -> Path:
     """The data directory; the synthetic dataset is generated into the cache on first use where the recipe asks."""
     if recipe.data.root is None:
         if not recipe.data.synthetic:
             raise DataError("data.root is not set: give it in the recipe or with --set data.root=DIR")
-        return cached_synthetic(console)
+        return cached_synthetic()
     root = recipe.data.root_path()
     if not root.is_dir():
         hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
@@ -25,7 +24,7 @@ def data_root(recipe: Recipe, console: Console | None = None) -> Path:
     return root
 
 
-def cached_synthetic(console: Console | None = None) -> Path:
+def cached_synthetic() -> Path:
     """The default synthetic dataset, written once into `$MMLABEL_CACHE` (default `~/.cache/mmlabel`)."""
     import os
 
@@ -34,7 +33,7 @@ def cached_synthetic(console: Console | None = None) -> Path:
     cache = Path(os.environ.get("MMLABEL_CACHE", Path.home() / ".cache" / "mmlabel"))
     root = cache / "synthetic-v1"  # 1200/200/200 sentences: enough to learn the image's signal in a few minutes
     if not (root / "test.txt").exists():
-        (console or Console(stderr=True)).print(f"writing the synthetic dataset to {root}")
+        logger.info("writing the synthetic dataset to %s", root)
         partial = cache / f".synthetic-v1.{os.getpid()}"
         write_synthetic(partial, train=1200, dev=200, test=200)  # written aside, then renamed: a killed first run leaves no half dataset
         _move_into_place(partial, root)
@@ -56,9 +55,9 @@ def _move_into_place(partial: Path, root: Path) -> None:
 
 def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
     """The train, dev and test examples of the recipe's reader."""
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
-    reader = get("dataset_reader", recipe.data.reader.name).build(recipe.data.reader.options)
+    reader = build("dataset_reader", recipe.data.reader)
     paths = reader.find_splits(root)
     missing = [split for split in SPLITS if split not in paths]
     if missing:
@@ -67,10 +66,10 @@ def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
 
 
 def make_run_scheme(recipe: Recipe, train: list):
-    from mmlabel.registry import get
+    from mmlabel.registry import build
 
     labels = sorted({span.label for example in train for span in example.spans})
-    return get("tag_scheme", recipe.data.tag_scheme.name).build(recipe.data.tag_scheme.options, labels=labels)
+    return build("tag_scheme", recipe.data.tag_scheme, labels=labels)
 
 
 def image_loader(recipe: Recipe, root: Path, splits: dict, names=SPLITS, folder: Path | None = None):

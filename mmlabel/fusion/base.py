@@ -2,26 +2,18 @@
 itself (negative log-likelihood per example, Viterbi decoding over words) and the mean of image states over real
 patches."""
 import torch
-from pydantic import Field
 from torch import nn
 
+from mmlabel.configs import Configured
+from mmlabel.fusion.configs import CRFHeadConfig
 from mmlabel.fusion.crf import WordCRF
-from mmlabel.registry import ComponentConfig
 
 
-class CRFHeadConfig(ComponentConfig):
-    """Options every CRF head has."""
-
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the fused word states before the emissions")
-    constrained: bool = Field(True, description="forbid the tag scheme's invalid starts, transitions and ends "
-                                                "(start -> I, O -> I, B- -> end in bioes) in decoding")
-
-
-class CRFHead(nn.Module):
-    """Base of a fusion head that scores words and tags them with a CRF: subclasses define `Config`, build their
-    layers after `super().__init__(config, **arguments)` and define `forward` (emissions (batch, words, tags));
-    `loss` and `decode` are the CRF's. The arguments are the fusion-head factory's (`contracts.FusionHead`); a
-    head built without a config gets `Config(**options)`."""
+class CRFHead(Configured, nn.Module):
+    """Base of a fusion head that scores words and tags them with a CRF: subclasses set `Config` (a subclass of
+    `CRFHeadConfig`, in `mmlabel.fusion.configs`), build their layers after `super().__init__(config, **arguments)`
+    and define `forward` (emissions (batch, words, tags)); `loss` and `decode` are the CRF's. The arguments are the
+    fusion-head factory's (`contracts.FusionHead`); a head built without a config gets `Config(**options)`."""
 
     Config = CRFHeadConfig
 
@@ -29,8 +21,7 @@ class CRFHead(nn.Module):
                  image_dim: int | None = None, allowed_start: list[bool] | None = None,
                  allowed_transitions: list[list[bool]] | None = None, allowed_end: list[bool] | None = None,
                  **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+        super().__init__(config, **options)
         self.text_dim, self.image_dim, self.num_tags = text_dim, image_dim, num_tags
         self.dropout = nn.Dropout(self.config.dropout)
         self.crf = WordCRF(num_tags, allowed_start, allowed_transitions, allowed_end,

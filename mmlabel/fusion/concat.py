@@ -10,26 +10,20 @@ with MLP = Linear(2 * text_dim, mlp_ratio * text_dim), GELU, Dropout, Linear(., 
 
 Without image states (a text-only model) the image half is zeros.
 """
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmlabel.fusion.base import CRFHead, CRFHeadConfig, masked_mean, real_patch_mask
+from mmlabel.fusion.base import CRFHead, masked_mean, real_patch_mask
+from mmlabel.fusion.configs import ConcatConfig
 from mmlabel.fusion.crf import gather_words
 
 
 class ConcatHead(CRFHead):
     """A pooled image vector concatenated to every word state, an MLP and a CRF."""
 
-    class Config(CRFHeadConfig):
-        pool: Literal["cls", "mean"] = Field(
-            "mean", description="the image vector: `cls`, the first patch state (a ViT's class token: keep the image "
-                                "encoder's `cls_token = true`), or `mean`, the mean of the real patches")
-        mlp_ratio: float = Field(1.0, gt=0, description="MLP hidden size as a multiple of the text hidden size")
+    Config = ConcatConfig
 
-    def __init__(self, config: Config | None = None, **arguments):
+    def __init__(self, config: ConcatConfig | None = None, **arguments):
         super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
         text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         self.image_projection = nn.Linear(image_dim, text_dim) if image_dim is not None else None

@@ -9,27 +9,22 @@ residual connections (the first adds the text states), a linear layer to emissio
 Without image states (the text-only baseline) the cross-attention term is left out.
 """
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.errors import ComponentError
 from mmlabel.fusion.crf import WordCRF, gather_words
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import Configured
+from mmlabel.fusion.configs import DTCAConfig
 
 
-class DTCAHead(nn.Module):
+class DTCAHead(Configured, nn.Module):
     """Text-to-image cross-attention fusion with a CRF: emissions per word, CRF loss per example, Viterbi decoding."""
 
-    class Config(ComponentConfig):
-        heads: int = Field(8, ge=1, description="attention heads of the text-to-image cross-attention")
-        dropout: float = Field(0.1, ge=0, lt=1, description="dropout on attention weights, MLP and fused states")
-        mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden size as a multiple of the text hidden size")
-        constrained: bool = Field(True, description="forbid the tag scheme's invalid starts, transitions and ends "
-                                                    "(start -> I, O -> I, B- -> end in bioes) in decoding")
+    Config = DTCAConfig
 
     def __init__(
         self,
-        config: Config | None = None,
+        config: DTCAConfig | None = None,
         *,
         text_dim: int,
         num_tags: int,
@@ -39,8 +34,7 @@ class DTCAHead(nn.Module):
         allowed_end: list[bool] | None = None,
         **options,
     ):
-        super().__init__()
-        self.config = config or self.Config(**options)
+        super().__init__(config, **options)
         self.text_dim, self.image_dim, self.num_tags = text_dim, image_dim, num_tags
         if image_dim is not None:
             if text_dim % self.config.heads:

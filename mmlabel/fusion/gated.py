@@ -13,22 +13,20 @@ cross-attention layers that refine the word states before the gate, and the auxi
 this head is the gate itself over the text encoder's states. Without image states the image half is zeros.
 """
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.errors import ComponentError
-from mmlabel.fusion.base import CRFHead, CRFHeadConfig, real_patch_mask
+from mmlabel.fusion.base import CRFHead, real_patch_mask
+from mmlabel.fusion.configs import GatedConfig
 from mmlabel.fusion.crf import gather_words
 
 
 class GatedHead(CRFHead):
     """Word-to-patch cross-attention whose result enters each word through a sigmoid gate (UMT), and a CRF."""
 
-    class Config(CRFHeadConfig):
-        heads: int = Field(8, ge=1, description="attention heads of the word-to-patch cross-attention")
-        attention_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the cross-attention weights")
+    Config = GatedConfig
 
-    def __init__(self, config: Config | None = None, **arguments):
+    def __init__(self, config: GatedConfig | None = None, **arguments):
         super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
         text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         if image_dim is not None:

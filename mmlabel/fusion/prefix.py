@@ -18,7 +18,8 @@ line otherwise). Without an image (a text-only model) it is the `text` head.
 import torch
 from torch import nn
 
-from mmlabel.fusion.base import CRFHead, CRFHeadConfig, real_patch_mask
+from mmlabel.fusion.base import CRFHead, real_patch_mask
+from mmlabel.fusion.configs import PrefixConfig
 from mmlabel.fusion.crf import gather_words
 
 
@@ -26,10 +27,9 @@ class PrefixHead(CRFHead):
     """Early fusion: patch states become key/value prefixes of every text self-attention layer; a linear layer and
     a CRF tag the words."""
 
-    class Config(CRFHeadConfig):
-        pass
+    Config = PrefixConfig
 
-    def __init__(self, config: Config | None = None, **arguments):
+    def __init__(self, config: PrefixConfig | None = None, **arguments):
         super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
         text_dim, image_dim, num_tags = self.text_dim, self.image_dim, self.num_tags
         # The model routes `prefix(image)` into the text encoder where this is True (`contracts.PrefixFusionHead`).

@@ -10,17 +10,17 @@ alignment loss (`loss.beta`), which then only shapes the text encoder's training
 import torch
 from torch import nn
 
-from mmlabel.fusion.base import CRFHead, CRFHeadConfig
+from mmlabel.fusion.base import CRFHead
+from mmlabel.fusion.configs import TextConfig
 from mmlabel.fusion.crf import gather_words
 
 
 class TextHead(CRFHead):
     """A linear layer from each word's text state to tag scores, and a CRF; image states are ignored."""
 
-    class Config(CRFHeadConfig):
-        pass
+    Config = TextConfig
 
-    def __init__(self, config: Config | None = None, **arguments):
+    def __init__(self, config: TextConfig | None = None, **arguments):
         super().__init__(config, **arguments)  # text_dim, num_tags, image_dim, the allowed tag moves, options
         self.emissions = nn.Linear(self.text_dim, self.num_tags)
 

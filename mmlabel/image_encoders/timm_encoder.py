@@ -5,38 +5,24 @@ code did: a wide tweet photo keeps both its edges)."""
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.errors import ComponentError
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import Configured
+from mmlabel.image_encoders.configs import TimmConfig
 
 
-class TimmImageEncoder(nn.Module):
+class TimmImageEncoder(Configured, nn.Module):
     """A timm backbone mapping (batch, 3, H, W) pixels to (batch, patches, hidden) states and a (batch, patches) mask;
     a Swin or CNN feature map is flattened row by row into tokens."""
 
-    class Config(ComponentConfig):
-        model: str = Field("vit_base_patch16_224", description="timm model name")
-        pretrained: bool = Field(True, description="load timm's pretrained weights (from the hub or its cache)")
-        checkpoint_path: str | None = Field(None, description="local weights file to load instead (timm checkpoint)")
-        freeze: bool = Field(False, description="keep the encoder's weights fixed")
-        cls_token: bool = Field(True, description="keep the class (and distillation, register) tokens of a ViT/DeiT")
-        model_args: dict[str, Any] = Field(
-            {}, description="keyword arguments of timm.create_model, e.g. {img_size = 32, depth = 2, embed_dim = 64}")
-        resize: Literal["crop", "squash"] = Field(
-            "crop", description="crop: resize the short side and centre-crop, as the model's data config says; squash: "
-                                "resize the whole image to the input size (aspect ratio not kept, nothing cut off)")
-        attention: Literal["auto", "sdpa", "eager"] = Field(
-            "auto", description="attention kernel: sdpa (PyTorch's fused kernel), eager (written out) or auto: eager on "
-                                "a CPU, where it measured faster (docs/performance.md), sdpa elsewhere")
+    Config = TimmConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: TimmConfig | None = None, **options):
+        super().__init__(config, **options)
         self.model = _create_model(self.config)
         self.hidden_size: int = self.model.num_features
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0) or 0
@@ -101,7 +87,7 @@ class TimmImageEncoder(nn.Module):
                 "resize": self.config.resize, "attention": self.config.attention}
 
 
-def _create_model(config: TimmImageEncoder.Config) -> nn.Module:
+def _create_model(config: TimmConfig) -> nn.Module:
     import timm
 
     if config.checkpoint_path is not None and not Path(config.checkpoint_path).is_file():

@@ -2,10 +2,10 @@
 (start, end, sentiment) matches, with the aspect-extraction F1 and the sentiment accuracy on extracted aspects."""
 from mmlabel.data.example import SENTIMENTS, Span
 from mmlabel.metrics.counts import check_aligned, exact_counts, per_label, prf
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig, Configured
 
 
-class MabsaMetric:
+class MabsaMetric(Configured):
     """MABSA: micro P/R/F1 over exact (start, end, sentiment) matches, plus aspect F1 and sentiment accuracy."""
 
     name = "mabsa"
@@ -13,9 +13,6 @@ class MabsaMetric:
 
     class Config(ComponentConfig):
         """The `mabsa` metric has no options."""
-
-    def __init__(self, config: Config | None = None):
-        self.config = config if config is not None else self.Config()
 
     def score(self, gold: list[list[Span]], predicted: list[list[Span]]) -> dict:
         """`precision`, `recall`, `f1` (joint, in %), `aspect_precision/recall/f1` (span only),

@@ -2,10 +2,10 @@
 and type all match a gold entity; micro P/R/F1 over all types, and the same per type."""
 from mmlabel.data.example import Span
 from mmlabel.metrics.counts import check_aligned, exact_counts, per_label, prf
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig, Configured
 
 
-class SpanF1Metric:
+class SpanF1Metric(Configured):
     """Span F1 (NER): strict entity-level micro P/R/F1 over exact (start, end, type) matches, plus per type."""
 
     name = "span_f1"
@@ -13,9 +13,6 @@ class SpanF1Metric:
 
     class Config(ComponentConfig):
         """The `span_f1` metric has no options."""
-
-    def __init__(self, config: Config | None = None):
-        self.config = config if config is not None else self.Config()
 
     def score(self, gold: list[list[Span]], predicted: list[list[Span]]) -> dict:
         """`precision`, `recall`, `f1` (micro, in %), `per_type` ({type: P/R/F1 and support}) and the counts."""

@@ -1,7 +1,8 @@
 """The built-in dataset readers, registered like any plugin's: `jml`, `tsv`, `conll` and `jsonl`.
 
 Each reader has `find_splits(root) -> {"train"|"dev"|"test": Path}`, `read(path, on_bad_example="error") ->
-list[Example]` (skipped records in `reader.skipped`) and `write(examples, path)`."""
+list[Example]` (skipped records in `reader.skipped`) and `write(examples, path)`. Build one as any component:
+`mmlabel.build("dataset_reader", {"name": "conll", "tag_column": 1})`."""
 from mmlabel.hookspecs import hookimpl
 from mmlabel.registry import lazy
 
@@ -11,13 +12,6 @@ READERS = {
     "conll": ("mmlabel.readers.conll:ConllReader", "CoNLL Twitter files: IMGID line, token<TAB>tag lines (MABSA or NER)."),
     "jsonl": ("mmlabel.readers.jsonl:JsonlReader", "JSON lines {id, tokens, image, spans}; also the prediction format."),
 }
-
-
-def make_reader(name: str, **options):
-    """The registered reader `name` built from its options: `make_reader("conll", tag_column=1)`."""
-    from mmlabel.registry import create
-
-    return create("dataset_reader", name, **options)
 
 
 @hookimpl

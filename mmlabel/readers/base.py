@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmlabel.configs import Configured
 from mmlabel.data.example import Example
 from mmlabel.errors import DataError
 
@@ -34,7 +35,7 @@ class RecordError(Exception):
         self.reason = reason
 
 
-class Reader(ABC):
+class Reader(Configured, ABC):
     """Base of the built-in readers: `find_splits`, `read` and `write`; subclasses implement `parse` and `write`.
 
     After each `read`, `skipped` lists the records skipped under `on_bad_example="skip"` and `duplicates` counts the
@@ -44,8 +45,8 @@ class Reader(ABC):
     name = ""
     suffix = ".txt"
 
-    def __init__(self, config=None):
-        self.config = config if config is not None else self.Config()
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
         self.skipped: list[BadExample] = []
         self.duplicates = 0
 

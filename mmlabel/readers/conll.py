@@ -11,7 +11,7 @@ from pydantic import Field
 
 from mmlabel.data.example import Example, Span
 from mmlabel.readers.base import IdMaker, Reader, RecordError, check_decoded, decode_lines, image_stem
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig
 
 HEADER = "IMGID:"
 TAG = re.compile(r"^(?:O|[BI]-\S+)$")

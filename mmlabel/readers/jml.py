@@ -14,7 +14,7 @@ from mmlabel.readers.aspect_records import (
     split_records,
 )
 from mmlabel.readers.base import Reader, RecordError, check_decoded, decode_lines
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig
 
 LINES_PER_RECORD = 4
 

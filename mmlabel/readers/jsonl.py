@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mmlabel.data.example import Example, Span
 from mmlabel.readers.base import Reader, RecordError, check_decoded, decode_lines
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig
 
 
 class JsonlReader(Reader):

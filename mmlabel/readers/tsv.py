@@ -6,7 +6,7 @@ from mmlabel.data.example import Example
 from mmlabel.errors import DataError
 from mmlabel.readers.aspect_records import AspectRecord, merge_records, parse_record, split_records
 from mmlabel.readers.base import Reader, RecordError, check_decoded, decode_lines
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig
 
 SENTIMENT_OF_LABEL = {"0": "NEG", "1": "NEU", "2": "POS"}
 LABEL_OF_SENTIMENT = {sentiment: label for label, sentiment in SENTIMENT_OF_LABEL.items()}

@@ -1,33 +1,54 @@
 """The HTTP application of `mmlabel serve`: a trained tagger behind FastAPI.
 
-    POST /predict   JSON {"text" | "tokens", "image": base64} or a list of them; or a form: text (or tokens, a JSON
-                    list) and an image file -> the tagged post(s), see `responses.post_result`
-    GET  /          a page to type a post, drop a photo and see the spans (`page.PAGE`, no external resource)
-    GET  /health    {"status": "ok"}
-    GET  /model     the model (`responses.describe`), the server's limits and batching, the batches run so far
+    POST /predict        JSON: a post {"text" | "tokens", "image": base64, "attention"} or a list of them
+                         (`models.PostIn`) -> the tagged post(s) (`models.PostOut`)
+    POST /predict/form   a form (multipart/form-data): text (or tokens, a JSON list), an image file, attention
+    GET  /               a page to type a post, drop a photo and see the spans (`page.PAGE`, no external resource)
+    GET  /health         {"status": "ok"} (the one route open without the API key)
+    GET  /model          the model (`responses.describe`), the server's limits and batching, the batches run so far
+    GET  /docs           the OpenAPI schema (`/openapi.json`) in Swagger UI
 
-Every refusal is a 4xx with `{"error": one line}`; an unexpected failure is a 500 with one line, and the server goes
-on.
+Every refusal is a 4xx with `{"error": one line}`, FastAPI's own validation errors included; an unexpected failure
+is a 500 with one line, logged with its traceback (`guard.Failures`), and the server goes on.
 """
 import json
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
+from mmlabel import __version__
 from mmlabel.serving.batcher import Batcher
-from mmlabel.serving.inputs import BadInput, Limits, image_from_base64, parse_json, post_from_fields
+from mmlabel.serving.guard import Failures, Guard
+from mmlabel.serving.inputs import BadInput, Checked, Limits, check_count, check_post, image_from_base64
+from mmlabel.serving.models import REFUSALS, Health, ModelOut, PostIn, PostOut, PostsIn, one_line_error
 from mmlabel.serving.page import PAGE
-from mmlabel.serving.responses import post_result, with_attention
+from mmlabel.serving.responses import post_result
 
 
-def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: int = 32,
-               window_ms: float = 5.0) -> FastAPI:
-    """The application serving `tagger`, described by `description` (`responses.describe`)."""
+@dataclass
+class Served:
+    """What the routes serve: the tagger, its description, the server's limits and its batcher."""
+
+    tagger: Any
+    description: dict
+    limits: Limits
+    batcher: Batcher
+    window_ms: float
+
+
+def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: int = 32, window_ms: float = 5.0,
+               api_key: str | None = None) -> FastAPI:
+    """The application serving `tagger`, described by `description` (`responses.describe`); with `api_key`, every
+    route but /health asks for it as a bearer token."""
     tagger.batch_size = max(max_batch, 1)  # a collected batch is one forward pass
-
     batcher = Batcher(partial(tag, tagger), max_batch, window_ms)
 
     @asynccontextmanager
@@ -36,123 +57,128 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
         yield
         await batcher.stop()
 
-    app = FastAPI(title="mmlabel", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.exception_handler(BadInput)
-    async def refused(request: Request, error: BadInput):
-        return JSONResponse({"error": error.reason}, status_code=error.status)
-
-    @app.exception_handler(Exception)
-    async def failed(request: Request, error: Exception):
-        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}".splitlines()[0]}, 500)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page():
-        return PAGE
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok"}
-
-    @app.get("/model")
-    async def model():
-        serving = {"max_batch": batcher.max_batch, "batch_window_ms": window_ms, "batches": batcher.batches,
-                   "posts": batcher.posts}
-        return {**description, "limits": limits.__dict__, "batching": serving}
-
-    @app.post("/predict")
-    async def predict(request: Request):
-        posts, many = await read_posts(request, limits, tagger)
-        results = await batcher.submit(posts)
-        return JSONResponse(results if many else results[0])  # plain JSON already: no jsonable_encoder pass
-
+    app = FastAPI(title="mmlabel", version=__version__, lifespan=lifespan, redoc_url=None,
+                  description="A trained mmlabel tagger: the spans of posts (text and photo); see docs/serving.md.")
+    app.state.served = Served(tagger, description, limits, batcher, window_ms)
+    app.include_router(router)
+    app.add_exception_handler(BadInput, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(Failures)
+    app.add_middleware(Guard, max_body=limits.max_upload_bytes, api_key=api_key)
+    if api_key is not None:
+        _declare_bearer(app)
     return app
 
 
-def tag(tagger, posts: list) -> list[dict]:
-    """The results of a batch of checked posts (on the model thread), with attention where a post asked for it."""
-    pairs = [(post.content, post.image) for post in posts]
-    if any(post.attention for post in posts):  # one encoding pass gives the spans and the attention
-        found, maps = tagger.predict_posts_with_attention(pairs)
-    else:
-        found, maps = tagger.predict_posts(pairs), [None] * len(posts)
-    results = [post_result(post, _words(tagger, post), spans) for post, spans in zip(posts, found)]
-    for post, result, spans, weights in zip(posts, results, found, maps):
-        if post.attention and weights is not None:
-            with_attention(result, weights, spans, tagger.model.image_encoder)
-    return results
+def tag(tagger, posts: list[Checked]) -> list[PostOut]:
+    """The results of a batch of checked posts (on the model thread): one encoding pass gives the spans and, where
+    a post asked for it, the attention."""
+    from mmlabel.tagger import Post, with_offsets
+
+    found = tagger.predict([Post(post.words, post.image) for post in posts],
+                           attention=any(post.attention for post in posts))
+    return [post_result(post, with_offsets(prediction.spans, post.offsets) if post.offsets else prediction.spans,
+                        prediction.attention if post.attention else None, tagger.model.image_encoder)
+            for post, prediction in zip(posts, found)]
 
 
-async def read_posts(request: Request, limits: Limits, tagger) -> tuple[list, bool]:
-    """The checked posts of a request, and whether it sent a list of them."""
-    body = await read_body(request, limits.max_upload_bytes)
-    content_type = request.headers.get("content-type", "")
-    needs_image, tokenizer = tagger.multimodal, tagger.tokenizer
-    if content_type.startswith("multipart/form-data"):
-        fields, image_bytes = await read_form(request)
-        _check_attention([fields], tagger)
-        return [await run_in_threadpool(post_from_fields, fields, image_bytes, limits, needs_image, tokenizer)], False
-    if content_type and not content_type.startswith("application/json"):
-        raise BadInput(415, f"send JSON (application/json) or a form (multipart/form-data), not {content_type}")
-    objects, many = parse_json(body)
-    _check_attention(objects, tagger)
-
-    def checked() -> list:  # on a worker thread: a large image takes a while to decode
-        return [post_from_fields(fields, image_from_base64(fields.get("image"), where), limits, needs_image,
-                                 tokenizer, where)
-                for where, fields in zip((f"post {i}" if many else "post" for i in range(len(objects))), objects)]
-
-    return await run_in_threadpool(checked), many
+router = APIRouter()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused past `limit` bytes, whatever its Content-Length says. The rest of an oversized
-    body is read and dropped (up to 4 times the limit), so that the client, still sending, gets the answer."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > 4 * limit:
-        raise BadInput(413, f"the request is {int(declared):,} bytes, over the limit of {limit:,}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > 4 * limit:
-            break
-    if size > limit:
-        raise BadInput(413, f"the request is over the limit of {limit:,} bytes")
-    body = b"".join(chunks)
-    request._body = body  # what request.form() parses, read once here
-    return body
+def served(request: Request) -> Served:
+    return request.app.state.served
 
 
-async def read_form(request: Request) -> tuple[dict, bytes | None]:
-    """A form's `text` or `tokens` (a JSON list) and the bytes of its `image` file."""
-    try:
-        form = await request.form(max_files=1, max_fields=8, max_part_size=len(request._body) + 1)
-    except Exception as error:  # starlette reports a malformed form as an HTTPException or a MultiPartException
-        reason = getattr(error, "detail", None) or getattr(error, "message", None) or type(error).__name__
-        raise BadInput(400, f"malformed form: {reason}") from None
-    fields = {key: value for key, value in form.items()
-              if key in ("text", "tokens", "attention") and isinstance(value, str)}
-    unknown = sorted(set(form.keys()) - {"text", "tokens", "image", "attention"})
-    if unknown:
-        raise BadInput(422, f"unknown form field {unknown[0]!r} (expected text or tokens, image, attention)")
-    if "tokens" in fields:
-        try:
-            fields["tokens"] = json.loads(fields["tokens"])
-        except ValueError:
-            raise BadInput(422, "form field 'tokens' must be a JSON list of words") from None
-    image = form.get("image")
+State = Annotated[Served, Depends(served)]
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page():
+    return PAGE
+
+
+@router.get("/health", response_model=Health, openapi_extra={"security": []})
+async def health():
+    return Health()
+
+
+@router.get("/model", response_model=ModelOut)
+async def model(state: State):
+    batching = {"max_batch": state.batcher.max_batch, "batch_window_ms": state.window_ms,
+                "batches": state.batcher.batches, "posts": state.batcher.posts}
+    return {**state.description, "limits": state.limits.__dict__, "batching": batching}
+
+
+@router.post("/predict", response_model=PostOut | list[PostOut], response_model_exclude_none=True,
+             responses=REFUSALS)
+async def predict(posts: PostsIn, state: State):
+    """Tag a post, or a list of up to 256 posts (answered in order)."""
+    many = isinstance(posts, list)
+    posts = posts if many else [posts]
+    check_count(posts)
+
+    def checked() -> list[Checked]:  # on a worker thread: a large image takes a while to decode
+        return [check_post(post, image_from_base64(post.image, where), state.limits, state.tagger, where)
+                for post, where in zip(posts, (f"post {index}" if many else "post" for index in range(len(posts))))]
+
+    results = await state.batcher.submit(await run_in_threadpool(checked))
+    return results if many else results[0]
+
+
+@router.post("/predict/form", response_model=PostOut, response_model_exclude_none=True, responses=REFUSALS)
+async def predict_form(
+    state: State,
+    text: Annotated[str | None, Form(description="Raw text.")] = None,
+    tokens: Annotated[str | None, Form(description="The words, as a JSON list (instead of text).")] = None,
+    image: Annotated[UploadFile | str | None, File(description="The image file.")] = None,
+    attention: Annotated[Literal["true", "false"], Form(description="Add each span's attention.")] = "false",
+):
+    """Tag a post sent as a form, its image as a file (the page's way, and `curl -F`)."""
     if isinstance(image, str):
         raise BadInput(422, "form field 'image' must be a file upload (the server never reads a path)")
-    return fields, (await image.read() if image is not None else None)
+    post = _form_post(text, tokens, attention == "true")
+    data = await image.read() if image is not None else None
+    checked = await run_in_threadpool(check_post, post, data, state.limits, state.tagger)
+    return (await state.batcher.submit([checked]))[0]
 
 
-def _check_attention(objects: list[dict], tagger) -> None:
-    if not tagger.has_attention and any(post.get("attention") not in (None, False, "false") for post in objects):
-        raise BadInput(422, "this model has no word-to-patch attention (text only, or a fusion head without "
-                            "`attention`): leave out 'attention'")
+def _form_post(text: str | None, tokens: str | None, attention: bool) -> PostIn:
+    if tokens is not None:
+        try:
+            tokens = json.loads(tokens)
+        except ValueError:
+            raise BadInput(422, "form field 'tokens' must be a JSON list of words") from None
+    try:
+        return PostIn(text=text, tokens=tokens, attention=attention)
+    except ValidationError as error:  # answered as FastAPI's own validation errors are
+        raise RequestValidationError([{**e, "loc": ("body", "post", *e["loc"])} for e in error.errors()]) from None
 
 
-def _words(tagger, post) -> list[str]:
-    return [token.text for token in tagger.words(post.text)] if post.text is not None else post.tokens
+async def refused(request: Request, error: BadInput) -> JSONResponse:
+    return JSONResponse({"error": error.reason}, status_code=error.status)
+
+
+async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    status, reason = one_line_error(error.errors())
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """The API key in the OpenAPI schema, so that clients made from it (and /docs' "Authorize") send it."""
+    from fastapi.openapi.utils import get_openapi
+
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            described = get_openapi(title=app.title, version=app.version, description=app.description,
+                                    routes=app.routes)
+            described.setdefault("components", {})["securitySchemes"] = {"apiKey": {"type": "http",
+                                                                                    "scheme": "bearer"}}
+            app.openapi_schema = {**described, "security": [{"apiKey": []}]}
+        return app.openapi_schema
+
+    app.openapi = schema

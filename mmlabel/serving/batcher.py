@@ -8,6 +8,16 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from mmlabel.log import logger
+
+
+class BatchFailed(Exception):
+    """The model call of the batch a request joined raised `error`; the batcher logged it with its traceback."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
 
 class Batcher:
     """Collects posts from concurrent requests into batches for `predict(posts) -> results` (one result per post,
@@ -36,8 +46,8 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, posts: list) -> list:
-        """The results for `posts` (one request's), once the batch they joined has run; the model's exception,
-        raised here, where it failed."""
+        """The results for `posts` (one request's), once the batch they joined has run; a `BatchFailed` where the
+        model call raised."""
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((posts, future))
         return await future
@@ -51,10 +61,12 @@ class Batcher:
             posts = [post for request_posts, _ in waiting for post in request_posts]
             try:
                 results = await loop.run_in_executor(self.executor, self.predict, posts)
-            except Exception as error:  # every request of the batch gets the failure; the loop goes on
+            except Exception as error:  # logged once; every request of the batch gets the failure; the loop goes on
+                logger.error("a batch of %d posts from %d requests failed: %s: %s", len(posts), len(waiting),
+                             type(error).__name__, error, exc_info=error)
                 for _, future in waiting:
                     if not future.done():
-                        future.set_exception(error)
+                        future.set_exception(BatchFailed(error))
                 continue
             self.batches, self.posts = self.batches + 1, self.posts + len(posts)
             start = 0

@@ -4,7 +4,6 @@ under a pixel limit; nothing a client sends is ever opened as a path."""
 import base64
 import binascii
 import io
-import json
 import warnings
 from dataclasses import dataclass, field
 
@@ -12,7 +11,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmlabel.data.images import to_rgb
 
-POST_KEYS = ("text", "tokens", "image", "attention")
 MAX_POSTS_PER_REQUEST = 256
 
 
@@ -36,68 +34,41 @@ class Limits:
 
 
 @dataclass
-class Post:
-    """One post to tag: raw `text` or `tokens` (one of them), and its decoded RGB image or None."""
+class Checked:
+    """A post that passed the server's checks: its `words` (split once, here: with their `offsets` in `text` where it
+    came as raw text), its decoded RGB image or None, and whether it asks for attention."""
 
-    text: str | None = None
-    tokens: list[str] | None = None
+    words: list[str]
     image: Image.Image | None = field(default=None, repr=False)
-    attention: bool = False  # the fusion head's word-to-patch attention, asked for with "attention": true
-
-    @property
-    def content(self) -> str | list[str]:
-        return self.text if self.text is not None else self.tokens
+    attention: bool = False
+    text: str | None = None
+    offsets: list | None = None  # the words as mmlabel.data.tokenize.Token, for the spans' character offsets
 
 
-def parse_json(body: bytes) -> tuple[list[dict], bool]:
-    """The post objects of a JSON body (one object, or a list of them) and whether it was a list."""
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
-        raise BadInput(400, f"malformed JSON: {reason}") from None
-    many = isinstance(value, list)
-    posts = value if many else [value]
+def check_count(posts: list) -> None:
     if not posts:
         raise BadInput(422, "an empty list of posts")
     if len(posts) > MAX_POSTS_PER_REQUEST:
         raise BadInput(413, f"{len(posts)} posts in one request, over the limit of {MAX_POSTS_PER_REQUEST}")
-    for index, post in enumerate(posts):
-        if not isinstance(post, dict):
-            raise BadInput(422, f"post {index}: expected a JSON object with 'text' or 'tokens', found "
-                                f"{type(post).__name__}")
-        unknown = sorted(set(post) - set(POST_KEYS))
-        if unknown:
-            raise BadInput(422, f"post {index}: unknown key {unknown[0]!r} (expected {', '.join(POST_KEYS)})")
-    return posts, many
 
 
-def post_from_fields(fields: dict, image_bytes: bytes | None, limits: Limits, needs_image: bool,
-                     tokenizer: str, where: str = "post") -> Post:
-    """A checked `Post` from the fields of a JSON object or form (`image_bytes`: the image's bytes, already
-    decoded from base64 or read from the uploaded file; `tokenizer`: the run's, which counts the words)."""
-    text, tokens = fields.get("text"), fields.get("tokens")
-    if (text is None) == (tokens is None):
-        raise BadInput(422, f"{where}: give either 'text' (raw text) or 'tokens' (a list of words)")
-    if text is not None:
-        text = _checked_text(text, limits, tokenizer, where)
-    else:
-        tokens = _checked_tokens(tokens, limits, where)
-    if image_bytes is None and needs_image:
+def check_post(post, image_bytes: bytes | None, limits: Limits, tagger, where: str = "post") -> Checked:
+    """A post (`models.PostIn`, valid in shape) checked against the model and the server's limits, its text split
+    into words by the run's tokenizer and its image decoded (`image_bytes`: from base64 or the uploaded file)."""
+    from mmlabel.model import NO_ATTENTION
+
+    if image_bytes is None and tagger.multimodal:
         raise BadInput(422, f"{where}: this model reads images: give 'image'")
-    image = decode_image(image_bytes, limits, where) if image_bytes is not None else None
-    return Post(text, tokens, image, _attention(fields.get("attention", False), image, where))
-
-
-def _attention(value, image, where: str) -> bool:
-    """Whether the post asks for attention (JSON true/false; a form's "true"/"false"); it needs an image."""
-    if isinstance(value, str) and value in ("true", "false"):
-        value = value == "true"
-    if not isinstance(value, bool):
-        raise BadInput(422, f"{where}: 'attention' must be true or false")
-    if value and image is None:
+    if post.attention and not tagger.has_attention:
+        raise BadInput(422, f"{where}: {NO_ATTENTION}: leave out 'attention'")
+    if post.attention and image_bytes is None:
         raise BadInput(422, f"{where}: 'attention' needs an image: the attention is over the photo's patches")
-    return value
+    offsets = _checked_words(post.text, limits, tagger, where) if post.text is not None else None
+    words = [token.text for token in offsets] if offsets is not None else post.tokens
+    if post.text is None and len(words) > limits.max_words:
+        raise BadInput(422, f"{where}: {len(words)} tokens, over the limit of {limits.max_words} words")
+    image = decode_image(image_bytes, limits, where) if image_bytes is not None else None
+    return Checked(words, image, post.attention, post.text, offsets)
 
 
 def image_from_base64(value, where: str = "post") -> bytes | None:
@@ -136,26 +107,11 @@ def decode_image(data: bytes, limits: Limits, where: str = "post") -> Image.Imag
             raise BadInput(400, f"{where}: the image is truncated or damaged ({type(error).__name__})") from None
 
 
-def _checked_text(text, limits: Limits, tokenizer: str, where: str) -> str:
-    from mmlabel.data.tokenize import tokenize
-
-    if not isinstance(text, str):
-        raise BadInput(422, f"{where}: 'text' must be a string, found {type(text).__name__}")
+def _checked_words(text: str, limits: Limits, tagger, where: str) -> list:
+    """The words of a raw `text` with their offsets, refused past the limits of characters and words."""
     if len(text) > limits.max_chars:
         raise BadInput(422, f"{where}: 'text' has {len(text):,} characters, over the limit of {limits.max_chars:,}")
-    if not text.strip():
-        raise BadInput(422, f"{where}: 'text' is empty")
-    count = len(tokenize(text, tokenizer))
-    if count > limits.max_words:
-        raise BadInput(422, f"{where}: 'text' has {count} words, over the limit of {limits.max_words}")
-    return text
-
-
-def _checked_tokens(tokens, limits: Limits, where: str) -> list[str]:
-    if not isinstance(tokens, list) or not all(isinstance(t, str) and t and not t.isspace() for t in tokens):
-        raise BadInput(422, f"{where}: 'tokens' must be a list of non-empty strings")
-    if not tokens:
-        raise BadInput(422, f"{where}: 'tokens' is empty")
-    if len(tokens) > limits.max_words:
-        raise BadInput(422, f"{where}: {len(tokens)} tokens, over the limit of {limits.max_words} words")
-    return tokens
+    words = tagger.words(text)
+    if len(words) > limits.max_words:
+        raise BadInput(422, f"{where}: 'text' has {len(words)} words, over the limit of {limits.max_words}")
+    return words

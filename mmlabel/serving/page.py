@@ -102,7 +102,7 @@ async function tag(event) {
   form.append("text", $("text").value);
   if (photo) form.append("image", photo, "photo");
   if (photo && $("attend").checked) form.append("attention", "true");
-  const answer = await fetch("/predict", {method: "POST", body: form});
+  const answer = await fetch("/predict/form", {method: "POST", body: form});
   const body = await answer.json();
   if (!answer.ok) { $("error").textContent = body.error; $("result").dataset.done = "error"; return; }
   render(body);

@@ -1,39 +1,42 @@
-"""The JSON the server answers with: a tagged post, and the description of the model behind it.
+"""What the server answers with: a tagged post (`models.PostOut`), and the description of the model behind it.
 
-A post's result is built field by field from the post and its spans (`post_result`); the fusion head's attention,
-where asked for, is added by `with_attention`."""
+A post's result is built from its checked words and the tagger's prediction (`post_result`); the fusion head's
+attention, where asked for, is added by `with_attention`."""
 from pathlib import Path
 
 from mmlabel.data.example import Span
+from mmlabel.serving.models import AttentionGrid, PostOut, SpanOut
 
 
-def post_result(post, tokens: list[str], spans: list[Span]) -> dict:
-    """One tagged post: `tokens` (its words), `text` where it came as raw text, and its `spans`."""
-    raw = {} if post.text is None else {"text": post.text}
-    return {**raw, "tokens": tokens, "spans": [span_result(span, tokens, post.text) for span in spans]}
-
-
-def span_result(span: Span, tokens: list[str], text: str | None) -> dict:
-    """A span: word indices `start`/`end` (end exclusive), `label`, its `words`, and for raw text `start_char`,
-    `end_char` (end exclusive) and the `text` they cover."""
-    result = {"words": " ".join(tokens[span.start:span.end]), **span.to_dict()}
-    if text is not None and span.start_char is not None:
-        result["text"] = text[span.start_char:span.end_char]
+def post_result(post, spans: list[Span], attention=None, image_encoder=None) -> PostOut:
+    """One tagged post (`post`: an `inputs.Checked`): its words, its text where it came as raw text, its `spans`
+    and, where given, the `attention` (words, patches) of each span over the image encoder's patch grid."""
+    result = PostOut(text=post.text, tokens=post.words,
+                     spans=[span_result(span, post.words, post.text) for span in spans])
+    if attention is not None:
+        with_attention(result, attention, spans, image_encoder)
     return result
 
 
-def with_attention(result: dict, weights, spans: list[Span], image_encoder) -> None:
-    """Add the fusion head's attention to a post's `result`: `attention_grid` {prefix, rows, columns} (the image
-    encoder's tokens on the photo) and, for each span, `attention`: its words' attention over the grid, one
-    hexadecimal digit (0-f, scaled to the strongest cell) per cell, row by row (as in `mmlabel report`)."""
+def span_result(span: Span, words: list[str], text: str | None) -> SpanOut:
+    """A span: its word indices and label, its `words`, and for raw text its character offsets and the `text` they
+    cover."""
+    covered = text[span.start_char:span.end_char] if text is not None and span.start_char is not None else None
+    return SpanOut(words=" ".join(words[span.start:span.end]), **span.to_dict(), text=covered)
+
+
+def with_attention(result: PostOut, weights, spans: list[Span], image_encoder) -> None:
+    """Add the fusion head's attention to a post's `result`: its `attention_grid` (the image encoder's tokens on the
+    photo) and, for each span, its words' attention over the grid as `mmlabel report` draws it
+    (`mmlabel.report.heatmap.span_heat`)."""
     from mmlabel.report.heatmap import patch_grid, span_heat
 
     grid = patch_grid(image_encoder, weights.shape[-1])
     if grid is None:
         return
-    result["attention_grid"] = dict(zip(("prefix", "rows", "columns"), grid))
-    for span, entry in zip(spans, result["spans"]):
-        entry["attention"] = span_heat(weights, span, grid)
+    result.attention_grid = AttentionGrid(prefix=grid[0], rows=grid[1], columns=grid[2])
+    for span, entry in zip(spans, result.spans):
+        entry.attention = span_heat(weights, span, grid)
 
 
 def describe(run_dir: str | Path, tagger) -> dict:

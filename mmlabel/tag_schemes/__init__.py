@@ -1,6 +1,6 @@
 """The built-in tag schemes, registered like any plugin's: `collapsed5`, `bio` and `bioes`.
 
-A tag scheme is built with the labels of the training split: `get("tag_scheme", "bio").build({}, labels=[...])`;
+A tag scheme is built with the labels of the training split: `build("tag_scheme", "bio", labels=[...])`;
 see `mmlabel.tag_schemes.base.TagScheme` for what it provides."""
 from mmlabel.hookspecs import hookimpl
 from mmlabel.registry import lazy

@@ -6,15 +6,15 @@ without its closing tag (BIOES's E-) is closed where it stops.
 """
 from mmlabel.data.example import Span
 from mmlabel.errors import ComponentError
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import ComponentConfig, Configured
 
 OUTSIDE = "O"
 
 
-class TagScheme:
+class TagScheme(Configured):
     """A tag set over `labels` (tag 0 is always O), with `encode`, `decode` and the allowed starts, ends and
     transitions of its tags. Subclasses set `name` and `prefixes` and may override `span_tags`, `continues` and the
-    masks. Built through the registry: `get("tag_scheme", "bio").build({}, labels=["PER", "LOC"])`."""
+    masks. Built through the registry: `build("tag_scheme", "bio", labels=["PER", "LOC"])`."""
 
     class Config(ComponentConfig):
         pass
@@ -23,7 +23,7 @@ class TagScheme:
     prefixes = "BI"  # the tag prefixes of each label, in the order the tags list them
 
     def __init__(self, config: ComponentConfig | None = None, *, labels: list[str], **options):
-        self.config = config or self.Config(**options)
+        super().__init__(config, **options)
         self.labels = list(dict.fromkeys(labels))
         if not self.labels:
             raise ComponentError(f"tag_scheme {self.name}: needs at least one label (the training split has no spans)")

@@ -12,26 +12,23 @@ or one test per check, each named in pytest's output:
     def test_contract(registered, check):
         check()
 
-Each check builds the component small through the registry (`get(kind, name).build(options, **runtime)`, so
-the contract check of `Component.build` runs too), runs it on a tiny hand-made batch and raises
-`ContractViolation` (an `AssertionError`) naming the component and the check that failed.
+Each check builds the component small as the core does (`mmlabel.registry.build`, so the contract check made
+at build time runs too), runs it on a tiny hand-made batch and raises `ContractViolation` (an `AssertionError`)
+naming the component and the check that failed. Which checks a kind has, and the runtime arguments and tiny options
+it is built with, are declared with the kind in `mmlabel.kinds`.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mmlabel import kinds
 from mmlabel.registry import Component
-from mmlabel.testing.kit import TINY_OPTIONS, ContractViolation, Subject
+from mmlabel.testing.kit import ContractViolation, Subject, tiny_options
 
-__all__ = ["TINY_OPTIONS", "Check", "ContractViolation", "check_component", "check_factory", "component_checks"]
+__all__ = ["Check", "ContractViolation", "check_component", "check_factory", "component_checks", "tiny_options"]
 
 
 def _checks_of(kind: str) -> list[tuple[str, Callable[[Subject], None]]]:
-    from mmlabel.testing import data, modules
-
-    table = {**modules.CHECKS, **data.CHECKS}
-    if kind not in table:
-        raise ValueError(f"no conformance checks for kind {kind!r}; kinds: {', '.join(table)}")
-    return [("build", _build), *table[kind]]
+    return [("build", _build), *kinds.load(kinds.get_kind(kind).checks)]
 
 
 def _build(subject: Subject) -> None:
@@ -74,7 +71,7 @@ def component_checks(kind: str, name: str, **tiny_options: Any) -> list[Check]:
     """The checks of the registered component `name` of `kind`, one callable each (for `pytest.mark.parametrize`).
     The component is looked up when a check first runs (after a fixture has registered it). Without options: the
     factory's `tiny_options` (a dict, or a function of a scratch directory returning one),
-    else the kit's own table for a built-in (`TINY_OPTIONS`), else the `Config`'s defaults."""
+    else its kind's for a built-in (`mmlabel.kinds`), else the `Config`'s defaults."""
     return _checks(Subject(kind, name, tiny_options or None))
 
 

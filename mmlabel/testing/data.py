@@ -2,9 +2,10 @@
 `Subject`, on a few hand-made examples whose right answers are known."""
 import math
 
+from mmlabel.contracts import show
 from mmlabel.data.example import Example, Span
 from mmlabel.errors import MMLabelError
-from mmlabel.testing.kit import LABELS, Subject, expect, shape
+from mmlabel.testing.kit import LABELS, Subject, expect
 
 SPLITS = ("train", "dev", "test")
 # Sentiment spans, one or more per post, each post with an image: representable in every built-in format.
@@ -34,7 +35,7 @@ def _content(examples: list) -> list:
 def reader_round_trip(subject: Subject) -> None:
     read = subject.built.read(_written(subject)["train"], on_bad_example="error")
     expect(isinstance(read, list) and all(isinstance(example, Example) for example in read),
-           f"read returned {shape(read)}, not a list of Example")
+           f"read returned {show(read)}, not a list of Example")
     expect(_content(read) == _content(EXAMPLES),
            f"write then read gave {_content(read)}, not the examples written {_content(EXAMPLES)}")
     expect(len({example.id for example in read}) == len(read), "read gave two examples the same id")
@@ -73,7 +74,7 @@ HALF = [[Span(0, 2, "POS")], [Span(2, 3, "NEU")]]
 
 def _figures(subject: Subject, predicted: list) -> dict:
     figures = subject.built.score(GOLD, predicted)
-    expect(isinstance(figures, dict), f"score returned {shape(figures)}, not a dict")
+    expect(isinstance(figures, dict), f"score returned {show(figures)}, not a dict")
     return figures
 
 
@@ -136,9 +137,6 @@ def scheme_masks(subject: Subject) -> None:
         expect(allowed, f"the encoding of {spans} is forbidden by allowed_start/end/transitions")
 
 
-CHECKS = {
-    "dataset_reader": [("round_trip", reader_round_trip), ("find_splits", reader_find_splits),
-                       ("policies", reader_policies)],
-    "metric": [("perfect", metric_perfect), ("empty", metric_empty), ("partial", metric_partial)],
-    "tag_scheme": [("tags", scheme_tags), ("round_trip", scheme_round_trip), ("masks", scheme_masks)],
-}
+READER_CHECKS = [("round_trip", reader_round_trip), ("find_splits", reader_find_splits), ("policies", reader_policies)]
+METRIC_CHECKS = [("perfect", metric_perfect), ("empty", metric_empty), ("partial", metric_partial)]
+SCHEME_CHECKS = [("tags", scheme_tags), ("round_trip", scheme_round_trip), ("masks", scheme_masks)]

@@ -1,5 +1,6 @@
 """What every conformance check shares: the component under test, built once and small; the error a failed check
-raises; the tiny options of the built-in components; and the hand-made data the checks run on."""
+raises; the runtime arguments and tiny options the kinds of `mmlabel.kinds` name; and the hand-made data the checks
+run on."""
 import shutil
 import tempfile
 import weakref
@@ -7,7 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from mmlabel.registry import Component, LazyFactory, get
+from mmlabel import kinds
+from mmlabel.registry import Component, LazyFactory, build, construct, get
 
 # Sentences of different lengths, so that every batch has padding.
 SENTENCES: list[list[str]] = [
@@ -20,7 +22,7 @@ LABELS: list[str] = ["POS", "NEU", "NEG"]
 FUSION_TEXT_DIM, FUSION_IMAGE_DIM = 16, 12
 
 
-def _tiny_hf(workdir: Path) -> dict:
+def tiny_hf(workdir: Path) -> dict:
     """A random one-layer BERT of hidden size 32 with a WordPiece tokenizer trained on the kit's sentences."""
     from mmlabel.text_encoders.tokenizer import train_word_tokenizer
 
@@ -32,14 +34,24 @@ def _tiny_hf(workdir: Path) -> dict:
                                  "intermediate_size": 64}}
 
 
-# (kind, name) -> options that build the built-in small: a dict, or a function of a scratch directory.
-TINY_OPTIONS: dict[tuple[str, str], dict | Callable[[Path], dict]] = {
-    ("text_encoder", "hf"): _tiny_hf,
-    ("image_encoder", "timm"): {
-        "model": "vit_base_patch16_224", "pretrained": False,
-        "model_args": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}},
-    ("fusion_head", "dtca"): {"heads": 2},
-}
+def tiny_options() -> dict[tuple[str, str], dict | Callable[[Path], dict]]:
+    """(kind, name) -> options that build a built-in small, as `mmlabel.kinds` declares them: a dict, or a function
+    of a scratch directory."""
+    return {(kind.name, name): kinds.load(options) for kind in kinds.KINDS.values()
+            for name, options in kind.tiny_options.items()}
+
+
+def fusion_runtime() -> dict[str, Any]:
+    """What the kit builds a fusion head with: its input sizes and the `bio` scheme's tag masks."""
+    scheme = tiny_scheme()
+    return {"text_dim": FUSION_TEXT_DIM, "image_dim": FUSION_IMAGE_DIM, "num_tags": len(scheme.tags),
+            "allowed_start": scheme.allowed_start(), "allowed_transitions": scheme.allowed_transitions(),
+            "allowed_end": scheme.allowed_end()}
+
+
+def scheme_runtime() -> dict[str, Any]:
+    """What the kit builds a tag scheme with: the labels every built-in scheme accepts."""
+    return {"labels": list(LABELS)}
 
 
 class ContractViolation(AssertionError):
@@ -74,27 +86,22 @@ class Subject:
         factory = factory.load() if isinstance(factory, LazyFactory) else factory
         tiny = getattr(factory, "tiny_options", None)
         if tiny is None:
-            tiny = TINY_OPTIONS.get((self.kind, self.name), {})
+            tiny = tiny_options().get((self.kind, self.name), {})
         return dict(tiny(self.workdir) if callable(tiny) else tiny)
 
     @cached_property
     def runtime(self) -> dict[str, Any]:
-        """What the core passes besides the options: a fusion head's sizes and tag masks, a scheme's labels."""
-        if self.kind == "fusion_head":
-            scheme = tiny_scheme()
-            return {"text_dim": FUSION_TEXT_DIM, "image_dim": FUSION_IMAGE_DIM, "num_tags": len(scheme.tags),
-                    "allowed_start": scheme.allowed_start(), "allowed_transitions": scheme.allowed_transitions(),
-                    "allowed_end": scheme.allowed_end()}
-        if self.kind == "tag_scheme":
-            return {"labels": list(LABELS)}
-        return {}
+        """What the core passes besides the options (a fusion head's sizes and tag masks, a scheme's labels): the
+        kind's `kit_runtime`."""
+        make = kinds.get_kind(self.kind).kit_runtime
+        return dict(kinds.load(make)()) if make is not None else {}
 
     def build(self, options: dict[str, Any] | None = None, **runtime) -> Any:
         """A fresh component from `options` (default: the tiny ones), seeded so that two builds are alike."""
         import torch
 
         torch.manual_seed(0)
-        built = self.component.build(self.options if options is None else options, **{**self.runtime, **runtime})
+        built = construct(self.component, self.options if options is None else options, **{**self.runtime, **runtime})
         return built.eval() if isinstance(built, torch.nn.Module) else built
 
     @cached_property
@@ -104,22 +111,13 @@ class Subject:
 
 def tiny_scheme():
     """The `bio` scheme over the kit's labels (7 tags), the tag masks a fusion head is built with."""
-    from mmlabel.registry import get
-
-    return get("tag_scheme", "bio").build({}, labels=list(LABELS))
+    return build("tag_scheme", "mmlabel:bio", labels=list(LABELS))
 
 
 def expect(condition: bool, message: str) -> None:
     """A check's assertion: `message` says what the contract wanted and what was found."""
     if not condition:
         raise ContractViolation(message)
-
-
-def shape(value: Any) -> str:
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-    text = repr(value)
-    return text if len(text) <= 60 else type(value).__name__
 
 
 def close(first, second, tolerance: float = 1e-4) -> bool:

@@ -4,7 +4,9 @@ import pickle
 
 import torch
 
-from mmlabel.testing.kit import SENTENCES, Subject, close, expect, shape
+from mmlabel.contracts import show
+from mmlabel.registry import construct
+from mmlabel.testing.kit import SENTENCES, Subject, close, expect
 
 MAX_TOKENS = 40
 
@@ -13,15 +15,15 @@ MAX_TOKENS = 40
 def text_tokenize(subject: Subject) -> None:
     batch = subject.built.tokenize(SENTENCES, MAX_TOKENS)
     keys = {"input_ids", "attention_mask", "first_subword_index", "word_mask"}
-    expect(isinstance(batch, dict) and keys <= set(batch), f"tokenize returned {shape(batch)}, not a dict with {keys}")
+    expect(isinstance(batch, dict) and keys <= set(batch), f"tokenize returned {show(batch)}, not a dict with {keys}")
     rows, tokens = batch["input_ids"].shape
     words = max(len(sentence) for sentence in SENTENCES)
     expect(rows == len(SENTENCES) and batch["attention_mask"].shape == (rows, tokens),
-           f"input_ids {shape(batch['input_ids'])} and attention_mask {shape(batch['attention_mask'])} are not both "
+           f"input_ids {show(batch['input_ids'])} and attention_mask {show(batch['attention_mask'])} are not both "
            f"(batch, tokens) with batch = {len(SENTENCES)}")
     for key, dtype in (("first_subword_index", torch.long), ("word_mask", torch.bool)):
         expect(batch[key].shape == (rows, words) and batch[key].dtype == dtype,
-               f"{key} is {shape(batch[key])}, not ({rows}, {words}) {str(dtype).removeprefix('torch.')}")
+               f"{key} is {show(batch[key])}, not ({rows}, {words}) {str(dtype).removeprefix('torch.')}")
     expect(batch["word_mask"].sum(1).tolist() == [len(sentence) for sentence in SENTENCES],
            f"word_mask counts {batch['word_mask'].sum(1).tolist()} real words, not one per word of each sentence")
     for row in range(rows):
@@ -46,7 +48,7 @@ def text_forward(subject: Subject) -> None:
     states = encoder(batch["input_ids"], batch["attention_mask"])
     expected = (*batch["input_ids"].shape, encoder.hidden_size)
     expect(getattr(states, "shape", None) == expected and states.is_floating_point(),
-           f"forward returned {shape(states)}, not floating (batch, tokens, hidden_size) = {expected}")
+           f"forward returned {show(states)}, not floating (batch, tokens, hidden_size) = {expected}")
 
 
 def text_padding(subject: Subject) -> None:
@@ -90,7 +92,7 @@ def image_transform(subject: Subject) -> None:
     encoder = subject.built
     pixels = encoder.transform(_image())
     expect(getattr(pixels, "shape", None) == tuple(encoder.input_size) and pixels.dtype == torch.float32,
-           f"transform gave {shape(pixels)}, not float32 input_size = {tuple(encoder.input_size)}")
+           f"transform gave {show(pixels)}, not float32 input_size = {tuple(encoder.input_size)}")
     copy = pickle.loads(pickle.dumps(encoder.transform))
     expect(torch.equal(copy(_image()), pixels), "the unpickled transform gives other pixels")
 
@@ -102,12 +104,12 @@ def _pixels(encoder, rows: int = 2):
 def image_forward(subject: Subject) -> None:
     encoder = subject.built
     output = encoder(_pixels(encoder))
-    expect(isinstance(output, tuple) and len(output) == 2, f"forward returned {shape(output)}, not (states, mask)")
+    expect(isinstance(output, tuple) and len(output) == 2, f"forward returned {show(output)}, not (states, mask)")
     states, mask = output
     expect(getattr(states, "dim", lambda: 0)() == 3 and states.shape[0] == 2 and states.shape[2] == encoder.hidden_size
-           and states.is_floating_point(), f"states are {shape(states)}, not floating (2, patches, hidden_size)")
+           and states.is_floating_point(), f"states are {show(states)}, not floating (2, patches, hidden_size)")
     expect(getattr(mask, "shape", None) == states.shape[:2] and mask.dtype == torch.bool,
-           f"mask is {shape(mask)}, not bool (batch, patches) = {tuple(states.shape[:2])}")
+           f"mask is {show(mask)}, not bool (batch, patches) = {tuple(states.shape[:2])}")
 
 
 def image_rows_independent(subject: Subject) -> None:
@@ -138,11 +140,11 @@ def image_pixels(subject: Subject) -> None:
         return
     pixels = encoder.pixel_transform(_image())
     expect(getattr(pixels, "shape", None) == tuple(encoder.input_size) and pixels.dtype == torch.uint8,
-           f"pixel_transform gave {shape(pixels)}, not uint8 input_size = {tuple(encoder.input_size)}")
+           f"pixel_transform gave {show(pixels)}, not uint8 input_size = {tuple(encoder.input_size)}")
     copy = pickle.loads(pickle.dumps(encoder.pixel_transform))
     expect(torch.equal(copy(_image()), pixels), "the unpickled pixel_transform gives other pixels")
     signature = encoder.pixel_signature
-    expect(isinstance(signature, str) and signature.strip() != "", f"pixel_signature is {shape(signature)}, not a "
+    expect(isinstance(signature, str) and signature.strip() != "", f"pixel_signature is {show(signature)}, not a "
                                                                    f"non-empty str")
     expect(_reloaded(subject, encoder).pixel_signature == signature,
            "the encoder rebuilt from export()'s options has another pixel_signature")
@@ -155,7 +157,7 @@ def image_pixels(subject: Subject) -> None:
 def _reloaded(subject: Subject, encoder):
     """The encoder rebuilt from what `export` returned, with the same weights loaded strictly, as a run reloads."""
     options = encoder.export(subject.workdir / f"export-{subject.kind}")
-    expect(isinstance(options, dict), f"export returned {shape(options)}, not a dict of options")
+    expect(isinstance(options, dict), f"export returned {show(options)}, not a dict of options")
     rebuilt = subject.build(options)
     try:
         rebuilt.load_state_dict(encoder.state_dict())
@@ -191,11 +193,11 @@ def fusion_forward(subject: Subject) -> None:
     expected = (len(WORDS), max(WORDS), runtime["num_tags"])
     emissions = _emissions(head, inputs)
     expect(getattr(emissions, "shape", None) == expected and emissions.is_floating_point(),
-           f"emissions are {shape(emissions)}, not floating (batch, words, num_tags) = {expected}")
+           f"emissions are {show(emissions)}, not floating (batch, words, num_tags) = {expected}")
     text_only = subject.build(image_dim=None)
     emissions = _emissions(text_only, inputs, text_only=True)
     expect(getattr(emissions, "shape", None) == expected,
-           f"built with image_dim=None and given no image, emissions are {shape(emissions)}, not {expected}")
+           f"built with image_dim=None and given no image, emissions are {show(emissions)}, not {expected}")
 
 
 def fusion_image_padding(subject: Subject) -> None:
@@ -213,7 +215,7 @@ def fusion_loss(subject: Subject) -> None:
     emissions = _emissions(head, inputs)
     loss = head.loss(emissions, inputs["tags"], inputs["word_mask"])
     expect(getattr(loss, "shape", None) == (len(WORDS),) and bool(torch.isfinite(loss).all()),
-           f"loss is {shape(loss)}, not a finite (batch,) = ({len(WORDS)},) tensor")
+           f"loss is {show(loss)}, not a finite (batch,) = ({len(WORDS)},) tensor")
     trainable = any(parameter.requires_grad for parameter in head.parameters())
     expect(not trainable or loss.requires_grad, "the loss carries no gradient to the head's parameters")
 
@@ -234,7 +236,7 @@ def fusion_decode(subject: Subject) -> None:
     inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
     paths = head.decode(_emissions(head, inputs), inputs["word_mask"])
     expect(isinstance(paths, list) and [len(path) for path in paths] == WORDS,
-           f"decode gave paths of lengths {[len(p) for p in paths] if isinstance(paths, list) else shape(paths)}, "
+           f"decode gave paths of lengths {[len(p) for p in paths] if isinstance(paths, list) else show(paths)}, "
            f"not one tag per real word {WORDS}")
     expect(all(isinstance(tag, int) and 0 <= tag < runtime["num_tags"] for path in paths for tag in path),
            "decode gave something other than tag ids in range(num_tags)")
@@ -244,7 +246,7 @@ def fusion_reload(subject: Subject) -> None:
     head, runtime = subject.built, subject.runtime
     inputs = fusion_inputs(runtime["text_dim"], runtime["image_dim"])
     torch.manual_seed(1)  # other initial weights, replaced by the saved ones
-    rebuilt = subject.component.build(subject.options, **runtime).eval()
+    rebuilt = construct(subject.component, subject.options, **runtime).eval()
     rebuilt.load_state_dict(head.state_dict())
     expect(close(_emissions(head, inputs), _emissions(rebuilt, inputs), 1e-6),
            "the head rebuilt from its options with the same weights gives other emissions")
@@ -269,7 +271,7 @@ def fusion_attention(subject: Subject) -> None:
                              inputs["image_mask"])
     expected = (len(WORDS), max(WORDS), inputs["image_mask"].shape[1])
     expect(getattr(weights, "shape", None) == expected and weights.is_floating_point(),
-           f"attention is {shape(weights)}, not floating (batch, words, patches) = {expected}")
+           f"attention is {show(weights)}, not floating (batch, words, patches) = {expected}")
     padded = ~inputs["image_mask"][:, None, :].expand(expected)
     expect(bool((weights[padded] == 0).all()), "attention gives weight to padded patches (image_mask False)")
     sums = weights.sum(-1)[inputs["word_mask"]]
@@ -288,7 +290,7 @@ def alignment_inputs() -> tuple:
 def alignment_forward(subject: Subject) -> None:
     distance = subject.built(*alignment_inputs())
     expect(getattr(distance, "shape", None) == (3,) and distance.is_floating_point()
-           and bool(torch.isfinite(distance).all()), f"the loss is {shape(distance)}, not a finite (batch,) = (3,)")
+           and bool(torch.isfinite(distance).all()), f"the loss is {show(distance)}, not a finite (batch,) = (3,)")
     expect(float(distance[2]) == 0.0, f"an example without a real patch gets {float(distance[2])}, not 0")
 
 
@@ -322,15 +324,12 @@ def alignment_begin(subject: Subject) -> None:
     expect(text.grad is not None and bool(text.grad.abs().sum() > 0), "begin(...)() has no gradient to the states")
 
 
-CHECKS = {
-    "text_encoder": [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
-                     ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)],
-    "image_encoder": [("transform", image_transform), ("forward", image_forward),
-                      ("rows_independent", image_rows_independent), ("export", image_export),
-                      ("determinism", image_determinism), ("pixels", image_pixels)],
-    "fusion_head": [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
-                    ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
-                    ("determinism", fusion_determinism), ("attention", fusion_attention)],
-    "alignment_loss": [("forward", alignment_forward), ("padding", alignment_padding),
-                       ("determinism", alignment_determinism), ("begin", alignment_begin)],
-}
+TEXT_CHECKS = [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
+               ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)]
+IMAGE_CHECKS = [("transform", image_transform), ("forward", image_forward), ("rows_independent", image_rows_independent),
+                ("export", image_export), ("determinism", image_determinism), ("pixels", image_pixels)]
+FUSION_CHECKS = [("forward", fusion_forward), ("image_padding", fusion_image_padding), ("loss", fusion_loss),
+                 ("loss_padding", fusion_loss_padding), ("decode", fusion_decode), ("reload", fusion_reload),
+                 ("determinism", fusion_determinism), ("attention", fusion_attention)]
+ALIGNMENT_CHECKS = [("forward", alignment_forward), ("padding", alignment_padding),
+                    ("determinism", alignment_determinism), ("begin", alignment_begin)]

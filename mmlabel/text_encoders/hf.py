@@ -2,35 +2,24 @@
 directory, or a randomly initialised model of a family, with its tokenizer and word-to-sub-word bookkeeping."""
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from mmlabel.errors import ComponentError
-from mmlabel.registry import ComponentConfig
+from mmlabel.configs import Configured
+from mmlabel.text_encoders.configs import HFTextConfig
 
 
-class HFTextEncoder(nn.Module):
+class HFTextEncoder(Configured, nn.Module):
     """A Hugging Face encoder mapping token ids to (batch, tokens, hidden) states, plus the tokenizer that turns
     pre-split words into those ids and records where each word's first sub-word is."""
 
-    class Config(ComponentConfig):
-        checkpoint: str | None = Field(None, description="hub id or local directory of the model (and, by default, of its tokenizer)")
-        init: Literal["pretrained", "random"] = Field(
-            "pretrained", description="`random`: the architecture from its config with random weights; no weights are read")
-        model_type: str | None = Field(
-            None, description="family (bert, roberta, albert, electra, ...) for init = random when no config can be read")
-        config_overrides: dict[str, Any] = Field(
-            {}, description="config fields to override, e.g. {hidden_size = 32, num_hidden_layers = 1} with init = random")
-        tokenizer: str | None = Field(None, description="hub id or directory of the tokenizer; default: checkpoint")
-        attn_implementation: str | None = Field("sdpa", description="attention kernel; sdpa falls back to eager where unsupported")
-        freeze: bool = Field(False, description="keep the encoder's weights fixed")
+    Config = HFTextConfig
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: HFTextConfig | None = None, **options):
+        super().__init__(config, **options)
         self.tokenizer = _load_tokenizer(self.config)
         self.model = _without_pooler(_load_model(self.config, self.tokenizer))
         self.hidden_size: int = self.model.config.hidden_size
@@ -130,7 +119,7 @@ class HFTextEncoder(nn.Module):
 _PREFIX_SPACE_TOKENIZERS = ("Roberta", "GPT2", "Bart", "Longformer", "Deberta", "Camembert", "XLMRoberta")
 
 
-def _load_tokenizer(config: HFTextEncoder.Config):
+def _load_tokenizer(config: HFTextConfig):
     from transformers import AutoTokenizer
 
     source = config.tokenizer or config.checkpoint
@@ -145,7 +134,7 @@ def _load_tokenizer(config: HFTextEncoder.Config):
     return tokenizer
 
 
-def _load_model(config: HFTextEncoder.Config, tokenizer) -> nn.Module:
+def _load_model(config: HFTextConfig, tokenizer) -> nn.Module:
     from transformers import AutoModel
 
     model_config = _model_config(config)
@@ -176,7 +165,7 @@ def _without_pooler(model: nn.Module) -> nn.Module:
     return model
 
 
-def _model_config(config: HFTextEncoder.Config):
+def _model_config(config: HFTextConfig):
     from transformers import AutoConfig
 
     overrides = dict(config.config_overrides)

@@ -38,7 +38,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.model import TaggingModel
-    from mmlabel.registry import get
+    from mmlabel.registry import build, provenance
     from mmlabel.threads import use_threads
     from mmlabel.training import distributed
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
@@ -46,7 +46,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     processes = distributed.start(recipe.train.device)
     keep_freed_memory()  # the training process's own choice (mmlabel.device): never made by the library
     console = console or Console(stderr=True, quiet=not processes.is_main)
-    root, splits = _data(recipe, processes, console)
+    root, splits = _data(recipe, processes)
     run = distributed.run_dir(out, processes)
     recipe = with_effective_batch_size(recipe, processes.world_size)
     recipe, tokenizer_dir = _with_tokenizer(recipe, out)
@@ -61,11 +61,11 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     if images is not None and images.missing:  # under "error" the check has already stopped the run
         console.print(f"{len(images.missing)} of {len(images.checked)} images missing: using blank images")
-    metric = get("metric", recipe.metric.name).build(recipe.metric.options)
+    metric = build("metric", recipe.metric)
     device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
     computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
-    run.set_status("running", precision=computing.train.precision)
+    run.set_status("running", precision=computing.train.precision, components=provenance(recipe))
     threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
     _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
     model.to(device)
@@ -76,7 +76,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
                     processes, console, loader_workers(recipe.train.workers, device))
 
 
-def _data(recipe: Recipe, processes, console) -> tuple[Path, dict]:
+def _data(recipe: Recipe, processes) -> tuple[Path, dict]:
     """The data root (the synthetic set written by one process per machine) and the splits, read by every process;
     bad data fails the same way in all of them, so the error is marked as raised everywhere and printed once."""
     from mmlabel.data.splits import data_root, read_splits
@@ -84,8 +84,8 @@ def _data(recipe: Recipe, processes, console) -> tuple[Path, dict]:
     from mmlabel.training import distributed
 
     roots = []
-    processes.main_first(lambda: roots.append(data_root(recipe, console)), local=True)
-    root = roots[0] if roots else data_root(recipe, console)
+    processes.main_first(lambda: roots.append(data_root(recipe)), local=True)
+    root = roots[0] if roots else data_root(recipe)
     try:
         return root, read_splits(recipe, root)
     except MMLabelError as error:

@@ -146,10 +146,9 @@ class Trainer:
         """The metric's figures and the predicted spans on `examples`. With N processes, each predicts every Nth
         batch of the one-process evaluation and the shares are gathered: the figures are the one-process figures."""
         processes = self.processes
-        shares = processes.gather(self.tagger.predict_shard(examples, rank=processes.rank,
-                                                             world_size=processes.world_size))
-        predicted = {index: spans for share in shares for index, spans in share.items()}
-        predictions = [predicted[index] for index in range(len(examples))]
+        share = self.tagger.predict_split(examples, rank=processes.rank, world_size=processes.world_size)
+        shares = processes.gather([None if found is None else found.spans for found in share])
+        predictions = [next(spans for spans in column if spans is not None) for column in zip(*shares)]
         return self.metric.score([example.spans for example in examples], predictions), predictions
 
     # -- reading the losses back ---------------------------------------------------------------------------

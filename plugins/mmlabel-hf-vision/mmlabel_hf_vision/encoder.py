@@ -12,13 +12,13 @@ that `--set image_encoder.name=hf_vision --set image_encoder.model=...` turns a 
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmlabel import ComponentConfig, ComponentError
+from mmlabel import ComponentError, Configured
+from mmlabel_hf_vision.config import HFVisionConfig
 
 # Where a family's image processor class defaults differ from the statistics its published checkpoints use
 # (facebook/dinov2-*, facebook/convnext-*), a randomly initialised model gets the checkpoints' values.
@@ -30,27 +30,11 @@ TIMM_NAMES = {"img_size": "image_size", "embed_dim": "hidden_size", "depth": "nu
               "num_heads": "num_attention_heads", "in_chans": "num_channels"}
 
 
-class HFVisionEncoder(nn.Module):
+class HFVisionEncoder(Configured, nn.Module):
     """A transformers vision model mapping (batch, 3, H, W) pixels to (batch, patches, hidden) states and a
     (batch, patches) mask; a CNN's feature map (ConvNeXt) is flattened row by row into tokens."""
 
-    class Config(ComponentConfig):
-        model: str = Field(description="hub id (openai/clip-vit-base-patch16) or local directory of a checkpoint, or, "
-                                       "with pretrained = false, a model type (clip_vision_model, siglip_vision_model, "
-                                       "dinov2, vit, convnext)")
-        pretrained: bool = Field(True, description="load the checkpoint's weights; false: its architecture with random "
-                                                   "weights")
-        model_args: dict[str, Any] = Field(
-            {}, description="config fields to override, e.g. {image_size = 64, hidden_size = 32, num_hidden_layers = 2}")
-        processor: str | None = Field(
-            None, description="hub id or directory of the image processor; default: the checkpoint's own, else the "
-                              "family's settings at the config's image size")
-        freeze: bool = Field(False, description="keep the encoder's weights fixed")
-        cls_token: bool = Field(True, description="keep the class (and register) tokens before the patch tokens")
-        resize: Literal["crop", "squash"] = Field(
-            "crop", description="crop: the image processor's own resizing (CLIP, DINOv2, ConvNeXt centre-crop); "
-                                "squash: resize the whole image to the model's input size, then the processor's "
-                                "normalisation")
+    Config = HFVisionConfig
 
     # What mmlabel's conformance kit builds (`mmlabel.testing.check_component`, `mmlabel plugins check`): a random
     # one-layer CLIP vision tower on 32-pixel images.
@@ -58,9 +42,8 @@ class HFVisionEncoder(nn.Module):
                     "model_args": {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 1,
                                    "num_attention_heads": 2, "intermediate_size": 64}}
 
-    def __init__(self, config: Config | None = None, **options):
-        super().__init__()
-        self.config = config or self.Config(**options)
+    def __init__(self, config: HFVisionConfig | None = None, **options):
+        super().__init__(config, **options)
         vision_config = _vision_config(self.config)
         self.model = _create_model(self.config, vision_config)
         self.hidden_size: int = getattr(vision_config, "hidden_size", None) or vision_config.hidden_sizes[-1]
@@ -189,7 +172,7 @@ def _per_channel(value) -> list[float]:
     return values * 3 if len(values) == 1 else values
 
 
-def _vision_config(config: HFVisionEncoder.Config):
+def _vision_config(config: HFVisionConfig):
     """The vision tower's transformers config (a CLIP or SigLIP checkpoint's `vision_config`), with `model_args`."""
     from transformers import AutoConfig
 
@@ -218,7 +201,7 @@ def _check_model_args(model_args: dict[str, Any], vision_config) -> None:
                                  f"{key!r}{_field_hint(key, vision_config)}")
 
 
-def _create_model(config: HFVisionEncoder.Config, vision_config) -> nn.Module:
+def _create_model(config: HFVisionConfig, vision_config) -> nn.Module:
     from transformers import AutoModel
 
     try:
@@ -236,7 +219,7 @@ def _create_model(config: HFVisionEncoder.Config, vision_config) -> nn.Module:
                              f"{dict(config.model_args)} describes: {reason}") from None
 
 
-def _image_processor(config: HFVisionEncoder.Config, vision_config):
+def _image_processor(config: HFVisionConfig, vision_config):
     """The checkpoint's own image processor (or the one `processor` names); with none saved, the family's processor
     class sized to the config's image size, normalised as the family's published checkpoints are."""
     from transformers import AutoImageProcessor

@@ -1,0 +1,114 @@
+"""The prediction API: `Tagger.predict` for posts (raw text or words; an image file, a decoded image or none; one
+post or many) and `Tagger.predict_split` for a split's examples, sharded as data-parallel evaluation shares them."""
+import json
+import warnings
+
+import pytest
+from PIL import Image
+
+from mmlabel.data.example import Span
+from mmlabel.data.images import ImageLoader
+from mmlabel.errors import DataError
+from mmlabel.log import MMLabelWarning
+from mmlabel.tagger import Post, Prediction, Tagger
+
+
+def glued(tokens: list[str]) -> str:
+    """A synthetic post as typed: punctuation glued to the words (the run's tokenizer splits it off again)."""
+    return " ".join(tokens).replace(" ,", ",").replace(" !", "!").replace("@ ", "@").replace(" :", ":")
+
+
+@pytest.fixture(scope="module")
+def tagger(quickstart_run):
+    return Tagger.load(quickstart_run[0], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def stored(quickstart_run):
+    """The run's test predictions, made by the trainer's evaluation (`predict_split`, photos from the image store)."""
+    lines = (quickstart_run[0] / "predictions-test.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sum(bool(record["spans"]) for record in records) >= 3  # comparisons of spans below can fail
+    return records
+
+
+def as_dicts(spans: list[Span]) -> list[dict]:
+    return [{"start": span.start, "end": span.end, "label": span.label} for span in spans]
+
+
+def test_posts_one_or_many_path_or_decoded_image_predict_as_the_run_did(tagger, stored, synthetic):
+    paths = [synthetic / "images" / record["image"] for record in stored]
+    found = tagger.predict([Post(record["tokens"], path) for record, path in zip(stored, paths)])
+    assert all(isinstance(prediction, Prediction) for prediction in found)
+    assert [as_dicts(prediction.spans) for prediction in found] == [record["spans"] for record in stored]
+    assert [prediction.words for prediction in found] == [record["tokens"] for record in stored]
+    assert all(prediction.attention is None for prediction in found)
+    for record, path in list(zip(stored, paths))[:4]:  # the single-post form: a list of Span
+        assert as_dicts(tagger.predict(record["tokens"], image=path)) == record["spans"]
+        assert as_dicts(tagger.predict(record["tokens"], image=str(path))) == record["spans"]
+        assert as_dicts(tagger.predict(Post(record["tokens"], Image.open(path)))) == record["spans"]
+
+
+def test_raw_text_is_split_by_the_runs_tokenizer_and_its_spans_carry_offsets(tagger, stored, synthetic):
+    record = next(record for record in stored if record["spans"])
+    text, image = glued(record["tokens"]), synthetic / "images" / record["image"]
+    found = tagger.predict([Post(text, image), Post(record["tokens"], image)])
+    assert found[0].words == found[1].words == record["tokens"]
+    assert found[0].spans == found[1].spans and as_dicts(found[0].spans) == record["spans"]
+    for span in found[0].spans:
+        covered = text[span.start_char:span.end_char]
+        assert covered.replace(" ", "") == "".join(record["tokens"][span.start:span.end])
+        assert covered == covered.strip()
+    assert all(span.start_char is None for span in found[1].spans)  # words given: no text to point into
+    assert tagger.predict(text, image=image) == found[0].spans
+
+
+def test_attention_comes_with_the_spans_of_one_post_or_many(tagger, stored, synthetic):
+    record = next(record for record in stored if record["spans"])
+    image = synthetic / "images" / record["image"]
+    one = tagger.predict(record["tokens"], image=image, attention=True)
+    assert isinstance(one, Prediction) and as_dicts(one.spans) == record["spans"]
+    assert tuple(one.attention.shape) == (len(record["tokens"]), 65)  # 8 x 8 patches and the class token
+    many = tagger.predict([Post(record["tokens"], image), Post([], image)], attention=True)
+    assert many[0].spans == one.spans and many[0].attention.allclose(one.attention, atol=1e-6)
+    assert many[1] == Prediction([], [], None)  # a post with no words: nothing to attend from
+
+
+def test_a_post_without_an_image_warns_where_the_model_reads_images(tagger, text_only_run, stored):
+    posts = [Post(stored[0]["tokens"]), Post(stored[1]["tokens"], Image.new("RGB", (64, 64)))]
+    with pytest.warns(MMLabelWarning, match=r"^1 of 2 posts have no image: this model reads images, and sees a "
+                                            r"blank one for it$") as caught:
+        found = tagger.predict(posts)
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    assert found[0].words == stored[0]["tokens"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Tagger.load(text_only_run[0], device="cpu").predict(posts)  # a text-only model reads no image: no warning
+
+
+def test_what_is_not_a_post_is_refused(tagger, tmp_path):
+    with pytest.raises(TypeError, match="posts must be Post objects .* found str"):
+        tagger.predict([Post(["a"]), "b c"])
+    with pytest.raises(TypeError, match="`image` goes with one post"):
+        tagger.predict([Post(["a"])], image=tmp_path / "x.png")
+    with pytest.raises(TypeError, match="a Post holds its own image"):
+        tagger.predict(Post(["a"]), image=tmp_path / "x.png")
+    with pytest.raises(DataError, match=r"x\.png: image not found"):  # the run's missing_image policy: error
+        tagger.predict(["a", "b"], image=tmp_path / "x.png")
+    assert tagger.predict([]) == [] and tagger.predict("   ") == []
+
+
+def test_the_shares_of_a_sharded_split_gathered_are_the_one_process_predictions(quickstart_run, synthetic):
+    from mmlabel.registry import build
+
+    tagger = Tagger.load(quickstart_run[0], device="cpu")
+    tagger.batch_size = 5  # 24 examples: 5 batches, 3 for rank 0 and 2 for rank 1 (one of 4 examples)
+    examples = build("dataset_reader", "jml").read(synthetic / "test.txt")
+    images = ImageLoader(synthetic / "images")
+    whole = tagger.predict_split(examples, images)
+    shares = [tagger.predict_split(examples, images, rank=rank, world_size=2) for rank in (0, 1)]
+    assert sorted(sum(found is not None for found in share) for share in shares) in ([9, 15], [10, 14])
+    for index, (first, second) in enumerate(zip(*shares)):
+        assert (first is None) != (second is None)
+        assert (first or second).spans == whole[index].spans and (first or second).words is examples[index].tokens
+    assert sum(bool(found.spans) for found in whole) >= 3
