@@ -214,7 +214,8 @@ def _submit(executor, files: list[Path], options: SlurmOptions) -> list:
             return [executor.submit(RunJob(str(path.resolve()), max(options.gpus, 1), wait)) for path in files]
     except FailedJobError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        said = lines[-1].removeprefix("sbatch: error: ") if lines else "no message"
+        said = lines[-1].removeprefix("sbatch: error: ").removeprefix("Batch job submission failed: ") if lines \
+            else "no message"
         raise SlurmError(f"sbatch refused the job array: {said}; set {fix_for_sbatch_error(str(error), options)}; "
                          "nothing was submitted") from None
 
@@ -225,10 +226,15 @@ def _executor(out: Path, options: SlurmOptions, parallel: int):
     executor = submitit.SlurmExecutor(folder=out / "slurm-logs", max_num_timeout=1000)
     executor.update_parameters(
         partition=options.partition, time=options.time, cpus_per_task=options.cpus, nodes=1, ntasks_per_node=1,
-        gpus_per_node=options.gpus or None, mem=f"{options.mem_gb}GB" if options.mem_gb else None,
+        gpus_per_node=options.gpus or None, mem=_megabytes(options.mem_gb),
         signal_delay_s=options.signal_delay_s, array_parallelism=parallel, job_name="mmlabel",
         additional_parameters=dict(options.sbatch))
     return executor
+
+
+def _megabytes(gigabytes: float | None) -> str | None:
+    """sbatch's --mem for `mem_gb`, in whole MB (Slurm's G is 1024 M): sbatch refuses a fraction such as 48.0GB."""
+    return f"{round(gigabytes * 1024)}M" if gigabytes else None
 
 
 def read_job_ids(out: Path) -> dict[str, str]:

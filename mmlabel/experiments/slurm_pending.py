@@ -58,6 +58,8 @@ def fix_for_sbatch_error(message: str, options: "SlurmOptions") -> str:
     text = message.lower()
     if "node configuration is not available" in text or "memory specification" in text:
         return fix_for_node_size(options, options.partition or default_partition())
+    if "--mem" in text:
+        return f"--slurm mem_gb=N (now {options.mem_gb})"
     if "invalid partition" in text:
         return f"--slurm partition=NAME (now {options.partition or 'the default'}; `sinfo -s` lists them)"
     if "time limit" in text:
@@ -98,6 +100,7 @@ def pending_summary(jobs: dict[str, tuple[str, str]]) -> str:
     for state, reason in jobs.values():
         counts[state.lower()] = counts.get(state.lower(), 0) + 1
         if state == "PENDING":
+            reason = reason if reason not in ("", "None") else "not scheduled yet"  # Slurm's "None": just submitted
             reasons[reason] = reasons.get(reason, 0) + 1
     why = ", ".join(f"{reason} {count}" if len(reasons) > 1 else reason for reason, count in reasons.items())
     return ", ".join(f"{count} {state}" + (f" ({why})" if state == "pending" else "") for state, count in counts.items())
