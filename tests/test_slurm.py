@@ -1,7 +1,9 @@
 """`--launcher slurm` against a real single-node Slurm (tests/slurm_cluster.py): a sweep of 4 runs as a job array,
 one job requeued while it trains (as preemption does) and one sent the time-limit warning (SIGUSR2: submitit's
 checkpoint hook requeues it), both resumed from their checkpoints, the same figures as the sweep
-run locally; the waiting command stopped and run again submits nothing twice; `mmlabel sweep-status`.
+run locally; the waiting command stopped and run again submits nothing twice; `mmlabel sweep-status`. Jobs Slurm
+will never start (more CPUs than the node has: PartitionConfig) cancelled and named in one line, sbatch refusing
+more memory than the node has, and a busy queue waited for with its reason shown.
 
 Where Slurm cannot start here the test skips and says why; MMLABEL_REQUIRE_SLURM=1 (set by .ci/run) makes that a
 failure instead."""

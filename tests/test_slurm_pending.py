@@ -14,9 +14,10 @@ def test_reasons_that_waiting_cannot_end_are_permanent(reason):
 
 
 @pytest.mark.parametrize("reason", ["None", "Priority", "Resources", "JobArrayTaskLimit", "BeginTime",
-                                    "ReqNodeNotAvail, UnavailableNodes:node1", "ReqNodeNotAvail, Reserved for maintenance",
-                                    "PartitionNodeLimit", "QOSGrpCpuLimit", "AssocMaxJobsLimit", "QOSMaxCpuPerUserLimit",
-                                    "JobHeldUser", "Dependency", "PartitionDown"])
+                                    "ReqNodeNotAvail, UnavailableNodes:node1",
+                                    "ReqNodeNotAvail, Reserved for maintenance", "PartitionNodeLimit",
+                                    "QOSGrpCpuLimit", "AssocMaxJobsLimit", "QOSMaxCpuPerUserLimit", "JobHeldUser",
+                                    "Dependency", "PartitionDown"])
 def test_a_busy_or_recovering_cluster_is_waited_for(reason):
     assert not is_permanent(reason)
 

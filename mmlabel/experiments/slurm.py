@@ -9,6 +9,10 @@ the next start resumes from the checkpoint. Before the time limit, submitit's wa
 
 The job ids are kept in DIR/slurm-jobs.json; a run whose job is still queued or running is never submitted again,
 nor a finished one. Slurm's and submitit's logs: DIR/slurm-logs/<job id>_0_log.out / .err.
+
+While waiting, the queue's state and Slurm's pending reasons are printed as they change; jobs pending for a reason
+that waiting cannot end (`slurm_pending`: PartitionConfig, InvalidAccount, ...) are cancelled and reported in one
+line naming the `--slurm` option to change, as is sbatch refusing the array (both exit code 2).
 """
 import json
 import os
@@ -156,7 +160,7 @@ def _stop_if_stuck(sweep: Sweep, rows: list[dict], todo: list[int], ids: dict[st
              if state == "PENDING" and is_permanent(reason)}
     if not stuck:
         return
-    cancel(list(stuck))
+    refused = cancel(list(stuck))
     first = next(iter(stuck))
     reason, partition = stuck[first]
     for index in todo:
@@ -167,14 +171,20 @@ def _stop_if_stuck(sweep: Sweep, rows: list[dict], todo: list[int], ids: dict[st
     more = f" and {len(runs) - 1} more" if len(runs) > 1 else ""
     others = len(queued) - len(stuck)
     going = f"; the other {others} jobs go on in Slurm" if others else ""
+    done = f"scancel of its {len(stuck)} jobs failed ({refused}): cancel them yourself" if refused else \
+        f"cancelled the {len(stuck)} jobs pending for it (scancel)"
     raise SlurmError(f"Slurm will never start job {first} ({runs[0]}){more}: pending with reason {reason}; "
-                     f"set {fix_for_reason(reason, options, partition)}; cancelled the {len(stuck)} jobs pending for it "
-                     f"(scancel){going}")
+                     f"set {fix_for_reason(reason, options, partition)}; {done}{going}")
 
 
-def cancel(job_ids: list[str]) -> None:
-    """scancel the jobs; a job that ended meanwhile is no error."""
-    subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False, timeout=60)
+def cancel(job_ids: list[str]) -> str:
+    """scancel the jobs; returns scancel's complaint, "" when it cancelled them (or they had ended meanwhile)."""
+    try:
+        done = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        return str(error)
+    said = " ".join(line.strip() for line in done.stderr.splitlines() if "already completed" not in line).strip()
+    return said if done.returncode != 0 and said else ""
 
 
 def _submit_missing(sweep: Sweep, rows: list[dict], todo: list[int], options: SlurmOptions, jobs: int | None,

@@ -103,7 +103,8 @@ def pending_summary(jobs: dict[str, tuple[str, str]]) -> str:
             reason = reason if reason not in ("", "None") else "not scheduled yet"  # Slurm's "None": just submitted
             reasons[reason] = reasons.get(reason, 0) + 1
     why = ", ".join(f"{reason} {count}" if len(reasons) > 1 else reason for reason, count in reasons.items())
-    return ", ".join(f"{count} {state}" + (f" ({why})" if state == "pending" else "") for state, count in counts.items())
+    return ", ".join(f"{count} {state}" + (f" ({why})" if state == "pending" else "")
+                     for state, count in counts.items())
 
 
 def default_partition() -> str | None:
