@@ -4,7 +4,7 @@ A library call never prints. What it did goes to the `mmlabel` logger (`logging.
 unless the program configures logging; the server logs each failure there with its traceback). What the caller may
 want to act on, or to silence, is a warning of category `MMLabelWarning`
 (`warnings.filterwarnings("ignore", category=mmlabel.MMLabelWarning)`). The command line shows both on stderr, one
-line each, as it always wrote its notes (`command_line_output`): a warning as `warning: ...` (`note: ...` for an
+line each, rendered by rich (the prefix coloured on a terminal), as it always wrote its notes (`command_line_output`): a warning as `warning: ...` (`note: ...` for an
 `MMLabelNote`), a log record as its message (`warning: `/`error: ` before those of that level, and the traceback
 of an error logged with one).
 """
@@ -32,33 +32,31 @@ def warn(message: str, category: type[Warning] = MMLabelWarning, stacklevel: int
     warnings.warn(message, category, stacklevel=stacklevel + 2)
 
 
-class _LineFormatter(logging.Formatter):
+def _print_line(prefix: str, message: str) -> None:
+    """One line on whatever `sys.stderr` is now (a test, or a program, may swap it), rendered by rich: the prefix
+    coloured on a terminal (`warning:` yellow, `error:` red, `note:` dim), the message as it is (no markup, no
+    highlighting, no wrapping), so that a file or a pipe gets exactly `prefix: message`."""
+    from rich.console import Console
+    from rich.text import Text
+
+    style = {"warning: ": "yellow", "error: ": "bold red", "note: ": "dim"}.get(prefix, "")
+    Console(file=sys.stderr, soft_wrap=True, highlight=False).print(Text.assemble((prefix, style), message))
+
+
+class _LineHandler(logging.Handler):
     """A record as the command line has always written its notes: the message, `warning: ` or `error: ` before those
     of that level, the traceback after it where the record has one."""
 
     PREFIXES = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.CRITICAL: "error: "}
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = self.PREFIXES.get(record.levelno, "") + record.getMessage()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is when a record comes (a test, or a program, may swap it)."""
-
-    def __init__(self):
-        super().__init__()
-        self.setFormatter(_LineFormatter())
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property stands
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            _print_line(self.PREFIXES.get(record.levelno, ""), text)
+        except Exception:
+            self.handleError(record)
 
 
 @contextmanager
@@ -66,7 +64,7 @@ def command_line_output(debug: bool = False):
     """The block's `mmlabel` log records (INFO and up, DEBUG with `debug`; warnings only on the processes of a
     data-parallel run other than rank 0, as their console is quiet) and mmlabel's warnings on stderr, one line
     each; other libraries' warnings as Python shows them. Everything is put back afterwards."""
-    handler = _StderrHandler()
+    handler = _LineHandler()
     level = logging.DEBUG if debug else logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
     saved_level = logger.level
     logger.addHandler(handler)
@@ -78,8 +76,7 @@ def command_line_output(debug: bool = False):
             if not issubclass(category, MMLabelWarning):
                 show_others(message, category, filename, lineno, file, line)
                 return
-            prefix = "note" if issubclass(category, MMLabelNote) else "warning"
-            print(f"{prefix}: {message}", file=file or sys.stderr)
+            _print_line("note: " if issubclass(category, MMLabelNote) else "warning: ", str(message))
 
         warnings.showwarning = show
         try:
