@@ -4,9 +4,9 @@ A library call never prints. What it did goes to the `mmlabel` logger (`logging.
 unless the program configures logging; the server logs each failure there with its traceback). What the caller may
 want to act on, or to silence, is a warning of category `MMLabelWarning`
 (`warnings.filterwarnings("ignore", category=mmlabel.MMLabelWarning)`). The command line shows both on stderr, one
-line each, rendered by rich (the prefix coloured on a terminal), as it always wrote its notes (`command_line_output`): a warning as `warning: ...` (`note: ...` for an
-`MMLabelNote`), a log record as its message (`warning: `/`error: ` before those of that level, and the traceback
-of an error logged with one).
+line each, rendered by rich (the prefix coloured on a terminal), as it always wrote its notes
+(`command_line_output`): a warning as `warning: ...` (`note: ...` for an `MMLabelNote`), a log record as its message
+(`warning: `/`error: ` before those of that level, and the traceback of an error logged with one).
 """
 import logging
 import os
