@@ -12,10 +12,6 @@ they mean that nodes are down, drained or reserved, which ends when the nodes co
 """
 import re
 import subprocess
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mmlabel.experiments.slurm import SlurmOptions
 
 PERMANENT = {"PartitionConfig", "PartitionTimeLimit", "InvalidAccount", "InvalidQOS", "AccountNotAllowed",
              "QOSNotAllowed", "BadConstraints", "DependencyNeverSatisfied"}
@@ -30,7 +26,7 @@ def is_permanent(reason: str) -> bool:
     return name in PERMANENT or bool(PER_JOB_LIMIT.match(name))
 
 
-def fix_for_reason(reason: str, options: "SlurmOptions", partition: str | None) -> str:
+def fix_for_reason(reason: str, options: "slurm.SlurmOptions", partition: str | None) -> str:
     """What to change for a job pending for `reason` in `partition`: the `--slurm` option, as users write it."""
     name = reason.split(",")[0].strip()
     if name == "PartitionConfig":
@@ -53,7 +49,7 @@ def fix_for_reason(reason: str, options: "SlurmOptions", partition: str | None) 
     return "the --slurm options (`scontrol show job` says more)"
 
 
-def fix_for_sbatch_error(message: str, options: "SlurmOptions") -> str:
+def fix_for_sbatch_error(message: str, options: "slurm.SlurmOptions") -> str:
     """What to change when sbatch refuses the job array outright, from sbatch's error message."""
     text = message.lower()
     if "node configuration is not available" in text or "memory specification" in text:
@@ -73,7 +69,7 @@ def fix_for_sbatch_error(message: str, options: "SlurmOptions") -> str:
     return "the --slurm options"
 
 
-def fix_for_node_size(options: "SlurmOptions", partition: str | None) -> str:
+def fix_for_node_size(options: "slurm.SlurmOptions", partition: str | None) -> str:
     """The options that ask for more than the largest node of `partition` has; all of them where sinfo is silent."""
     cpus, memory_mb, gpus = _largest_node(partition)
     where = f"partition {partition}" if partition else "the partition"
@@ -113,7 +109,7 @@ def default_partition() -> str | None:
     return next((name.rstrip("*") for name in names if name.endswith("*")), None)
 
 
-def _sbatch_fix(options: "SlurmOptions", name: str, partition: str | None) -> str:
+def _sbatch_fix(options: "slurm.SlurmOptions", name: str, partition: str | None) -> str:
     current = options.sbatch.get(name)
     now = f"now {current}" if current else "not set"
     return f"--slurm sbatch.{name}=... ({now}; one allowed in partition {partition or 'the default'})"
