@@ -29,15 +29,22 @@ def glued(tokens: list[str]) -> str:
 
 
 def served_settings(run, *options: str, env: dict | None = None) -> dict:
-    """What `mmlabel serve RUN OPTIONS`, run in this process, hands to `uvicorn.run`: the app and its settings."""
-    import uvicorn
+    """What `mmlabel serve RUN OPTIONS`, run in this process, would serve: the app, the host and port it asked for
+    and uvicorn's settings. Nothing listens: the port it asks for is not bound (a free one of 127.0.0.1 is)."""
+    from mmlabel.serving import listen
 
-    handed, original = {}, uvicorn.run
-    uvicorn.run = lambda app, **settings: handed.update(app=app, **settings)
+    handed, originals = {}, (listen.open_port, listen.serve)
+
+    def open_port(host: str, port: int):
+        handed.update(host=host, port=port)
+        return originals[0]("127.0.0.1", 0)
+
+    listen.open_port = open_port
+    listen.serve = lambda app, listener, **settings: handed.update(app=app, **settings)
     try:
         result = run_cli("serve", str(run), *options, env=env)
     finally:
-        uvicorn.run = original
+        listen.open_port, listen.serve = originals
     assert result.returncode == 0, result.stderr
     return handed
 
