@@ -251,7 +251,8 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(tiny_run, monkeypatch)
 
     from mmlabel.tagger import Tagger
 
-    monkeypatch.setattr(Tagger, "load", lambda *a, **k: pytest.fail("the model loaded before the port was checked"))
+    monkeypatch.setattr(Tagger, "load",
+                        lambda *a, **k: pytest.fail("the model loaded before the port was checked"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.options import DeviceOption, FormatOption, JsonOption, SetOption, SplitOption, echo_json, images_option
+from mmlabel.commands.options import (DeviceOption, FormatOption, JsonOption, SetOption, SplitOption, echo_json,
+                                      images_option)
 
 
 def train(
