@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from mmlabel.errors import DeviceError
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -49,10 +51,52 @@ def wait_for(event) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` is CUDA where present, else the CPU."""
+    """`auto` is CUDA where present, else the CPU; any other name must be a device this machine has (a
+    `DeviceError` naming it and the available ones otherwise, before anything is loaded onto it)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):  # torch's own message lists its twenty device types, most never present
+        raise DeviceError(f"device {name!r} is not a device name: give auto, cpu, cuda or cuda:N; available here: "
+                          f"{', '.join(available_devices())}") from None
+    missing = _missing(device)
+    if missing:
+        raise DeviceError(f"device {name!r}: {missing}; available: {', '.join(available_devices())}")
+    return device
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can compute on, as `--device` and `train.device` name them: cpu, then each CUDA GPU
+    (cuda, cuda:0, ...), then mps where present."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def _missing(device: torch.device) -> str | None:
+    """Why this machine cannot compute on `device` (None where it can)."""
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = torch.version.cuda is not None or torch.version.hip is not None
+            return ("this machine has no CUDA GPU (torch sees none)" if built
+                    else f"this PyTorch ({torch.__version__}) was built without CUDA")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA GPU{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1})" \
+                if count > 1 else "this machine has 1 CUDA GPU (cuda:0)"
+        return None
+    if device.type == "mps":
+        return None if torch.backends.mps.is_available() else "this machine has no Apple GPU (MPS)"
+    backend = getattr(torch, device.type, None)
+    if backend is not None and hasattr(backend, "is_available") and backend.is_available():
+        return None
+    return f"this machine has no {device.type} device"
 
 
 # -- the allocator ------------------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ class DataError(MMLabelError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class DeviceError(MMLabelError):
+    """A device the machine lacks (`--device`, `train.device`): names it and the devices available."""
+
+
 class RunError(MMLabelError):
     """A run directory that is missing, incomplete or from an incompatible version."""
 

@@ -7,11 +7,12 @@ from mmlabel.errors import DataError
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", data: str | Path | None = None,
-                 format: str | None = None, images: str | Path | None = None) -> dict:
+                 format: str | None = None, images: str | Path | None = None, device: str = "auto") -> dict:
     """The run's metric on `split` of its recipe's data, or of `data` (a folder or one file) read with `format`
     (default: guessed from the files, else the run's reader). Images come from `images` where given, else from the
-    recipe's image folder for its own data and from `images/` beside `data`."""
-    return predict_split(run_dir, split, data, format, images).figures
+    recipe's image folder for its own data and from `images/` beside `data`. The model computes on `device`
+    (`mmlabel.device.resolve_device`)."""
+    return predict_split(run_dir, split, data, format, images, device=device).figures
 
 
 @dataclass
@@ -33,7 +34,7 @@ class SplitPredictions:
 
 def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | None = None,
                   format: str | None = None, images: str | Path | None = None,
-                  attention: bool = False) -> SplitPredictions:
+                  attention: bool = False, device: str = "auto") -> SplitPredictions:
     """`evaluate_run`'s work, with what it predicted: the arguments mean the same. With `attention`, a model that has
     word-to-patch attention also returns it, from the same encoding pass as the predictions."""
     from mmlabel.registry import build
@@ -45,7 +46,7 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
         raise DataError(f"no split {split!r}: choose train, dev or test")
     run = RunDir(run_dir)
     data, images = (Path(data) if data is not None else None), (Path(images) if images is not None else None)
-    tagger = Tagger.load(run_dir)
+    tagger = Tagger.load(run_dir, device=device)
     recipe = run.recipe()
     metric = build("metric", recipe.metric)
     if data is None:

@@ -216,7 +216,8 @@ def test_a_shared_option_means_the_same_thing_in_every_command():
         assert commands[name]["--format"].help == options.FORMAT_HELP, name
     with_json = {name for name, flags in commands.items() if "--json" in flags}
     assert with_json >= {"list", "train", "evaluate", "predict", "score", "bench", "data stats"}
-    for shared, flag in ((options.JsonOption, "--json"), (options.SetOption, "--set"), (options.SplitOption, "--split")):
+    for shared, flag in ((options.JsonOption, "--json"), (options.SetOption, "--set"), (options.SplitOption, "--split"),
+                          (options.DeviceOption, "--device")):
         users = [name for name, flags in commands.items() if flag in flags]
         assert len(users) >= 2, flag
         assert {commands[name][flag].help for name in users} == {_help(shared)}, flag
@@ -248,7 +249,7 @@ def test_the_vocabulary_table_in_the_docs_lists_the_commands_of_each_shared_opti
     table = text.split("## The command line's vocabulary")[1].split("\n## ")[0]
     commands = _options_by_command()
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `-")]
-    assert len(rows) == 5
+    assert len(rows) == 6
     for row in rows:
         flag = re.match(r"\| `(--[a-z]+)", row[0]).group(1)
         documented = {name.strip() for name in re.findall(r"`([a-z][a-z ]*)", row[2]) if name.strip() in commands}

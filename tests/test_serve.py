@@ -29,15 +29,22 @@ def glued(tokens: list[str]) -> str:
 
 
 def served_settings(run, *options: str, env: dict | None = None) -> dict:
-    """What `mmlabel serve RUN OPTIONS`, run in this process, hands to `uvicorn.run`: the app and its settings."""
-    import uvicorn
+    """What `mmlabel serve RUN OPTIONS`, run in this process, would serve: the app, the host and port it asked for
+    and uvicorn's settings. Nothing listens: the port it asks for is not bound (a free one of 127.0.0.1 is)."""
+    from mmlabel.serving import listen
 
-    handed, original = {}, uvicorn.run
-    uvicorn.run = lambda app, **settings: handed.update(app=app, **settings)
+    handed, originals = {}, (listen.open_port, listen.serve)
+
+    def open_port(host: str, port: int):
+        handed.update(host=host, port=port)
+        return originals[0]("127.0.0.1", 0)
+
+    listen.open_port = open_port
+    listen.serve = lambda app, listener, **settings: handed.update(app=app, **settings)
     try:
         result = run_cli("serve", str(run), *options, env=env)
     finally:
-        uvicorn.run = original
+        listen.open_port, listen.serve = originals
     assert result.returncode == 0, result.stderr
     return handed
 
@@ -223,9 +230,39 @@ def test_bad_input_is_a_4xx_with_one_line_and_the_server_goes_on(server, posts):
         error = answer.json()["error"]
         assert reason in error and "\n" not in error, (what, error)
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
-    assert httpx.get(f"{server}/nowhere").json() == {"error": "Not Found"}  # Starlette's own refusals too
     answer = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)})
     assert spans_of(answer.json()) == expected
+
+
+def test_starlettes_own_refusals_have_the_documented_shape(server):
+    """404 and 405 come from Starlette's router, not from a route: they too are {"error": one line}."""
+    nowhere = httpx.get(f"{server}/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.json() == {"error": "GET /nowhere: no such route (the API: GET /docs; the page: GET /)"}
+    wrong_method = httpx.get(f"{server}/predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json() == {"error": "GET /predict: method not allowed (this route takes POST)"}
+    assert httpx.delete(f"{server}/model").json() == {"error": "DELETE /model: method not allowed (this route "
+                                                                "takes GET)"}
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(tiny_run, monkeypatch):
+    import socket
+
+    from mmlabel.tagger import Tagger
+
+    monkeypatch.setattr(Tagger, "load",
+                        lambda *a, **k: pytest.fail("the model loaded before the port was checked"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", str(tiny_run), "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr == (f"error: port {port} of 127.0.0.1 is in use (another server?): stop it, or choose "
+                             "another with --port\n")
+    result = run_cli("serve", str(tiny_run), "--host", "192.0.2.1", "--no-auth")  # TEST-NET-1: never this machine's
+    assert result.returncode == 2 and result.stderr == "error: --host 192.0.2.1 is not an address of this machine\n"
 
 
 def test_load_of_16_clients_loses_no_request_and_batches(server, posts):
@@ -355,15 +392,69 @@ def test_an_address_other_machines_reach_needs_a_key_or_no_auth(tiny_run, posts)
 
 
 @pytest.fixture(scope="module")
-def server_process(tiny_run):
+def started_server(tiny_run):
     """`mmlabel serve` in a process of its own (mmlabel.serving.local), as users and benchmarks/serve_load.py
-    start it."""
+    start it: (its base URL, the lines of its output so far, filled by a thread as they come)."""
     from mmlabel.serving.local import start_server
 
     process, url = start_server(tiny_run, "--max-batch", "16", env=process_environment(), capture=True)
-    yield url
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    yield url, lines
     process.terminate()
     process.wait(timeout=30)
+    reader.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_process(started_server):
+    return started_server[0]
+
+
+def logged(lines: list[str], pattern: str, timeout: float = 10) -> list[str]:
+    """The lines of a server's output matching `pattern` (a regular expression), waiting up to `timeout` seconds for
+    a first one: the server logs a request after answering it."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [line.rstrip("\n") for line in list(lines) if re.fullmatch(pattern, line.rstrip("\n"))]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+@pytest.mark.system
+def test_the_server_says_where_it_listens_and_logs_each_request(started_server, posts):
+    url, lines = started_server
+    assert logged(lines, rf"listening on {url} \(Ctrl-C stops it\)"), lines[:3]
+    assert lines[0] == f"listening on {url} (Ctrl-C stops it)\n"  # before the first request's line
+    text, image, _ = posts[0]
+    assert httpx.post(f"{url}/predict", json={"text": text, "image": as_base64(image)}).status_code == 200
+    assert httpx.get(f"{url}/nowhere").status_code == 404
+    assert httpx.post(f"{url}/predict", json={"txt": "a"}).status_code == 422
+    assert httpx.post(f"{url}/predict/form", json={"text": "a"}).status_code == 415  # refused by the Guard
+    for request, status in (("POST /predict", 200), ("GET /nowhere", 404), ("POST /predict", 422),
+                            ("POST /predict/form", 415)):
+        assert logged(lines, rf"{request} {status} \d+\.\d ms"), (request, lines[-5:])
+    assert logged(lines, r"GET /health 200 \d+\.\d ms")  # start_server's own probes
+    assert not [line for line in lines if "Traceback" in line or line.startswith("INFO")]  # no uvicorn log beside
+
+
+def test_requests_are_logged_through_the_mmlabel_logger(server, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mmlabel")
+    httpx.get(f"{server}/model")
+    httpx.get(f"{server}/predict")
+    deadline = time.monotonic() + 10
+    while len([r for r in caplog.records if r.name == "mmlabel"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    messages = [record.getMessage() for record in caplog.records if record.name == "mmlabel"]
+    assert [message.rsplit(" ", 2)[0] for message in messages] == ["GET /model 200", "GET /predict 405"], messages
+    assert all(record.levelname == "INFO" for record in caplog.records if record.name == "mmlabel")
 
 
 @pytest.mark.system
@@ -399,7 +490,7 @@ def test_the_page_tags_a_post_in_headless_chromium(server_process, posts, tmp_pa
     marks = [(span["label"], text[span["start_char"]:span["end_char"]]) for span in expected]
     for label, words in marks:
         assert f'<mark class="{label}" data-label="{label}">{words}</mark>' in dom.stdout
-    assert "test F1" in dom.stdout
+    assert "F1 on dev" in dom.stdout
     shot = tmp_path / "page.png"
     chromium(f"--screenshot={shot}", link)
     pixels = Image.open(shot).convert("RGB")
@@ -412,3 +503,33 @@ def test_the_page_tags_a_post_in_headless_chromium(server_process, posts, tmp_pa
                                                   "attention": True}).json()["spans"][0]["attention"]
     heated = chromium("--dump-dom", link + "&attention")
     assert f'data-drawn="{first}"' in heated.stdout, heated.stdout[-2000:]  # the first span's map, over the photo
+
+
+@pytest.mark.system
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_the_page_speaks_in_page_terms_in_headless_chromium(server_process, posts, tiny_run):
+    """The model in words (no recipe keys), word positions counted from 1 with both ends included, and a refusal
+    said as the page's user acts on it (a photo to choose, not an API field to give)."""
+    import html
+    import re
+    from urllib.parse import quote
+
+    text, image, expected = next(post for post in posts if post[2])
+    link = f"{server_process}/#text={quote(text)}&image={quote('data:image/png;base64,' + as_base64(image))}"
+    dom = chromium("--dump-dom", link).stdout
+    header = html.unescape(re.search(r'<div id="model">(.*?)</div>', dom).group(1))
+    header = re.sub(r"<[^>]+>", "", header)
+    assert header.startswith(f"Model {tiny_run.name}, reads the text and the photo. "), header
+    assert "text encoder: hf" in header and "photo encoder: timm" in header and "tag scheme: collapsed5" in header
+    assert "data.tag_scheme" not in header and "_" not in header.replace(tiny_run.name, "")
+    table = re.search(r'<table id="spans">(.*?)</table>', dom).group(1)
+    cells = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+    wanted = [(text[s["start_char"]:s["end_char"]], s["label"],
+               f"word {s['start'] + 1}" if s["end"] - s["start"] == 1 else f"words {s['start'] + 1}\u2013{s['end']}")
+              for s in expected]
+    assert [(html.unescape(a), b, html.unescape(c)) for a, b, c in cells] == wanted
+    without_photo = chromium("--dump-dom", f"{server_process}/#text={quote(text)}").stdout
+    error = re.search(r'<span id="error">(.*?)</span>', without_photo).group(1)
+    assert error == "This model reads photos: choose an image (drop one above, or pick a file).", error
+    empty = chromium("--dump-dom", f"{server_process}/#text=%20").stdout
+    assert '<span id="error">Type a post first.</span>' in empty

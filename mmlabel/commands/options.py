@@ -14,6 +14,8 @@ FormatOption = Annotated[Optional[str], typer.Option("--format", "-f", help=FORM
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (notes and progress go to stderr).")
 ]
+DeviceOption = Annotated[str, typer.Option(
+    help="Where the model computes: auto (CUDA where present, else the CPU), cpu, cuda, cuda:N, mps.")]
 SplitOption = Annotated[str, typer.Option(help="The split to read from a data directory: train, dev or test.")]
 
 

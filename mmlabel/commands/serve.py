@@ -4,6 +4,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mmlabel.commands.options import DeviceOption
+
 
 def serve(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
@@ -17,7 +19,7 @@ def serve(
         min=1, help="The most pixels of an image (default: PIL's decompression-bomb limit).")] = None,
     max_words: Annotated[Optional[int], typer.Option(
         min=1, help="The most words of a post (default: the run's data.max_tokens).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     api_key: Annotated[Optional[str], typer.Option(
         envvar="MMLABEL_API_KEY", show_envvar=True,
         help="Ask every request but GET /health for this key (header 'Authorization: Bearer KEY'). Needed on an "
@@ -32,26 +34,32 @@ def serve(
     api_key = _checked_key(host, api_key or None, no_auth)  # before the model loads: a refusal is at once
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
         from mmlabel.serving.app import create_app
         from mmlabel.serving.inputs import Limits
     except ImportError as error:
         raise MMLabelError(f"mmlabel serve needs the serve extra ({error.name} is missing): "
                            "pip install 'mmlabel[serve]'") from None
-    from mmlabel.device import keep_freed_memory
+    from mmlabel.device import keep_freed_memory, resolve_device
+    from mmlabel.serving import listen
     from mmlabel.serving.responses import describe
     from mmlabel.tagger import Tagger
     from mmlabel.threads import use_threads
 
-    keep_freed_memory()
-    tagger = Tagger.load(run_dir, device=device)
-    description = describe(run_dir, tagger)
-    use_threads()
-    limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_words=max_words or tagger.max_tokens,
-                    **({"max_pixels": max_pixels} if max_pixels else {}))
-    app = create_app(tagger, description, limits, max_batch, batch_window_ms, api_key)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    resolve_device(device)  # a device this machine lacks, and
+    listener = listen.open_port(host, port)  # a port in use: one line each, before the model loads
+    try:
+        keep_freed_memory()
+        tagger = Tagger.load(run_dir, device=device)
+        description = describe(run_dir, tagger)
+        use_threads()
+        limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_words=max_words or tagger.max_tokens,
+                        **({"max_pixels": max_pixels} if max_pixels else {}))
+        app = create_app(tagger, description, limits, max_batch, batch_window_ms, api_key)
+        listen.serve(app, listener, log_level="warning", timeout_graceful_shutdown=5)
+    finally:
+        listener.close()
 
 
 def _checked_key(host: str, api_key: str | None, no_auth: bool) -> str | None:

@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmlabel.commands.options import FormatOption, JsonOption, SetOption, SplitOption, echo_json, images_option
+from mmlabel.commands.options import (DeviceOption, FormatOption, JsonOption, SetOption, SplitOption, echo_json,
+                                      images_option)
 
 
 def train(
@@ -20,6 +21,7 @@ def train(
 ) -> None:
     """Train a tagger from a recipe; the best epoch is chosen on dev, the test split is evaluated once. --json prints
     {"run", "best_epoch", "dev", "test"} (with --seeds: {"runs", "seeds", "dev", "test"} of means and stds)."""
+    from mmlabel.device import resolve_device
     from mmlabel.recipe import load_recipe
     from mmlabel.training import distributed
     from mmlabel.training.runner import default_out, train_once, train_seeds
@@ -27,6 +29,7 @@ def train(
     from mmlabel.errors import RunInterrupted
 
     loaded = load_recipe(recipe, set_ or [])
+    resolve_device(loaded.train.device)  # a device this machine lacks: one line, before any process or run starts
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
     if nproc is not None and nproc > 1:
@@ -61,15 +64,17 @@ def evaluate(
                                                       "(default: the run's own data).")] = None,
     format_name: FormatOption = None,
     images: images_option("images/ beside --data; for the run's own data, its recipe's") = None,
+    device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Score a trained model on a split of its own data or of other data (--data, read with --format, its images
     from --images); prints the run's metric's figures."""
-    from mmlabel.device import keep_freed_memory
+    from mmlabel.device import keep_freed_memory, resolve_device
     from mmlabel.evaluation import evaluate_run
 
+    resolve_device(device)  # a device this machine lacks: one line, before the model or the data are read
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
-    figures = evaluate_run(run_dir, split, data, format_name, images)
+    figures = evaluate_run(run_dir, split, data, format_name, images, device=device)
     if as_json:
         echo_json(figures)
     else:
@@ -83,12 +88,13 @@ def predict(
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
     images: images_option("the folder of the --input file") = None,
+    device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label;
     --json: [{words, start, end, label, start_char, end_char}]; the text is split into words by the run's
     `data.tokenizer`), many with --input/--output (--images: the folder of --input's images)."""
-    from mmlabel.device import keep_freed_memory
+    from mmlabel.device import keep_freed_memory, resolve_device
     from mmlabel.tagger import Post, Tagger, predict_jsonl
     from mmlabel.threads import use_threads
 
@@ -96,8 +102,9 @@ def predict(
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
     if as_json and text is None:
         raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
+    resolve_device(device)  # a device this machine lacks: one line, before the model loads
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
-    tagger = Tagger.load(run_dir)
+    tagger = Tagger.load(run_dir, device=device)
     use_threads()  # and its compute threads (mmlabel.threads)
     if text is not None:
         if tagger.multimodal and image is None:

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from mmlabel import __version__
 from mmlabel.serving.batcher import Batcher
-from mmlabel.serving.guard import Failures, Guard
+from mmlabel.serving.guard import Failures, Guard, RequestLog
 from mmlabel.serving.inputs import BadInput, Checked, Limits, check_count, check_post, image_from_base64
 from mmlabel.serving.models import REFUSALS, Health, ModelOut, PostIn, PostOut, PostsIn, one_line_error
 from mmlabel.serving.page import PAGE
@@ -66,6 +66,7 @@ def create_app(tagger, description: dict, limits: Limits = Limits(), max_batch: 
     app.add_exception_handler(HTTPException, http_error)
     app.add_middleware(Failures)
     app.add_middleware(Guard, max_body=limits.max_upload_bytes, api_key=api_key)
+    app.add_middleware(RequestLog)  # outermost: it logs the Guard's refusals too
     if api_key is not None:
         _declare_bearer(app)
     return app
@@ -165,7 +166,17 @@ async def invalid(request: Request, error: RequestValidationError) -> JSONRespon
 
 
 async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+    """Starlette's own refusals (404, 405) in the one shape, saying what the server has instead."""
+    asked = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        reason = f"{asked}: no such route (the API: GET /docs; the page: GET /)"
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        reason = f"{asked}: method not allowed (this route takes {allowed})" if allowed \
+            else f"{asked}: method not allowed"
+    else:
+        reason = str(error.detail)
+    return JSONResponse({"error": reason}, status_code=error.status_code, headers=error.headers)
 
 
 def _declare_bearer(app: FastAPI) -> None:

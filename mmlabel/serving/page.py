@@ -1,7 +1,11 @@
 """The page `GET /` serves: type a post, drop a photo, see the spans highlighted in the text. One self-contained
 HTML document (inline style and script, no external resource). A link may prefill it and tag at once:
 `/#text=...&image=data:image/png;base64,...` (the image as a data URL, read by the browser, never by the server),
-with `&attention` to draw the fusion head's attention of each span over the photo (hover a span to see its own)."""
+with `&attention` to draw the fusion head's attention of each span over the photo (hover a span to see its own).
+
+The page speaks to a person, not to a client of the API: the model in words ("text encoder: hf", not
+`text_encoder`), word positions counted from 1 and inclusive ("words 3-4", where the API's `start`/`end` are 2 and 4),
+and the server's refusals said in the page's terms (`in_page_terms`: "choose an image", not "give 'image'")."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mmlabel</title>
@@ -10,6 +14,7 @@ PAGE = """<!doctype html>
 body { font: 16px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 56em; padding: 0 1em; color: #1f2328; }
 h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 #model { color: #57606a; font-size: 0.9em; }
+#model b { color: #1f2328; }
 textarea { width: 100%; min-height: 5em; font: inherit; box-sizing: border-box; }
 #drop { border: 2px dashed #8c959f; border-radius: 8px; padding: 1em; margin: 0.8em 0; text-align: center; }
 #drop.over { background: #f0f6ff; }
@@ -47,12 +52,37 @@ function showPhoto(blob) {
   $("preview").style.display = "block";
 }
 
+// the parts of the model as a person names them (the keys of /model's "components" are recipe keys)
+const PARTS = {"text_encoder": "text encoder", "image_encoder": "photo encoder", "fusion_head": "fusion",
+               "alignment_loss": "alignment loss", "data.tag_scheme": "tag scheme"};
+
 async function describe() {
-  const model = await (await fetch("/model")).json();
+  const answer = await fetch("/model");
+  if (!answer.ok) throw new Error("the server did not describe its model (" + answer.status + ")");
+  const model = await answer.json();
   const f1 = (split) => (model[split] && model[split].f1 !== undefined) ? model[split].f1.toFixed(1) : "-";
-  const parts = Object.entries(model.components).map(([key, name]) => key + " " + name).join(", ");
-  $("model").textContent = "run " + model.run + ": " + parts + "; labels " + model.labels.join(", ") +
-    "; dev F1 " + f1("dev") + ", test F1 " + f1("test") + (model.multimodal ? " (reads the photo)" : " (text only)");
+  const parts = Object.entries(model.components)
+    .map(([key, name]) => (PARTS[key] || key.split(".").pop().replaceAll("_", " ")) + ": " + name).join(" \\u00b7 ");
+  const run = document.createElement("b");
+  run.textContent = model.run;
+  $("model").replaceChildren("Model ", run, (model.multimodal ? ", reads the text and the photo" : ", reads the text only") +
+    ". " + parts + ". Labels: " + model.labels.join(", ") + ". F1 on dev " + f1("dev") + ", on test " + f1("test") + ".");
+}
+
+function position(span) {
+  // the API's word indices are 0-based, end exclusive; a person counts from 1, both ends included
+  return span.end - span.start === 1 ? "word " + (span.start + 1) : "words " + (span.start + 1) + "\\u2013" + span.end;
+}
+
+function inPageTerms(error) {
+  // the server's refusals name the API's fields ('image', 'text'); the page has a photo and a post
+  if (/reads images/.test(error)) return "This model reads photos: choose an image (drop one above, or pick a file).";
+  const over = /request is over the limit of ([\\d,]+) bytes/.exec(error);
+  if (over) return "The photo is too large: this server takes at most " +
+    (Number(over[1].replaceAll(",", "")) / 1048576).toFixed(1) + " MB.";
+  const line = error.replace(/^post( \\d+)?: /, "").replaceAll("'text'", "the post")
+    .replaceAll("'image'", "the photo").replaceAll("the image", "the photo");
+  return line.charAt(0).toUpperCase() + line.slice(1);
 }
 
 function render(result) {
@@ -73,10 +103,10 @@ function render(result) {
   if (grid) result.spans.forEach((s, i) => marks[i].addEventListener("mouseenter", () => heat(s.attention, grid)));
   heat(grid && result.spans.length ? result.spans[0].attention : "", grid);
   const rows = result.spans.map((s) => "<tr><td></td><td></td><td></td></tr>").join("");
-  $("spans").innerHTML = "<tr><th>span</th><th>label</th><th>words</th></tr>" + rows;
+  $("spans").innerHTML = "<tr><th>span</th><th>label</th><th>where</th></tr>" + rows;
   result.spans.forEach((s, i) => {
     const cells = $("spans").rows[i + 1].cells;
-    cells[0].textContent = s.text; cells[1].textContent = s.label; cells[2].textContent = s.start + "-" + s.end;
+    cells[0].textContent = s.text || s.words; cells[1].textContent = s.label; cells[2].textContent = position(s);
   });
   box.dataset.done = String(result.spans.length);
 }
@@ -98,14 +128,20 @@ function heat(cells, grid) {
 async function tag(event) {
   if (event) event.preventDefault();
   $("error").textContent = "";
+  if (!$("text").value.trim()) { refuse("Type a post first."); return; }
   const form = new FormData();
   form.append("text", $("text").value);
   if (photo) form.append("image", photo, "photo");
   if (photo && $("attend").checked) form.append("attention", "true");
   const answer = await fetch("/predict/form", {method: "POST", body: form});
-  const body = await answer.json();
-  if (!answer.ok) { $("error").textContent = body.error; $("result").dataset.done = "error"; return; }
+  const body = await answer.json().catch(() => ({error: "the server answered " + answer.status}));
+  if (!answer.ok) { refuse(inPageTerms(body.error)); return; }
   render(body);
+}
+
+function refuse(reason) {
+  $("error").textContent = reason;
+  $("result").dataset.done = "error";
 }
 
 async function fromLink() {

@@ -44,6 +44,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     from mmlabel.training.seeds import set_seed, use_deterministic_kernels
 
     processes = distributed.start(recipe.train.device)
+    device = processes.device(recipe.train.device)  # a device the machine lacks stops the run before any work
     keep_freed_memory()  # the training process's own choice (mmlabel.device): never made by the library
     console = console or Console(stderr=True, quiet=not processes.is_main)
     root, splits = _data(recipe, processes)
@@ -62,7 +63,6 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     if images is not None and images.missing:  # under "error" the check has already stopped the run
         console.print(f"{len(images.missing)} of {len(images.checked)} images missing: using blank images")
     metric = build("metric", recipe.metric)
-    device = processes.device(recipe.train.device)
     torch.set_float32_matmul_precision("high")
     computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
     run.set_status("running", precision=computing.train.precision, components=provenance(recipe))
