@@ -22,11 +22,19 @@ from mmlabel.run_dir import RunDir
 @dataclass(frozen=True)
 class Post:
     """One post to tag: `text`, raw (split into words by the run's tokenizer; its spans then carry character offsets
-    into it) or already split into words, and its `image`: a file path (read under the run's `data.missing_image`
-    policy), a decoded PIL image, or None (a model that reads images then sees a blank one, with a warning)."""
+    into it) or already split into words, and its `image`, in any of the forms images are held in:
+
+    - a file path (str or Path) or the file's bytes (as read from a file or a web request): decoded whole; a missing,
+      truncated or damaged file follows the tagger's `missing_image` policy (the run's `data.missing_image`):
+      "error" raises a `DataError` naming it, "blank" tags the post with a blank image and warns;
+    - a PIL image (any mode: made RGB);
+    - a numpy array: (H, W) greyscale or (H, W, 3) RGB (also (H, W, 1) and (H, W, 4) RGBA), uint8 in 0..255 or
+      float in [0, 1]; RGB order (convert OpenCV's BGR first);
+    - None: a model that reads images then sees a blank one (as `data.missing_image = "blank"` gives), and
+      `predict` warns once per call (`MMLabelWarning`)."""
 
     text: str | Sequence[str]
-    image: str | Path | Any = None  # Any: a PIL.Image.Image, not imported for the annotation
+    image: str | Path | bytes | Any = None  # Any: a PIL.Image.Image or numpy array, not imported for the annotation
 
 
 @dataclass
@@ -65,10 +73,15 @@ class Tagger:
         self.text = text
         self._source: tuple = (None, None)  # the last ImageLoader given and the pixel source made of it
 
+    # what a DataError under missing_image = "error" suggests for a post's image (the command line names its option)
+    image_remedy = 'set missing_image="blank" (Tagger.load) to tag it with a blank image instead'
+
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
+    def load(cls, run_dir: str | Path, device: str = "auto", images=None,
+             missing_image: str | None = None) -> "Tagger":
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
-        (tokenizer, architecture, image transform: no download), with the run's weights."""
+        (tokenizer, architecture, image transform: no download), with the run's weights. `missing_image` ("error" or
+        "blank") replaces the run's `data.missing_image` for the images given to predict on."""
         from mmlabel.model import TaggingModel
 
         run = RunDir(run_dir)
@@ -80,7 +93,7 @@ class Tagger:
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
-                   missing_image=recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
+                   missing_image=missing_image or recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
                    workers=loader_workers("auto", target))
 
     @property
@@ -141,8 +154,8 @@ class Tagger:
                     for index, (post, found) in enumerate(zip(posts, tokens))]
         kept = [index for index, example in enumerate(examples) if example.tokens]
         self._warn_without_images([examples[index] for index in kept])
-        images = PostImages({str(index): post.image for index, post in enumerate(posts) if post.image is not None},
-                            self.missing_image)
+        given = {str(index): post_image(post.image, index) for index, post in enumerate(posts) if post.image is not None}
+        images = PostImages(given, self.missing_image, self.image_remedy)
         pixels = self.pixels(images)
         # posts in memory stay in this process: no loader workers
         decoded = self._decode([examples[index] for index in kept], pixels, None, attention) if kept else {}
@@ -227,32 +240,83 @@ def _one_post(posts, image) -> Post | None:
     return None
 
 
+def post_image(image, index: int):
+    """The image of post `index` in a form `PostImages` reads: a Path, bytes, or an RGB PIL image (a numpy array
+    converted here, so that a bad one is refused before anything is computed)."""
+    from PIL import Image
+
+    from mmlabel.data.images import from_array, to_rgb
+
+    if isinstance(image, (str, Path)):
+        return Path(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if hasattr(image, "__array_interface__") and hasattr(image, "dtype"):  # a numpy array, without importing numpy
+        try:
+            return from_array(image)
+        except ValueError as error:
+            raise ValueError(f"post {index}: {error}") from None
+    raise TypeError(f"post {index}: an image is a file path, the file's bytes, a PIL image or a numpy array, "
+                    f"found {type(image).__name__}")
+
+
 class PostImages:
-    """The images of posts by example name, an `ImageLoader` stand-in: decoded already (made RGB), or files read
-    when asked for under the loader's decoding rules and the missing-image `policy`; a blank image for no name."""
+    """The images of posts by example name, an `ImageLoader` stand-in: decoded already (RGB), or files and bytes
+    decoded whole when asked for (a truncated one is unreadable); under the `policy` "error" a missing or unreadable
+    one raises a `DataError` naming it and suggesting `remedy`, under "blank" it becomes a blank image with a
+    warning. A blank image for no name."""
 
-    def __init__(self, images: dict, policy: str = "error"):
-        from mmlabel.data.images import BLANK_SIZE
+    def __init__(self, images: dict, policy: str = "error", remedy: str = Tagger.image_remedy):
+        from mmlabel.data.images import BLANK_SIZE, POLICIES
 
+        if policy not in POLICIES:
+            raise ValueError(f"missing_image must be one of {POLICIES}, not {policy!r}")
         self.images = images
         self.policy = policy
+        self.remedy = remedy
         self.blank_size = BLANK_SIZE
         self._loaders: dict = {}  # an ImageLoader per folder of the files given
 
     def load(self, name: str | None):
         from PIL import Image
 
-        from mmlabel.data.images import ImageLoader, to_rgb
+        from mmlabel.errors import DataError
 
         image = self.images[name] if name else None
         if image is None:
             return Image.new("RGB", self.blank_size)
-        if not isinstance(image, (str, Path)):
-            return to_rgb(image)
-        path = Path(image)
-        if path.parent not in self._loaders:
-            self._loaders[path.parent] = ImageLoader(path.parent, self.policy)
-        return self._loaders[path.parent].load(path.name)
+        if isinstance(image, Image.Image):
+            return image
+        try:
+            return self._decode(name, image)
+        except DataError as error:
+            if self.policy == "error":
+                raise
+            from mmlabel.log import warn
+
+            warn(f"{str(error).replace('; ' + self.remedy, '')}: the post is tagged with a blank image")
+            return Image.new("RGB", self.blank_size)
+
+    def _decode(self, name: str, image: Path | bytes):
+        """A file or bytes decoded whole, under the "error" policy (this class applies its own)."""
+        import io
+
+        from mmlabel.data.images import UNREADABLE, ImageLoader, unreadable_reason
+        from mmlabel.errors import DataError
+
+        folder = image.parent if isinstance(image, Path) else None
+        if folder not in self._loaders:
+            self._loaders[folder] = ImageLoader(folder or ".", "error", truncated="refuse", remedy=self.remedy)
+        loader = self._loaders[folder]
+        if isinstance(image, Path):
+            return loader.load(image.name)
+        try:
+            return loader.decode(io.BytesIO(image))
+        except UNREADABLE as error:
+            where = f"post {name}'s image bytes"
+            raise DataError(f"{where}: {unreadable_reason(error, where)}; {self.remedy}") from None
 
 
 def _word_rows(weights: torch.Tensor, real: int, n_words: int) -> torch.Tensor:

@@ -86,6 +86,59 @@ def test_a_post_without_an_image_warns_where_the_model_reads_images(tagger, text
         Tagger.load(text_only_run[0], device="cpu").predict(posts)  # a text-only model reads no image: no warning
 
 
+def test_an_image_as_path_bytes_pil_or_numpy_array_predicts_the_same(tagger, stored, synthetic):
+    import numpy as np
+
+    record = next(record for record in stored if record["spans"])
+    path = synthetic / "images" / record["image"]
+    pixels = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3) uint8
+    forms = [path, str(path), path.read_bytes(), bytearray(path.read_bytes()), Image.open(path), pixels,
+             pixels.astype(np.float32) / 255, np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])]
+    found = tagger.predict([Post(record["tokens"], image) for image in forms])
+    assert [as_dicts(prediction.spans) for prediction in found] == [record["spans"]] * len(forms)
+    grey = tagger.predict([Post(record["tokens"], pixels[:, :, 0]), Post(record["tokens"], pixels[:, :, :1])])
+    assert grey[0] == grey[1]
+
+
+@pytest.mark.parametrize("image, error, message", [
+    (b"\x00" * 3, DataError, r"^post 0's image bytes: not a readable image .*; set missing_image=\"blank\""),
+    ("array-(2, 2, 2)", ValueError, r"^post 0: an image array must be \(height, width\) .* found shape \(2, 2, 2\)"),
+    ("array-float-2", ValueError, r"^post 0: a float image array must hold values in \[0, 1\] .* found 0\.\.2$"),
+    ("array-int64", ValueError, r"^post 0: an image array must be uint8 \(0\.\.255\) or float \(0\.\.1\), found int64"),
+    (3, TypeError, r"^post 0: an image is a file path, the file's bytes, a PIL image or a numpy array, found int$"),
+])
+def test_an_image_that_is_no_image_is_refused_naming_the_post(tagger, image, error, message):
+    import numpy as np
+
+    arrays = {"array-(2, 2, 2)": np.zeros((2, 2, 2), np.uint8), "array-float-2": np.linspace(0, 2, 12).reshape(2, 2, 3),
+              "array-int64": np.zeros((2, 2, 3), np.int64)}
+    with pytest.raises(error, match=message):
+        tagger.predict([Post(["a", "fine", "day"], arrays.get(image, image) if isinstance(image, str) else image)])
+
+
+def test_a_truncated_image_follows_the_missing_image_policy_naming_the_file(quickstart_run, stored, synthetic,
+                                                                            tmp_path):
+    """A photo given to predict on must be whole: cut short, it is an error naming it under the run's policy
+    ("error"), and a blank image with a warning naming it under "blank" (the dataset loader instead decodes
+    a crawl-cut photo as far as it goes)."""
+    record = next(record for record in stored if record["spans"])
+    whole = synthetic / "images" / record["image"]
+    cut = tmp_path / "cut.png"
+    Image.open(whole).save(cut)
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 2])
+    strict = Tagger.load(quickstart_run[0], device="cpu")
+    with pytest.raises(DataError, match=rf"^{cut}: not a readable image \(.*truncated.*\); set missing_image="):
+        strict.predict(record["tokens"], image=cut)
+    with pytest.raises(DataError, match=r"^post 0's image bytes: not a readable image"):
+        strict.predict(record["tokens"], image=cut.read_bytes())
+    assert ImageLoader(tmp_path).load("cut.png").mode == "RGB"  # a dataset's photo: as far as it goes
+    lenient = Tagger.load(quickstart_run[0], device="cpu", missing_image="blank")
+    with pytest.warns(MMLabelWarning, match=rf"^{cut}: not a readable image .*: the post is tagged with a blank image$"):
+        found = lenient.predict(record["tokens"], image=cut)
+    with pytest.warns(MMLabelWarning, match="sees a blank one"):
+        assert found == lenient.predict(record["tokens"])
+
+
 def test_what_is_not_a_post_is_refused(tagger, tmp_path):
     with pytest.raises(TypeError, match="posts must be Post objects .* found str"):
         tagger.predict([Post(["a"]), "b c"])
