@@ -357,39 +357,61 @@ def saved_architecture(recipe, architecture: dict):
 
 
 def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -> list[tuple[int, str]]:
-    """Predict every well-formed line of `source` (`{"tokens"|"text", "image"}`) into `target` in the jsonl prediction
-    format; returns the (line number, reason) of each malformed line, which is skipped."""
-    import json
-
-    from mmlabel.data.images import ImageLoader
+    """Predict every line of `source` (`{"tokens"|"text", "image"}`; images named relative to `image_dir`) into
+    `target` in the jsonl prediction format, as `Tagger.predict` does for posts. Where some line is malformed,
+    nothing is predicted or written: returns the (line number, reason) of each. `target` is written atomically
+    (a failure, or a kill, leaves no partial file)."""
+    from mmlabel.atomic import atomic_path
     from mmlabel.errors import DataError
     from mmlabel.registry import build
 
-    examples, bad = [], []
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read: {error}", source) from None
+    records, bad = [], []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            text = None if "tokens" in record else str(record["text"])
-            offsets = tagger.words(text) if text is not None else None
-            tokens = record["tokens"] if text is None else [token.text for token in offsets]
-            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-                raise ValueError("'tokens' must be a non-empty list of strings" if text is None else "'text' has no words")
-            image = record.get("image")
-            if tagger.multimodal and not image:
-                raise ValueError("this model reads images: the line has no 'image'")
-            examples.append((Example(str(record.get("id", number)), tokens, image, text=text), offsets))
-        except (ValueError, KeyError, TypeError) as error:
-            bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
-    images = ImageLoader(image_dir, tagger.missing_image) if tagger.multimodal else None
-    predictions = tagger.predict_split([e for e, _ in examples], images=images) if examples else []
-    predicted = [Example(e.id, e.tokens, e.image, with_offsets(found.spans, offsets) if offsets else found.spans,
-                         e.text)
-                 for (e, offsets), found in zip(examples, predictions)]
-    build("dataset_reader", "mmlabel:jsonl").write(predicted, target)
-    return bad
+        if line.strip():
+            try:
+                records.append(_jsonl_post(line, number, image_dir))
+            except ValueError as error:
+                bad.append((number, str(error)))
+    if not records and not bad:
+        bad.append((0, "no posts: the file has no lines"))
+    if bad:
+        return bad
+    found = tagger.predict([post for _, _, post in records])
+    predicted = [Example(identifier, prediction.words, image, prediction.spans,
+                         post.text if isinstance(post.text, str) else None)
+                 for (identifier, image, post), prediction in zip(records, found)]
+    with atomic_path(target) as temporary:
+        build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)
+    return []
+
+
+def _jsonl_post(line: str, number: int, image_dir: Path) -> tuple[str, str | None, Post]:
+    """The (id, image name, Post) of line `number` of a predict input; a ValueError naming the field that is wrong or missing."""
+    import json
+
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f'a line is a JSON object {{"text" or "tokens", "image"}}, found {type(record).__name__}')
+    if "tokens" in record:
+        tokens = record["tokens"]
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
+            raise ValueError("'tokens' must be a non-empty list of non-empty strings (the post's words)")
+        text = tokens
+    elif "text" in record:
+        text = record["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("'text' must be a string with words in it (the post's raw text)")
+    else:
+        raise ValueError(f"no 'text' (the post's raw text) or 'tokens' (its words) field; found "
+                         f"{', '.join(repr(key) for key in record) or 'none'}")
+    image = record.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        raise ValueError(f"'image' must be a file name in the images folder, found {json.dumps(image)}")
+    return str(record.get("id", number)), image, Post(text, image_dir / image if image else None)
