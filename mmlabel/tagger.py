@@ -72,6 +72,8 @@ class Tagger:
         # else for one call (a server's tagger would otherwise keep every sentence it was ever sent)
         self.text = text
         self._source: tuple = (None, None)  # the last ImageLoader given and the pixel source made of it
+        # a post longer than max_tokens is tagged in windows that overlap by this share of their words
+        self.window_overlap = 0.5
 
     # what a DataError under missing_image = "error" suggests for a post's image (the command line names its option)
     image_remedy = 'set missing_image="blank" (Tagger.load) to tag it with a blank image instead'
@@ -182,14 +184,34 @@ class Tagger:
 
     def _decode(self, examples: list[Example], pixels, features, attention: bool, workers: int = 0, rank: int = 0,
                 world_size: int = 1) -> dict[int, Prediction]:
-        """Example index -> its prediction, for the examples of the one-process batches `rank`, `rank + world_size`,
-        ..., under inference mode."""
+        """Example index -> its prediction, under inference mode: the examples whose words all fit in `max_tokens`
+        from the one-process batches `rank`, `rank + world_size`, ... of them; the longer ones (the `rank`-th,
+        `rank + world_size`-th, ... of them) tagged in overlapping windows (`word_windows`), all the windows of one
+        example in batches of their own, so that a prediction does not depend on how many processes share the
+        work."""
         text = self.text if self.text is not None else TokenRows.for_encoder(self.model.text_encoder, self.max_tokens)
+        long = [index for index, example in enumerate(examples)
+                if self._fitting(example.tokens, text) < len(example.tokens)]
+        short = sorted(set(range(len(examples))) - set(long))
+        found = self._tag([examples[index] for index in short], pixels, features, attention, text, workers, rank,
+                          world_size)
+        decoded = {short[position]: self._prediction(examples[short[position]].tokens, *tagged)
+                   for position, tagged in found.items()}
+        for index in long[rank::world_size]:
+            decoded[index] = self._decode_windows(examples[index], pixels, features, attention, text)
+        return decoded
+
+    def _tag(self, examples: list[Example], pixels, features, attention: bool, text, workers: int = 0,
+             rank: int = 0, world_size: int = 1) -> dict[int, tuple[list[int], torch.Tensor | None]]:
+        """Example index -> its tag ids (one per word that reached the model) and, with `attention`, its attention
+        rows (words, patches), for the examples of the one-process batches `rank`, `rank + world_size`, ..."""
+        if not examples:
+            return {}
         dataset = TaggingDataset(examples, self.scheme, pixels, features, text)
         collate = Collator.for_encoder(self.model.text_encoder, self.max_tokens)
         loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, workers=workers, rank=rank,
                              world_size=world_size, pad=False)
-        decoded: dict[int, Prediction] = {}
+        tagged: dict[int, tuple[list[int], torch.Tensor | None]] = {}
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for batch in loader:
@@ -201,10 +223,35 @@ class Tagger:
                 else:
                     tag_ids, weights = self.model.decode(batch), None
                 for row, index in enumerate(indices):
-                    words = examples[index].tokens
-                    rows = _word_rows(weights[row], int(word_mask[row].sum()), len(words)) if attention else None
-                    decoded[index] = Prediction(words, self._spans(tag_ids[row], len(words)), rows)
-        return decoded
+                    n_words = len(examples[index].tokens)
+                    rows = _word_rows(weights[row], int(word_mask[row].sum()), n_words) if attention else None
+                    tagged[index] = (list(tag_ids[row]), rows)
+        return tagged
+
+    def _fitting(self, words: list[str], text) -> int:
+        """How many of `words`, from the first, reach the model within `max_tokens` sub-words."""
+        if text is not None:
+            return int(text.row(words)["word_mask"].sum())
+        return int(self.model.text_encoder.tokenize([list(words)], self.max_tokens)["word_mask"][0].sum())
+
+    def _decode_windows(self, example: Example, pixels, features, attention: bool, text) -> Prediction:
+        """The prediction of a post longer than `max_tokens`: its windows tagged (with the post's image) and each
+        word's tag taken from the window in which it is most central, then spans decoded over the whole post."""
+        words = example.tokens
+        windows = word_windows(len(words), lambda start: self._fitting(words[start:], text), self.window_overlap)
+        parts = [Example(f"{example.id}#{start}", words[start:end], example.image) for start, end in windows]
+        found = self._tag(parts, pixels, features, attention, text)
+        tags, rows = [], []
+        for word, window in enumerate(most_central(windows, len(words))):
+            tag_ids, weights = found[window]
+            offset = word - windows[window][0]
+            tags.append(tag_ids[offset] if offset < len(tag_ids) else self.scheme.tags.index("O"))
+            if attention:
+                rows.append(weights[offset])
+        return self._prediction(words, tags, torch.stack(rows) if attention else None)
+
+    def _prediction(self, words: list[str], tag_ids: list[int], attention: torch.Tensor | None) -> Prediction:
+        return Prediction(words, self._spans(tag_ids, len(words)), attention)
 
     def pixels(self, images):
         """The pixel source of `images` for this model: the image store for photos named by file (an
@@ -227,6 +274,35 @@ class Tagger:
         tags = [self.scheme.tags[tag_id] for tag_id in tag_ids]
         tags += ["O"] * (n_words - len(tags))  # words cut off by max_tokens are predicted O
         return self.scheme.decode(tags)
+
+
+def word_windows(n_words: int, fitting, overlap: float = 0.5) -> list[tuple[int, int]]:
+    """The (start, end) word windows of a post of `n_words` words too long for the model: each window as many
+    words from its start as reach the model (`fitting(start)`, at least one), the next starting `overlap` of the
+    window's words before its end (at least one word later), up to the last word. As transformers' token
+    classification pipeline does with `stride`, in words: a word is never split between windows."""
+    windows, start = [], 0
+    while True:
+        end = min(n_words, start + max(1, fitting(start)))
+        windows.append((start, end))
+        if end >= n_words:
+            return windows
+        start = max(start + 1, end - int((end - start) * overlap))
+
+
+def most_central(windows: list[tuple[int, int]], n_words: int) -> list[int]:
+    """For each word, the window whose tag it takes: the one in which it has the most words of context on its
+    nearer cut side (the post's own start and end are no cut: the words there lack nothing); the first on a tie."""
+    chosen = []
+    for word in range(n_words):
+        best, best_context = 0, -1
+        for position, (start, end) in enumerate(windows):
+            if start <= word < end:
+                context = min(word - start if start > 0 else n_words, end - 1 - word if end < n_words else n_words)
+                if context > best_context:
+                    best, best_context = position, context
+        chosen.append(best)
+    return chosen
 
 
 def _one_post(posts, image) -> Post | None:

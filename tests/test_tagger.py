@@ -165,3 +165,53 @@ def test_the_shares_of_a_sharded_split_gathered_are_the_one_process_predictions(
         assert (first is None) != (second is None)
         assert (first or second).spans == whole[index].spans and (first or second).words is examples[index].tokens
     assert sum(bool(found.spans) for found in whole) >= 3
+
+
+def reference_spans(tagger, words: list[str], image) -> tuple[list, list]:
+    """The long post's spans as the documented rule makes them, from independent pieces: the windows of
+    `word_windows` over the text encoder's own tokenisation, each tagged as a short post of its own, each word's tag
+    from the window where the most words surround it on its cut side, decoded over the whole post."""
+    from mmlabel.tagger import word_windows
+
+    encoder = tagger.model.text_encoder
+
+    def fitting(start: int) -> int:
+        return int(encoder.tokenize([words[start:]], tagger.max_tokens)["word_mask"][0].sum())
+
+    windows = word_windows(len(words), fitting)
+    tagged = [tagger.scheme.encode(tagger.predict(words[start:end], image=image), end - start)
+              for start, end in windows]
+    tags = []
+    for word in range(len(words)):
+        def context(window):
+            start, end = windows[window]
+            return min(word - start if start else 10**9, end - 1 - word if end < len(words) else 10**9)
+        inside = [window for window, (start, end) in enumerate(windows) if start <= word < end]
+        best = max(inside, key=lambda window: (context(window), -window))
+        tags.append(tagged[best][word - windows[best][0]])
+    return tagger.scheme.decode(tags), windows
+
+
+def test_a_long_post_is_tagged_in_overlapping_windows_so_that_every_word_gets_a_tag(tagger, stored, synthetic):
+    image = synthetic / "images" / stored[0]["image"]
+    posts = [record["tokens"] for record in stored if record["spans"]] * 10
+    pool = [word for tokens in posts for word in tokens]
+    fits = int(tagger.model.text_encoder.tokenize([pool[:300]], tagger.max_tokens)["word_mask"][0].sum())
+    assert fits < 60  # the model sees fewer than 60 of the post's words at once
+    crossing = None
+    for shift in range(40):  # until a span crosses the end of a window
+        words = pool[shift:shift + 200]
+        found = tagger.predict(words, image=image)
+        expected, windows = reference_spans(tagger, words, image)
+        assert found == expected and len(windows) >= 4
+        assert max(span.end for span in found) > fits + 20  # spans far beyond the words one window holds
+        ends = [end for _, end in windows[:-1]]
+        crossing = next((span for span in found if any(span.start < end < span.end for end in ends)), None)
+        if crossing is not None:
+            break
+    assert crossing is not None
+    with_attention = tagger.predict(words, image=image, attention=True)
+    assert with_attention.spans == found and tuple(with_attention.attention.shape) == (200, 65)
+    assert bool((with_attention.attention.sum(1) > 0.99).all())  # every word's row, from its window: none cut off
+    short = stored[1]["tokens"]
+    assert tagger.predict(short, image=image) == reference_spans(tagger, short, image)[0]  # one window: itself
