@@ -379,3 +379,25 @@ def test_parameter_groups_give_the_heads_their_own_rate_and_keep_weight_decay_gr
     assert "fusion_head.crf.crf.transitions" in grouped[2] and "text_head.bias" in grouped[3]
     assert encoders | heads == set(names.values())  # every trainable parameter, once
     assert sum(len(group) for group in grouped) == len(names)
+
+
+def test_predict_tags_every_word_of_a_long_post_from_the_command_line(trained, synthetic, tmp_path):
+    """200 words, of which the model reads under 60 at once: --text and --input tag them in overlapping windows,
+    as Tagger.predict does, with spans past the first window."""
+    from mmlabel.tagger import Tagger
+
+    out, _ = trained
+    records = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()]
+    words = ([word for record in records if record["spans"] for word in record["tokens"]] * 10)[:200]
+    image = synthetic / "images" / records[0]["image"]
+    expected = [span.to_dict() for span in Tagger.load(out).predict(" ".join(words), image=image)]
+    assert max(span["end"] for span in expected) > 60
+    one = run_cli("predict", str(out), "--text", " ".join(words), "--image", str(image), "--json")
+    assert one.returncode == 0, one.stderr
+    assert [{key: span[key] for key in expected[0]} for span in json.loads(one.stdout)] == expected
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": " ".join(words), "image": image.name}) + "\n")
+    many = run_cli("predict", str(out), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                   "--images", str(synthetic / "images"))
+    assert many.returncode == 0, many.stderr
+    assert json.loads((tmp_path / "out.jsonl").read_text())["spans"] == expected
