@@ -1,9 +1,11 @@
 """A trained tagger: a model with its tag scheme and input pipeline, loaded from a run directory to label new posts.
 
-Two ways in. `Tagger.predict(posts)` tags posts as they come: raw text or words, with an image file, a decoded image
-or none (`Post`), one post or many, with the fusion head's attention where asked for. `Tagger.predict_split(examples)`
-tags examples a dataset reader gave (`mmlabel evaluate`, `predict --input`, `report`, the trainer's dev and test
-evaluations), their photos read through the image store, in batches that data-parallel processes share out.
+Two ways in. `Tagger.predict(posts)` tags posts as they come (`mmlabel predict`, `mmlabel serve`): raw text or
+words, with an image as a file, bytes, a PIL image, a numpy array or none (`Post`), one post or many, with the fusion
+head's attention where asked for. `Tagger.predict_split(examples)` tags examples a dataset reader gave (`mmlabel
+evaluate`, `report`, the trainer's dev and test evaluations), their photos read through the image store, in batches
+that data-parallel processes share out. Both tag a post longer than `max_tokens` in overlapping word windows
+(`word_windows`, `most_central`), so that every word gets a tag.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +43,8 @@ class Post:
 class Prediction:
     """What the tagger found in one post: its `words`, its `spans` (word indices, end exclusive; character offsets
     too where the post came as raw text) and, where asked for, `attention`: the fusion head's word-to-patch attention,
-    a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; rows
-    of words cut off by `max_tokens` are 0) and one column per image-encoder token, in the encoder's order (a ViT's
+    a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; a
+    long post's rows come from the windows its words took their tags from) and one column per image-encoder token, in the encoder's order (a ViT's
     class token first: `mmlabel.report.heatmap.patch_grid` places the columns on the image). No attention for a
     post with no words. Predictions compare by their words and spans."""
 
