@@ -1,9 +1,11 @@
 """A trained tagger: a model with its tag scheme and input pipeline, loaded from a run directory to label new posts.
 
-Two ways in. `Tagger.predict(posts)` tags posts as they come: raw text or words, with an image file, a decoded image
-or none (`Post`), one post or many, with the fusion head's attention where asked for. `Tagger.predict_split(examples)`
-tags examples a dataset reader gave (`mmlabel evaluate`, `predict --input`, `report`, the trainer's dev and test
-evaluations), their photos read through the image store, in batches that data-parallel processes share out.
+Two ways in. `Tagger.predict(posts)` tags posts as they come (`mmlabel predict`, `mmlabel serve`): raw text or
+words, with an image as a file, bytes, a PIL image, a numpy array or none (`Post`), one post or many, with the fusion
+head's attention where asked for. `Tagger.predict_split(examples)` tags examples a dataset reader gave (`mmlabel
+evaluate`, `report`, the trainer's dev and test evaluations), their photos read through the image store, in batches
+that data-parallel processes share out. Both tag a post longer than `max_tokens` in overlapping word windows
+(`word_windows`, `most_central`), so that every word gets a tag.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +24,27 @@ from mmlabel.run_dir import RunDir
 @dataclass(frozen=True)
 class Post:
     """One post to tag: `text`, raw (split into words by the run's tokenizer; its spans then carry character offsets
-    into it) or already split into words, and its `image`: a file path (read under the run's `data.missing_image`
-    policy), a decoded PIL image, or None (a model that reads images then sees a blank one, with a warning)."""
+    into it) or already split into words, and its `image`, in any of the forms images are held in:
+
+    - a file path (str or Path) or the file's bytes (as read from a file or a web request): decoded whole; a missing,
+      truncated or damaged file follows the tagger's `missing_image` policy (the run's `data.missing_image`):
+      "error" raises a `DataError` naming it, "blank" tags the post with a blank image and warns;
+    - a PIL image (any mode: made RGB);
+    - a numpy array: (H, W) greyscale or (H, W, 3) RGB (also (H, W, 1) and (H, W, 4) RGBA), uint8 in 0..255 or
+      float in [0, 1]; RGB order (convert OpenCV's BGR first);
+    - None: a model that reads images then sees a blank one (as `data.missing_image = "blank"` gives), and
+      `predict` warns once per call (`MMLabelWarning`)."""
 
     text: str | Sequence[str]
-    image: str | Path | Any = None  # Any: a PIL.Image.Image, not imported for the annotation
+    image: str | Path | bytes | Any = None  # Any: a PIL.Image.Image or numpy array, not imported for the annotation
 
 
 @dataclass
 class Prediction:
     """What the tagger found in one post: its `words`, its `spans` (word indices, end exclusive; character offsets
     too where the post came as raw text) and, where asked for, `attention`: the fusion head's word-to-patch attention,
-    a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; rows
-    of words cut off by `max_tokens` are 0) and one column per image-encoder token, in the encoder's order (a ViT's
+    a float32 CPU tensor (words, patches), one row per word (averaged over heads, at the word's first sub-word; a
+    long post's rows come from the windows its words took their tags from) and one column per image-encoder token, in the encoder's order (a ViT's
     class token first: `mmlabel.report.heatmap.patch_grid` places the columns on the image). No attention for a
     post with no words. Predictions compare by their words and spans."""
 
@@ -64,11 +74,18 @@ class Tagger:
         # else for one call (a server's tagger would otherwise keep every sentence it was ever sent)
         self.text = text
         self._source: tuple = (None, None)  # the last ImageLoader given and the pixel source made of it
+        # a post longer than max_tokens is tagged in windows that overlap by this share of their words
+        self.window_overlap = 0.5
+
+    # what a DataError under missing_image = "error" suggests for a post's image (the command line names its option)
+    image_remedy = 'set missing_image="blank" (Tagger.load) to tag it with a blank image instead'
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
+    def load(cls, run_dir: str | Path, device: str = "auto", images=None,
+             missing_image: str | None = None) -> "Tagger":
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
-        (tokenizer, architecture, image transform: no download), with the run's weights."""
+        (tokenizer, architecture, image transform: no download), with the run's weights. `missing_image` ("error" or
+        "blank") replaces the run's `data.missing_image` for the images given to predict on."""
         from mmlabel.model import TaggingModel
 
         run = RunDir(run_dir)
@@ -80,7 +97,7 @@ class Tagger:
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
-                   missing_image=recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
+                   missing_image=missing_image or recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
                    workers=loader_workers("auto", target))
 
     @property
@@ -141,8 +158,8 @@ class Tagger:
                     for index, (post, found) in enumerate(zip(posts, tokens))]
         kept = [index for index, example in enumerate(examples) if example.tokens]
         self._warn_without_images([examples[index] for index in kept])
-        images = PostImages({str(index): post.image for index, post in enumerate(posts) if post.image is not None},
-                            self.missing_image)
+        given = {str(index): post_image(post.image, index) for index, post in enumerate(posts) if post.image is not None}
+        images = PostImages(given, self.missing_image, self.image_remedy)
         pixels = self.pixels(images)
         # posts in memory stay in this process: no loader workers
         decoded = self._decode([examples[index] for index in kept], pixels, None, attention) if kept else {}
@@ -169,14 +186,34 @@ class Tagger:
 
     def _decode(self, examples: list[Example], pixels, features, attention: bool, workers: int = 0, rank: int = 0,
                 world_size: int = 1) -> dict[int, Prediction]:
-        """Example index -> its prediction, for the examples of the one-process batches `rank`, `rank + world_size`,
-        ..., under inference mode."""
+        """Example index -> its prediction, under inference mode: the examples whose words all fit in `max_tokens`
+        from the one-process batches `rank`, `rank + world_size`, ... of them; the longer ones (the `rank`-th,
+        `rank + world_size`-th, ... of them) tagged in overlapping windows (`word_windows`), all the windows of one
+        example in batches of their own, so that a prediction does not depend on how many processes share the
+        work."""
         text = self.text if self.text is not None else TokenRows.for_encoder(self.model.text_encoder, self.max_tokens)
+        long = [index for index, example in enumerate(examples)
+                if self._fitting(example.tokens, text) < len(example.tokens)]
+        short = sorted(set(range(len(examples))) - set(long))
+        found = self._tag([examples[index] for index in short], pixels, features, attention, text, workers, rank,
+                          world_size)
+        decoded = {short[position]: self._prediction(examples[short[position]].tokens, *tagged)
+                   for position, tagged in found.items()}
+        for index in long[rank::world_size]:
+            decoded[index] = self._decode_windows(examples[index], pixels, features, attention, text)
+        return decoded
+
+    def _tag(self, examples: list[Example], pixels, features, attention: bool, text, workers: int = 0,
+             rank: int = 0, world_size: int = 1) -> dict[int, tuple[list[int], torch.Tensor | None]]:
+        """Example index -> its tag ids (one per word that reached the model) and, with `attention`, its attention
+        rows (words, patches), for the examples of the one-process batches `rank`, `rank + world_size`, ..."""
+        if not examples:
+            return {}
         dataset = TaggingDataset(examples, self.scheme, pixels, features, text)
         collate = Collator.for_encoder(self.model.text_encoder, self.max_tokens)
         loader = make_loader(dataset, collate, self.batch_size, shuffle=False, seed=0, workers=workers, rank=rank,
                              world_size=world_size, pad=False)
-        decoded: dict[int, Prediction] = {}
+        tagged: dict[int, tuple[list[int], torch.Tensor | None]] = {}
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for batch in loader:
@@ -188,10 +225,35 @@ class Tagger:
                 else:
                     tag_ids, weights = self.model.decode(batch), None
                 for row, index in enumerate(indices):
-                    words = examples[index].tokens
-                    rows = _word_rows(weights[row], int(word_mask[row].sum()), len(words)) if attention else None
-                    decoded[index] = Prediction(words, self._spans(tag_ids[row], len(words)), rows)
-        return decoded
+                    n_words = len(examples[index].tokens)
+                    rows = _word_rows(weights[row], int(word_mask[row].sum()), n_words) if attention else None
+                    tagged[index] = (list(tag_ids[row]), rows)
+        return tagged
+
+    def _fitting(self, words: list[str], text) -> int:
+        """How many of `words`, from the first, reach the model within `max_tokens` sub-words."""
+        if text is not None:
+            return int(text.row(words)["word_mask"].sum())
+        return int(self.model.text_encoder.tokenize([list(words)], self.max_tokens)["word_mask"][0].sum())
+
+    def _decode_windows(self, example: Example, pixels, features, attention: bool, text) -> Prediction:
+        """The prediction of a post longer than `max_tokens`: its windows tagged (with the post's image) and each
+        word's tag taken from the window in which it is most central, then spans decoded over the whole post."""
+        words = example.tokens
+        windows = word_windows(len(words), lambda start: self._fitting(words[start:], text), self.window_overlap)
+        parts = [Example(f"{example.id}#{start}", words[start:end], example.image) for start, end in windows]
+        found = self._tag(parts, pixels, features, attention, text)
+        tags, rows = [], []
+        for word, window in enumerate(most_central(windows, len(words))):
+            tag_ids, weights = found[window]
+            offset = word - windows[window][0]
+            tags.append(tag_ids[offset] if offset < len(tag_ids) else self.scheme.tags.index("O"))
+            if attention:
+                rows.append(weights[offset])
+        return self._prediction(words, tags, torch.stack(rows) if attention else None)
+
+    def _prediction(self, words: list[str], tag_ids: list[int], attention: torch.Tensor | None) -> Prediction:
+        return Prediction(words, self._spans(tag_ids, len(words)), attention)
 
     def pixels(self, images):
         """The pixel source of `images` for this model: the image store for photos named by file (an
@@ -216,6 +278,35 @@ class Tagger:
         return self.scheme.decode(tags)
 
 
+def word_windows(n_words: int, fitting, overlap: float = 0.5) -> list[tuple[int, int]]:
+    """The (start, end) word windows of a post of `n_words` words too long for the model: each window as many
+    words from its start as reach the model (`fitting(start)`, at least one), the next starting `overlap` of the
+    window's words before its end (at least one word later), up to the last word. As transformers' token
+    classification pipeline does with `stride`, in words: a word is never split between windows."""
+    windows, start = [], 0
+    while True:
+        end = min(n_words, start + max(1, fitting(start)))
+        windows.append((start, end))
+        if end >= n_words:
+            return windows
+        start = max(start + 1, end - int((end - start) * overlap))
+
+
+def most_central(windows: list[tuple[int, int]], n_words: int) -> list[int]:
+    """For each word, the window whose tag it takes: the one in which it has the most words of context on its
+    nearer cut side (the post's own start and end are no cut: the words there lack nothing); the first on a tie."""
+    chosen = []
+    for word in range(n_words):
+        best, best_context = 0, -1
+        for position, (start, end) in enumerate(windows):
+            if start <= word < end:
+                context = min(word - start if start > 0 else n_words, end - 1 - word if end < n_words else n_words)
+                if context > best_context:
+                    best, best_context = position, context
+        chosen.append(best)
+    return chosen
+
+
 def _one_post(posts, image) -> Post | None:
     """`posts` as one Post where it is one post (a Post, a str, or a sequence of str: its words), else None."""
     if isinstance(posts, Post):
@@ -227,32 +318,83 @@ def _one_post(posts, image) -> Post | None:
     return None
 
 
+def post_image(image, index: int):
+    """The image of post `index` in a form `PostImages` reads: a Path, bytes, or an RGB PIL image (a numpy array
+    converted here, so that a bad one is refused before anything is computed)."""
+    from PIL import Image
+
+    from mmlabel.data.images import from_array, to_rgb
+
+    if isinstance(image, (str, Path)):
+        return Path(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if hasattr(image, "__array_interface__") and hasattr(image, "dtype"):  # a numpy array, without importing numpy
+        try:
+            return from_array(image)
+        except ValueError as error:
+            raise ValueError(f"post {index}: {error}") from None
+    raise TypeError(f"post {index}: an image is a file path, the file's bytes, a PIL image or a numpy array, "
+                    f"found {type(image).__name__}")
+
+
 class PostImages:
-    """The images of posts by example name, an `ImageLoader` stand-in: decoded already (made RGB), or files read
-    when asked for under the loader's decoding rules and the missing-image `policy`; a blank image for no name."""
+    """The images of posts by example name, an `ImageLoader` stand-in: decoded already (RGB), or files and bytes
+    decoded whole when asked for (a truncated one is unreadable); under the `policy` "error" a missing or unreadable
+    one raises a `DataError` naming it and suggesting `remedy`, under "blank" it becomes a blank image with a
+    warning. A blank image for no name."""
 
-    def __init__(self, images: dict, policy: str = "error"):
-        from mmlabel.data.images import BLANK_SIZE
+    def __init__(self, images: dict, policy: str = "error", remedy: str = Tagger.image_remedy):
+        from mmlabel.data.images import BLANK_SIZE, POLICIES
 
+        if policy not in POLICIES:
+            raise ValueError(f"missing_image must be one of {POLICIES}, not {policy!r}")
         self.images = images
         self.policy = policy
+        self.remedy = remedy
         self.blank_size = BLANK_SIZE
         self._loaders: dict = {}  # an ImageLoader per folder of the files given
 
     def load(self, name: str | None):
         from PIL import Image
 
-        from mmlabel.data.images import ImageLoader, to_rgb
+        from mmlabel.errors import DataError
 
         image = self.images[name] if name else None
         if image is None:
             return Image.new("RGB", self.blank_size)
-        if not isinstance(image, (str, Path)):
-            return to_rgb(image)
-        path = Path(image)
-        if path.parent not in self._loaders:
-            self._loaders[path.parent] = ImageLoader(path.parent, self.policy)
-        return self._loaders[path.parent].load(path.name)
+        if isinstance(image, Image.Image):
+            return image
+        try:
+            return self._decode(name, image)
+        except DataError as error:
+            if self.policy == "error":
+                raise
+            from mmlabel.log import warn
+
+            warn(f"{str(error).replace('; ' + self.remedy, '')}: the post is tagged with a blank image")
+            return Image.new("RGB", self.blank_size)
+
+    def _decode(self, name: str, image: Path | bytes):
+        """A file or bytes decoded whole, under the "error" policy (this class applies its own)."""
+        import io
+
+        from mmlabel.data.images import UNREADABLE, ImageLoader, unreadable_reason
+        from mmlabel.errors import DataError
+
+        folder = image.parent if isinstance(image, Path) else None
+        if folder not in self._loaders:
+            self._loaders[folder] = ImageLoader(folder or ".", "error", truncated="refuse", remedy=self.remedy)
+        loader = self._loaders[folder]
+        if isinstance(image, Path):
+            return loader.load(image.name)
+        try:
+            return loader.decode(io.BytesIO(image))
+        except UNREADABLE as error:
+            where = f"post {name}'s image bytes"
+            raise DataError(f"{where}: {unreadable_reason(error, where)}; {self.remedy}") from None
 
 
 def _word_rows(weights: torch.Tensor, real: int, n_words: int) -> torch.Tensor:
@@ -293,39 +435,61 @@ def saved_architecture(recipe, architecture: dict):
 
 
 def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -> list[tuple[int, str]]:
-    """Predict every well-formed line of `source` (`{"tokens"|"text", "image"}`) into `target` in the jsonl prediction
-    format; returns the (line number, reason) of each malformed line, which is skipped."""
-    import json
-
-    from mmlabel.data.images import ImageLoader
+    """Predict every line of `source` (`{"tokens"|"text", "image"}`; images named relative to `image_dir`) into
+    `target` in the jsonl prediction format, as `Tagger.predict` does for posts. Where some line is malformed,
+    nothing is predicted or written: returns the (line number, reason) of each. `target` is written atomically
+    (a failure, or a kill, leaves no partial file)."""
+    from mmlabel.atomic import atomic_path
     from mmlabel.errors import DataError
     from mmlabel.registry import build
 
-    examples, bad = [], []
     try:
         lines = source.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read: {error}", source) from None
+    records, bad = [], []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            text = None if "tokens" in record else str(record["text"])
-            offsets = tagger.words(text) if text is not None else None
-            tokens = record["tokens"] if text is None else [token.text for token in offsets]
-            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-                raise ValueError("'tokens' must be a non-empty list of strings" if text is None else "'text' has no words")
-            image = record.get("image")
-            if tagger.multimodal and not image:
-                raise ValueError("this model reads images: the line has no 'image'")
-            examples.append((Example(str(record.get("id", number)), tokens, image, text=text), offsets))
-        except (ValueError, KeyError, TypeError) as error:
-            bad.append((number, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)))
-    images = ImageLoader(image_dir, tagger.missing_image) if tagger.multimodal else None
-    predictions = tagger.predict_split([e for e, _ in examples], images=images) if examples else []
-    predicted = [Example(e.id, e.tokens, e.image, with_offsets(found.spans, offsets) if offsets else found.spans,
-                         e.text)
-                 for (e, offsets), found in zip(examples, predictions)]
-    build("dataset_reader", "mmlabel:jsonl").write(predicted, target)
-    return bad
+        if line.strip():
+            try:
+                records.append(_jsonl_post(line, number, image_dir))
+            except ValueError as error:
+                bad.append((number, str(error)))
+    if not records and not bad:
+        bad.append((0, "no posts: the file has no lines"))
+    if bad:
+        return bad
+    found = tagger.predict([post for _, _, post in records])
+    predicted = [Example(identifier, prediction.words, image, prediction.spans,
+                         post.text if isinstance(post.text, str) else None)
+                 for (identifier, image, post), prediction in zip(records, found)]
+    with atomic_path(target) as temporary:
+        build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)
+    return []
+
+
+def _jsonl_post(line: str, number: int, image_dir: Path) -> tuple[str, str | None, Post]:
+    """The (id, image name, Post) of line `number` of a predict input; a ValueError naming the field that is wrong or missing."""
+    import json
+
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f'a line is a JSON object {{"text" or "tokens", "image"}}, found {type(record).__name__}')
+    if "tokens" in record:
+        tokens = record["tokens"]
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
+            raise ValueError("'tokens' must be a non-empty list of non-empty strings (the post's words)")
+        text = tokens
+    elif "text" in record:
+        text = record["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("'text' must be a string with words in it (the post's raw text)")
+    else:
+        raise ValueError(f"no 'text' (the post's raw text) or 'tokens' (its words) field; found "
+                         f"{', '.join(repr(key) for key in record) or 'none'}")
+    image = record.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        raise ValueError(f"'image' must be a file name in the images folder, found {json.dumps(image)}")
+    return str(record.get("id", number)), image, Post(text, image_dir / image if image else None)

@@ -178,9 +178,10 @@ def bad_requests(image) -> list[tuple[str, str, dict, int, str]]:
     encoded = lambda data: {"json": {"text": "Alice is great", "image": base64.b64encode(data).decode()}}  # noqa: E731
     with_image = lambda post: {"json": {**post, "image": base64.b64encode(png).decode()}}  # noqa: E731
     return [
-        ("no image", "/predict", {"json": {"text": "Alice is great"}}, 422, "post: this model reads images"),
+        ("no image", "/predict", {"json": {"text": "Alice is great"}}, 422,
+         "post: this model reads images: give 'image' (base64 in JSON, a file in a form)"),
         ("not an image", "/predict", encoded(b"hello, this is text"), 415, "not an image"),
-        ("truncated image", "/predict", encoded(png[: len(png) // 2]), 400, "truncated or damaged"),
+        ("truncated image", "/predict", encoded(png[: len(png) // 2]), 400, "post: 'image' is truncated or damaged"),
         ("decompression bomb", "/predict", encoded(png_header(12_000, 12_000)), 413,
          "12000x12000 pixels, over the limit"),
         ("huge decompression bomb", "/predict", encoded(png_header(30_000, 30_000)), 413, "twice the limit"),
@@ -190,7 +191,10 @@ def bad_requests(image) -> list[tuple[str, str, dict, int, str]]:
         ("malformed JSON", "/predict",
          {"content": b'{"text": "Alice', "headers": {"content-type": "application/json"}}, 400, "malformed JSON"),
         ("empty text", "/predict", with_image({"text": "  "}), 422, "post: 'text' is empty"),
-        ("text over the token limit", "/predict", with_image({"text": "word " * 500}), 422, "over the limit of 60"),
+        ("text over the word limit", "/predict", with_image({"text": "word " * 1001}), 422,
+         "post: 'text' has 1,001 words, over this server's limit of 1,000 (--max-words)"),
+        ("tokens over the word limit", "/predict", with_image({"tokens": ["word"] * 1001}), 422,
+         "post: 1,001 tokens, over this server's limit of 1,000 words (--max-words)"),
         ("a path as image", "/predict", {"json": {"text": "Alice", "image": str(image)}}, 400, "not valid base64"),
         ("a path as form field", "/predict/form", {"files": {"text": (None, "Alice"), "image": (None, str(image))}},
          422, "never reads a path"),
@@ -263,6 +267,21 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(tiny_run, monkeypatch)
                              "another with --port\n")
     result = run_cli("serve", str(tiny_run), "--host", "192.0.2.1", "--no-auth")  # TEST-NET-1: never this machine's
     assert result.returncode == 2 and result.stderr == "error: --host 192.0.2.1 is not an address of this machine\n"
+
+
+def test_a_post_longer_than_the_model_reads_is_tagged_whole_as_tagger_predict_does(server, tiny_run, synthetic):
+    """The word limit is the request's, not the model's: a 200-word post (the model reads under 60 words at once) is
+    tagged in windows, as `Tagger.predict` tags it, with spans past the first window."""
+    from mmlabel.tagger import Tagger
+
+    records = [json.loads(line) for line in (tiny_run / "predictions-test.jsonl").read_text().splitlines()]
+    words = [word for record in records if record["spans"] for word in record["tokens"]] * 10
+    text, image = " ".join(words[:200]), synthetic / "images" / records[0]["image"]
+    expected = [span.to_dict() for span in Tagger.load(tiny_run, device="cpu").predict(text, image=image)]
+    assert max(span["end"] for span in expected) > 60
+    answer = httpx.post(f"{server}/predict", json={"text": text, "image": as_base64(image)}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert spans_of(answer.json()) == expected
 
 
 def test_load_of_16_clients_loses_no_request_and_batches(server, posts):

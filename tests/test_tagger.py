@@ -86,6 +86,59 @@ def test_a_post_without_an_image_warns_where_the_model_reads_images(tagger, text
         Tagger.load(text_only_run[0], device="cpu").predict(posts)  # a text-only model reads no image: no warning
 
 
+def test_an_image_as_path_bytes_pil_or_numpy_array_predicts_the_same(tagger, stored, synthetic):
+    import numpy as np
+
+    record = next(record for record in stored if record["spans"])
+    path = synthetic / "images" / record["image"]
+    pixels = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3) uint8
+    forms = [path, str(path), path.read_bytes(), bytearray(path.read_bytes()), Image.open(path), pixels,
+             pixels.astype(np.float32) / 255, np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])]
+    found = tagger.predict([Post(record["tokens"], image) for image in forms])
+    assert [as_dicts(prediction.spans) for prediction in found] == [record["spans"]] * len(forms)
+    grey = tagger.predict([Post(record["tokens"], pixels[:, :, 0]), Post(record["tokens"], pixels[:, :, :1])])
+    assert grey[0] == grey[1]
+
+
+@pytest.mark.parametrize("image, error, message", [
+    (b"\x00" * 3, DataError, r"^post 0's image bytes: not a readable image .*; set missing_image=\"blank\""),
+    ("array-(2, 2, 2)", ValueError, r"^post 0: an image array must be \(height, width\) .* found shape \(2, 2, 2\)"),
+    ("array-float-2", ValueError, r"^post 0: a float image array must hold values in \[0, 1\] .* found 0\.\.2$"),
+    ("array-int64", ValueError, r"^post 0: an image array must be uint8 \(0\.\.255\) or float \(0\.\.1\), found int64"),
+    (3, TypeError, r"^post 0: an image is a file path, the file's bytes, a PIL image or a numpy array, found int$"),
+])
+def test_an_image_that_is_no_image_is_refused_naming_the_post(tagger, image, error, message):
+    import numpy as np
+
+    arrays = {"array-(2, 2, 2)": np.zeros((2, 2, 2), np.uint8), "array-float-2": np.linspace(0, 2, 12).reshape(2, 2, 3),
+              "array-int64": np.zeros((2, 2, 3), np.int64)}
+    with pytest.raises(error, match=message):
+        tagger.predict([Post(["a", "fine", "day"], arrays.get(image, image) if isinstance(image, str) else image)])
+
+
+def test_a_truncated_image_follows_the_missing_image_policy_naming_the_file(quickstart_run, stored, synthetic,
+                                                                            tmp_path):
+    """A photo given to predict on must be whole: cut short, it is an error naming it under the run's policy
+    ("error"), and a blank image with a warning naming it under "blank" (the dataset loader instead decodes
+    a crawl-cut photo as far as it goes)."""
+    record = next(record for record in stored if record["spans"])
+    whole = synthetic / "images" / record["image"]
+    cut = tmp_path / "cut.png"
+    Image.open(whole).save(cut)
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 2])
+    strict = Tagger.load(quickstart_run[0], device="cpu")
+    with pytest.raises(DataError, match=rf"^{cut}: not a readable image \(.*truncated.*\); set missing_image="):
+        strict.predict(record["tokens"], image=cut)
+    with pytest.raises(DataError, match=r"^post 0's image bytes: not a readable image"):
+        strict.predict(record["tokens"], image=cut.read_bytes())
+    assert ImageLoader(tmp_path).load("cut.png").mode == "RGB"  # a dataset's photo: as far as it goes
+    lenient = Tagger.load(quickstart_run[0], device="cpu", missing_image="blank")
+    with pytest.warns(MMLabelWarning, match=rf"^{cut}: not a readable image .*: the post is tagged with a blank image$"):
+        found = lenient.predict(record["tokens"], image=cut)
+    with pytest.warns(MMLabelWarning, match="sees a blank one"):
+        assert found == lenient.predict(record["tokens"])
+
+
 def test_what_is_not_a_post_is_refused(tagger, tmp_path):
     with pytest.raises(TypeError, match="posts must be Post objects .* found str"):
         tagger.predict([Post(["a"]), "b c"])
@@ -112,3 +165,53 @@ def test_the_shares_of_a_sharded_split_gathered_are_the_one_process_predictions(
         assert (first is None) != (second is None)
         assert (first or second).spans == whole[index].spans and (first or second).words is examples[index].tokens
     assert sum(bool(found.spans) for found in whole) >= 3
+
+
+def reference_spans(tagger, words: list[str], image) -> tuple[list, list]:
+    """The long post's spans as the documented rule makes them, from independent pieces: the windows of
+    `word_windows` over the text encoder's own tokenisation, each tagged as a short post of its own, each word's tag
+    from the window where the most words surround it on its cut side, decoded over the whole post."""
+    from mmlabel.tagger import word_windows
+
+    encoder = tagger.model.text_encoder
+
+    def fitting(start: int) -> int:
+        return int(encoder.tokenize([words[start:]], tagger.max_tokens)["word_mask"][0].sum())
+
+    windows = word_windows(len(words), fitting)
+    tagged = [tagger.scheme.encode(tagger.predict(words[start:end], image=image), end - start)
+              for start, end in windows]
+    tags = []
+    for word in range(len(words)):
+        def context(window):
+            start, end = windows[window]
+            return min(word - start if start else 10**9, end - 1 - word if end < len(words) else 10**9)
+        inside = [window for window, (start, end) in enumerate(windows) if start <= word < end]
+        best = max(inside, key=lambda window: (context(window), -window))
+        tags.append(tagged[best][word - windows[best][0]])
+    return tagger.scheme.decode(tags), windows
+
+
+def test_a_long_post_is_tagged_in_overlapping_windows_so_that_every_word_gets_a_tag(tagger, stored, synthetic):
+    image = synthetic / "images" / stored[0]["image"]
+    posts = [record["tokens"] for record in stored if record["spans"]] * 10
+    pool = [word for tokens in posts for word in tokens]
+    fits = int(tagger.model.text_encoder.tokenize([pool[:300]], tagger.max_tokens)["word_mask"][0].sum())
+    assert fits < 60  # the model sees fewer than 60 of the post's words at once
+    crossing = None
+    for shift in range(40):  # until a span crosses the end of a window
+        words = pool[shift:shift + 200]
+        found = tagger.predict(words, image=image)
+        expected, windows = reference_spans(tagger, words, image)
+        assert found == expected and len(windows) >= 4
+        assert max(span.end for span in found) > fits + 20  # spans far beyond the words one window holds
+        ends = [end for _, end in windows[:-1]]
+        crossing = next((span for span in found if any(span.start < end < span.end for end in ends)), None)
+        if crossing is not None:
+            break
+    assert crossing is not None
+    with_attention = tagger.predict(words, image=image, attention=True)
+    assert with_attention.spans == found and tuple(with_attention.attention.shape) == (200, 65)
+    assert bool((with_attention.attention.sum(1) > 0.99).all())  # every word's row, from its window: none cut off
+    short = stored[1]["tokens"]
+    assert tagger.predict(short, image=image) == reference_spans(tagger, short, image)[0]  # one window: itself

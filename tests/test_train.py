@@ -184,17 +184,56 @@ def test_evaluate_other_data_guesses_its_format_and_reads_images_from_images_opt
     assert missing.stderr.startswith(f"error: {tmp_path / 'images'}: 24 of 24 images are missing")
 
 
-def test_predict_reports_malformed_lines_and_predicts_the_rest(trained, synthetic, tmp_path):
+def test_predict_reports_every_malformed_line_naming_the_field_and_writes_nothing(trained, synthetic, tmp_path):
     out, _ = trained
     image = sorted((synthetic / "images").iterdir())[0].name
-    source = tmp_path / "in.jsonl"
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text(json.dumps({"text": "a fine day", "image": image}) + "\n{not json\n"
-                      + json.dumps({"tokens": [], "image": image}) + "\n")
-    result = run_cli("predict", str(out), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                      + json.dumps({"tokens": [], "image": image}) + "\n" + json.dumps({"txt": "a", "image": image})
+                      + "\n" + json.dumps({"text": "a fine day", "image": 3}) + "\n")
+    target.write_text("the previous predictions\n")
+    result = run_cli("predict", str(out), "--input", str(source), "--output", str(target),
                      "--images", str(synthetic / "images"))
-    assert result.returncode == 2
-    assert f"{source}:2:" in result.stderr and f"{source}:3:" in result.stderr
-    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    assert result.returncode == 2 and "KeyError" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {source}:2: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+        f"(char 1))",
+        f"error: {source}:3: 'tokens' must be a non-empty list of non-empty strings (the post's words)",
+        f"error: {source}:4: no 'text' (the post's raw text) or 'tokens' (its words) field; found 'txt', 'image'",
+        f"error: {source}:5: 'image' must be a file name in the images folder, found 3",
+        f"error: 4 malformed lines in {source}: nothing written to {target}"]
+    assert target.read_text() == "the previous predictions\n"  # kept as it was, and no temporary left beside it
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def test_predict_on_a_damaged_image_suggests_its_own_option_and_leaves_no_output(trained, synthetic, tmp_path):
+    """A truncated photo stops `predict` under the run's policy ("error"), naming the file and suggesting
+    --missing-image (not the recipe key predict cannot set); with --missing-image blank its post is tagged with a
+    blank image and a warning, like a post without an image. The same for --text and --input."""
+    from PIL import Image
+
+    out, _ = trained
+    cut = tmp_path / "cut.png"
+    Image.open(sorted((synthetic / "images").iterdir())[0]).save(cut)
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 2])
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"text": "a fine day", "image": "cut.png"}) + "\n"
+                      + json.dumps({"text": "a fine day"}) + "\n")
+    for command in (["--text", "a fine day", "--image", str(cut)], ["--input", str(source), "--output", str(target)]):
+        refused = run_cli("predict", str(out), *command)
+        assert refused.returncode == 2 and not target.exists()
+        assert refused.stderr.splitlines()[-1].startswith(f"error: {cut}: not a readable image (")
+        assert refused.stderr.rstrip().endswith("give --missing-image blank to tag its post with a blank image instead")
+        assert "data.missing_image" not in refused.stderr
+        blank = run_cli("predict", str(out), *command, "--missing-image", "blank")
+        assert blank.returncode == 0, blank.stderr
+        assert f"warning: {cut}: not a readable image (" in blank.stderr
+        assert "the post is tagged with a blank image" in blank.stderr
+    assert len(target.read_text().splitlines()) == 2
+    assert "warning: 1 of 2 posts have no image: this model reads images, and sees a blank one for it" in blank.stderr
+    no_image = run_cli("predict", str(out), "--text", "a fine day")
+    assert no_image.returncode == 0, no_image.stderr
+    assert no_image.stderr == "warning: this model reads images: without --image it sees a blank one\n"
 
 
 def test_an_output_directory_holding_a_run_is_refused(trained, synthetic):
@@ -340,3 +379,25 @@ def test_parameter_groups_give_the_heads_their_own_rate_and_keep_weight_decay_gr
     assert "fusion_head.crf.crf.transitions" in grouped[2] and "text_head.bias" in grouped[3]
     assert encoders | heads == set(names.values())  # every trainable parameter, once
     assert sum(len(group) for group in grouped) == len(names)
+
+
+def test_predict_tags_every_word_of_a_long_post_from_the_command_line(trained, synthetic, tmp_path):
+    """200 words, of which the model reads under 60 at once: --text and --input tag them in overlapping windows,
+    as Tagger.predict does, with spans past the first window."""
+    from mmlabel.tagger import Tagger
+
+    out, _ = trained
+    records = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()]
+    words = ([word for record in records if record["spans"] for word in record["tokens"]] * 10)[:200]
+    image = synthetic / "images" / records[0]["image"]
+    expected = [span.to_dict() for span in Tagger.load(out).predict(" ".join(words), image=image)]
+    assert max(span["end"] for span in expected) > 60
+    one = run_cli("predict", str(out), "--text", " ".join(words), "--image", str(image), "--json")
+    assert one.returncode == 0, one.stderr
+    assert [{key: span[key] for key in expected[0]} for span in json.loads(one.stdout)] == expected
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"text": " ".join(words), "image": image.name}) + "\n")
+    many = run_cli("predict", str(out), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                   "--images", str(synthetic / "images"))
+    assert many.returncode == 0, many.stderr
+    assert json.loads((tmp_path / "out.jsonl").read_text())["spans"] == expected

@@ -17,8 +17,9 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(min=0, help="The largest request body, in MB.")] = 10.0,
     max_pixels: Annotated[Optional[int], typer.Option(
         min=1, help="The most pixels of an image (default: PIL's decompression-bomb limit).")] = None,
-    max_words: Annotated[Optional[int], typer.Option(
-        min=1, help="The most words of a post (default: the run's data.max_tokens).")] = None,
+    max_words: Annotated[int, typer.Option(
+        min=1, help="The most words of a post in a request (a longer post than the model's data.max_tokens is "
+                    "tagged in overlapping windows).")] = 1000,  # serving.inputs.Limits.max_words
     device: DeviceOption = "auto",
     api_key: Annotated[Optional[str], typer.Option(
         envvar="MMLABEL_API_KEY", show_envvar=True,
@@ -54,7 +55,7 @@ def serve(
         tagger = Tagger.load(run_dir, device=device)
         description = describe(run_dir, tagger)
         use_threads()
-        limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_words=max_words or tagger.max_tokens,
+        limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_words=max_words,
                         **({"max_pixels": max_pixels} if max_pixels else {}))
         app = create_app(tagger, description, limits, max_batch, batch_window_ms, api_key)
         listen.serve(app, listener, log_level="warning", timeout_graceful_shutdown=5)

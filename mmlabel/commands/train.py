@@ -1,5 +1,6 @@
 """`mmlabel train`, `mmlabel evaluate`, `mmlabel predict`: the toolkit's main job and the use of its results."""
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -81,19 +82,32 @@ def evaluate(
         _figure_table(f"{run_dir} on {split}", figures)
 
 
+class MissingImage(str, Enum):
+    """`predict --missing-image`: the values of `data.missing_image`."""
+
+    error = "error"
+    blank = "blank"
+
+
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     text: Annotated[Optional[str], typer.Option(help="One post's raw text.")] = None,
-    image: Annotated[Optional[Path], typer.Option(help="The post's image (optional for a text-only model).")] = None,
+    image: Annotated[Optional[Path], typer.Option(
+        help="The post's image (without it, a model that reads images sees a blank one, with a warning).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
     images: images_option("the folder of the --input file") = None,
     device: DeviceOption = "auto",
+    missing_image: Annotated[Optional[MissingImage], typer.Option(
+        help="An image that is missing, truncated or damaged: stop with an error naming it, or tag its post with a "
+             "blank image and a warning (default: the run's data.missing_image).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Label new posts with a trained model: one with --text/--image (a line per span: its words, a tab, its label;
     --json: [{words, start, end, label, start_char, end_char}]; the text is split into words by the run's
-    `data.tokenizer`), many with --input/--output (--images: the folder of --input's images)."""
+    `data.tokenizer`), many with --input/--output (--images: the folder of --input's images; a malformed line stops
+    the command before anything is written). Posts longer than the model's `data.max_tokens` are tagged in
+    overlapping windows: every word gets a tag."""
     from mmlabel.device import keep_freed_memory, resolve_device
     from mmlabel.tagger import Post, Tagger, predict_jsonl
     from mmlabel.threads import use_threads
@@ -102,14 +116,15 @@ def predict(
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
     if as_json and text is None:
         raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
+    if input is not None and output is None:
+        raise typer.BadParameter("--input needs --output", param_hint="--output")
     resolve_device(device)  # a device this machine lacks: one line, before the model loads
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
-    tagger = Tagger.load(run_dir, device=device)
+    tagger = Tagger.load(run_dir, device=device, missing_image=missing_image.value if missing_image else None)
+    tagger.image_remedy = "give --missing-image blank to tag its post with a blank image instead"
     use_threads()  # and its compute threads (mmlabel.threads)
     if text is not None:
-        if tagger.multimodal and image is None:
-            raise typer.BadParameter("this model reads images: give --image", param_hint="--image")
-        found = tagger.predict([Post(text, image)])[0]
+        found = _predict_one(tagger, Post(text, image))
         spans = [{"words": " ".join(found.words[span.start:span.end]), **span.to_dict()} for span in found.spans]
         if as_json:
             echo_json(spans)
@@ -117,13 +132,26 @@ def predict(
             for span in spans:
                 typer.echo(f"{span['words']}\t{span['label']}")
         return
-    if output is None:
-        raise typer.BadParameter("--input needs --output", param_hint="--output")
     bad = predict_jsonl(tagger, input, output, images or input.parent)
     if bad:
         for line, reason in bad:
-            print(f"error: {input}:{line}: {reason}", file=sys.stderr)
+            print(f"error: {input}:{line}: {reason}" if line else f"error: {input}: {reason}", file=sys.stderr)
+        print(f"error: {len(bad)} malformed line{'s' * (len(bad) > 1)} in {input}: nothing written to {output}",
+              file=sys.stderr)
         raise typer.Exit(2)
+
+
+def _predict_one(tagger, post):
+    """The prediction of --text's post; without --image, a model that reads images warns in the command's words."""
+    import warnings
+
+    from mmlabel.log import warn
+
+    if tagger.multimodal and post.image is None:
+        warn("this model reads images: without --image it sees a blank one")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"1 of 1 posts have no image")  # said above, with the option
+        return tagger.predict([post])[0]
 
 
 def _resume_command(recipe: Path, overrides: list[str], out: Path, seeds: str | None, processes=None) -> str:

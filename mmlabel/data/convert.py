@@ -49,6 +49,8 @@ def read_dataset(path: Path, format_name: str, on_bad_example: str = "error") ->
 
 def convert(source: Path, target: Path, source_format: str, target_format: str) -> dict[str, tuple[Path, int]]:
     """Convert a data directory (every split, written as `<split><suffix>`) or one file; {split: (file, examples)}."""
+    from mmlabel.atomic import atomic_path
+
     source, target = Path(source), Path(target)
     _, splits, _ = read_dataset(source, source_format)
     writer = build("dataset_reader", target_format)
@@ -60,6 +62,7 @@ def convert(source: Path, target: Path, source_format: str, target_format: str) 
         else:
             target.mkdir(parents=True, exist_ok=True)
             file = target / f"{split}{writer.suffix}"
-        writer.write(examples, file)
+        with atomic_path(file) as temporary:  # a failure leaves no partial file (mmlabel.atomic)
+            writer.write(examples, temporary)
         written[split] = (file, len(examples))
     return written

@@ -2,8 +2,11 @@
 
 `missing_image = "error"` (the default) stops on a missing or unreadable image, naming the file and how many are
 missing; `"blank"` substitutes a blank RGB image and counts it (`ImageLoader.counts()`, for the run's log).
-Truncated JPEGs load as far as they go; every mode becomes RGB; images over `max_pixels` are decoded at a reduced
-scale where the format allows it (JPEG) and refused otherwise, before any pixel is read.
+Truncated files of a dataset load as far as they go (tweet photos are often cut short by the crawl; training and
+evaluation see what is there); an image given to predict on (`Tagger.predict`, `mmlabel predict`, the server) must be
+whole (`truncated="refuse"`): one cut short is unreadable, under the policy. Every mode becomes RGB; images over
+`max_pixels` are decoded at a reduced scale where the format allows it (JPEG) and refused otherwise, before any pixel
+is read.
 """
 import re
 import threading
@@ -21,17 +24,23 @@ POLICIES = ("error", "blank")
 UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 MAX_PIXELS = 50_000_000
 BLANK_SIZE = (224, 224)
+# What an error under missing_image = "error" suggests: the recipe's key, where the images are a dataset's.
+RECIPE_REMEDY = 'set data.missing_image = "blank" to use blank images instead'
 
 
 class ImageLoader:
     """Loads an example's image by file name from `image_dir`, applying the missing-image policy and counting."""
 
     def __init__(self, image_dir: str | Path, policy: str = "error", max_pixels: int = MAX_PIXELS,
-                 blank_size: tuple[int, int] = BLANK_SIZE):
+                 blank_size: tuple[int, int] = BLANK_SIZE, truncated: str = "load", remedy: str = RECIPE_REMEDY):
         if policy not in POLICIES:
             raise ValueError(f"missing_image must be one of {POLICIES}, not {policy!r}")
+        if truncated not in ("load", "refuse"):
+            raise ValueError(f"truncated must be 'load' or 'refuse', not {truncated!r}")
         self.image_dir = Path(image_dir)
         self.policy = policy
+        self.truncated = truncated  # "load": as far as the file goes (a dataset's); "refuse": unreadable
+        self.remedy = remedy  # what an error under "error" suggests: an option the caller has
         self.max_pixels = max_pixels
         self.blank_size = blank_size
         self.missing: set[str] = set()
@@ -49,8 +58,8 @@ class ImageLoader:
         self.checked.update(wanted)
         if missing and self.policy == "error":
             examples = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-            raise DataError(f"{len(missing)} of {len(wanted)} images are missing ({examples}); "
-                            f"set data.missing_image = \"blank\" to use blank images instead", self.image_dir)
+            raise DataError(f"{len(missing)} of {len(wanted)} images are missing ({examples}); {self.remedy}",
+                            self.image_dir)
         return len(missing)
 
     def path(self, name: str) -> Path:
@@ -82,7 +91,7 @@ class ImageLoader:
         """A file (path or open binary file) decoded as RGB under the loader's rules (EXIF orientation, truncated
         files, `max_pixels`), with no policy and no counting but `downscaled`: raises one of `UNREADABLE`. Safe
         to call from several threads at once (`ImageStore.prepare` does)."""
-        with _decoding_rules():
+        with _decoding_rules() if self.truncated == "load" else _size_warning_quiet():
             try:
                 image = Image.open(source)
             except Image.DecompressionBombError as error:
@@ -109,7 +118,7 @@ class ImageLoader:
     def refuse(self, name: str, reason: str) -> Image.Image:
         """Under "error" a `DataError` naming the file and `reason`; under "blank" a blank image (counted)."""
         if self.policy == "error":
-            raise DataError(f"{reason}; set data.missing_image = \"blank\" to use blank images instead", self.path(name))
+            raise DataError(f"{reason}; {self.remedy}", self.path(name))
         return self._blank()
 
     def _blank(self) -> Image.Image:
@@ -155,6 +164,36 @@ def _decoding_rules():
                 ImageFile.LOAD_TRUNCATED_IMAGES, quiet = _rules_saved
                 quiet.__exit__(None, None, None)
                 _rules_saved.clear()
+
+
+@contextmanager
+def _size_warning_quiet():
+    """Decoding a whole file only: PIL's size warning is quiet (`max_pixels` decides), truncated files still fail."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def from_array(array) -> Image.Image:
+    """A numpy image as RGB: (H, W) greyscale, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA (over white); uint8 in
+    0..255, or float in [0, 1] (scaled to 0..255). Channels are in RGB order (OpenCV's BGR arrays need
+    `cv2.cvtColor(array, cv2.COLOR_BGR2RGB)` first). A ValueError for any other shape, type or range."""
+    import numpy as np
+
+    shape, dtype = tuple(array.shape), array.dtype
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))) or 0 in shape:
+        raise ValueError(f"an image array must be (height, width) or (height, width, 1, 3 or 4 channels), found "
+                         f"shape {shape}")
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError("a float image array must hold values in [0, 1] (uint8 ones in 0..255), found "
+                             f"{float(np.nanmin(array)):g}..{float(np.nanmax(array)):g}")
+        array = (array * 255).round().astype(np.uint8)
+    elif dtype != np.uint8:
+        raise ValueError(f"an image array must be uint8 (0..255) or float (0..1), found {dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))  # uint8 (H, W): L, (H, W, 3): RGB, (H, W, 4): RGBA
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -25,11 +25,13 @@ class BadInput(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold: its body in bytes, an image's pixels, a post's words and characters."""
+    """What one request may hold: its body in bytes, an image's pixels, a post's words and characters. These bound
+    a request's cost, not what the model can tag: a post longer than the model's `max_tokens` is tagged in
+    overlapping windows (`Tagger.predict`), each costing about one model pass of `max_tokens`."""
 
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
-    max_words: int = 60
+    max_words: int = 1000
     max_chars: int = 10_000
 
 
@@ -58,7 +60,7 @@ def check_post(post, image_bytes: bytes | None, limits: Limits, tagger, where: s
     from mmlabel.model import NO_ATTENTION
 
     if image_bytes is None and tagger.multimodal:
-        raise BadInput(422, f"{where}: this model reads images: give 'image'")
+        raise BadInput(422, f"{where}: this model reads images: give 'image' (base64 in JSON, a file in a form)")
     if post.attention and not tagger.has_attention:
         raise BadInput(422, f"{where}: {NO_ATTENTION}: leave out 'attention'")
     if post.attention and image_bytes is None:
@@ -66,7 +68,8 @@ def check_post(post, image_bytes: bytes | None, limits: Limits, tagger, where: s
     offsets = _checked_words(post.text, limits, tagger, where) if post.text is not None else None
     words = [token.text for token in offsets] if offsets is not None else post.tokens
     if post.text is None and len(words) > limits.max_words:
-        raise BadInput(422, f"{where}: {len(words)} tokens, over the limit of {limits.max_words} words")
+        raise BadInput(422, f"{where}: {len(words):,} tokens, over this server's limit of {limits.max_words:,} "
+                            f"words (--max-words)")
     image = decode_image(image_bytes, limits, where) if image_bytes is not None else None
     return Checked(words, image, post.attention, post.text, offsets)
 
@@ -104,7 +107,8 @@ def decode_image(data: bytes, limits: Limits, where: str = "post") -> Image.Imag
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
         except Exception as error:  # a truncated or damaged file fails in the decoder, with many exception types
-            raise BadInput(400, f"{where}: the image is truncated or damaged ({type(error).__name__})") from None
+            raise BadInput(400, f"{where}: 'image' is truncated or damaged ({type(error).__name__}): "
+                                f"send the whole file") from None
 
 
 def _checked_words(text: str, limits: Limits, tagger, where: str) -> list:
@@ -113,5 +117,6 @@ def _checked_words(text: str, limits: Limits, tagger, where: str) -> list:
         raise BadInput(422, f"{where}: 'text' has {len(text):,} characters, over the limit of {limits.max_chars:,}")
     words = tagger.words(text)
     if len(words) > limits.max_words:
-        raise BadInput(422, f"{where}: 'text' has {len(words)} words, over the limit of {limits.max_words}")
+        raise BadInput(422, f"{where}: 'text' has {len(words):,} words, over this server's limit of "
+                            f"{limits.max_words:,} (--max-words)")
     return words
