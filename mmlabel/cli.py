@@ -4,11 +4,13 @@ import sys
 from typing import Annotated
 
 import typer
+import typer.main
 
 from mmlabel import __version__
 from mmlabel.commands import components, sweep, train
 from mmlabel.commands.bench import bench
 from mmlabel.commands.data import data_app
+from mmlabel.commands.options import humanise_help
 from mmlabel.commands.report import report
 from mmlabel.commands.score import score
 from mmlabel.commands.serve import serve
@@ -67,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("MMLABEL_DEBUG"))
     try:
         with command_line_output(debug):  # the library's log and warnings on stderr, a line each
-            app(args=args, prog_name="mmlabel")
+            command = typer.main.get_command(app)
+            humanise_help(command)
+            command(args=args, prog_name="mmlabel")
     except MMLabelError as error:
         if debug:
             raise

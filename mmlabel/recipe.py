@@ -10,6 +10,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from mmlabel import kinds
+from mmlabel.configs import error_line
 from mmlabel.errors import ComponentError, RecipeError
 
 
@@ -68,6 +69,18 @@ class DataSection(Section):
         root = Path(os.path.expanduser(self.root or "."))
         base = os.environ.get("MMLABEL_DATA")
         return root if root.is_absolute() or not base else Path(base) / root
+
+    def root_problem(self) -> str | None:
+        """Why `root` does not name a data directory here, in one line (None where it does, or where the synthetic
+        dataset stands in for it): training refuses such a recipe, `recipe check` warns."""
+        if self.root is None:
+            return None if self.synthetic else "data.root is not set: give it in the recipe or with --set data.root=DIR"
+        root = self.root_path()
+        if root.is_dir():
+            return None
+        hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
+                                              "the current directory; or give --set data.root=DIR)")
+        return f"data.root: no such directory: {root}{hint}"
 
     def images_path(self) -> Path:
         """The image directory: relative to the data root unless absolute."""
@@ -238,12 +251,11 @@ def recipe_from_dict(raw: dict, overrides: list[str] = (), source: str = "<recip
         drop_swapped_options(raw, from_file, [override.partition("=")[0].strip() for override in overrides], source)
     if overrides:
         source = f"{source} (with --set {', '.join(overrides)})"
+    schema = recipe_schema()
     try:
-        recipe = recipe_schema()(**raw)
+        recipe = schema(**raw)
     except ValidationError as error:
-        detail = error.errors()[0]
-        key = ".".join(str(part) for part in detail["loc"])
-        raise RecipeError(f"{source}: {key}: {detail['msg']}") from None
+        raise RecipeError(f"{source}: {error_line(error, schema)}") from None
     if resolve:
         try:
             resolve_components(recipe)

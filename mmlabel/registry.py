@@ -13,7 +13,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ValidationError
 
 from mmlabel import contracts, kinds
-from mmlabel.configs import ComponentConfig
+from mmlabel.configs import ComponentConfig, error_line
 from mmlabel.errors import ComponentError
 from mmlabel.kinds import get_kind
 from mmlabel.plugins import (KNOWN_PLUGINS, broken_plugins, get_plugin_manager, plugin_info, record_hook_error,
@@ -118,7 +118,7 @@ class Component:
         try:
             return config_class(**options)
         except ValidationError as error:
-            raise ComponentError(_first_error(error, where or self.kind)) from None
+            raise ComponentError(error_line(error, config_class, where or self.kind)) from None
 
 
 def build(kind: str, spec: Any, **runtime):
@@ -160,12 +160,6 @@ def _factory_name(factory: Callable) -> str:
     if isinstance(factory, LazyFactory):
         return factory.target
     return getattr(factory, "__qualname__", None) or repr(factory)
-
-
-def _first_error(error: ValidationError, prefix: str) -> str:
-    detail = error.errors()[0]
-    path = ".".join(str(part) for part in (prefix, *detail["loc"]) if part != "")
-    return f"{path}: {detail['msg']}"
 
 
 # -- the registry, built once ---------------------------------------------------------------------------------------

@@ -10,10 +10,14 @@
     metrics.json              {"dev": {...}, "test": {...}, "best_epoch": n}
     predictions-{dev,test}.jsonl
     run.json                  the mmlabel version, the run's status, and the host and pid that last started it
+
+`train --seeds 1,2,3 --out runs/qs` writes a run into each of runs/qs/seed-1, seed-2, seed-3 and their summary into
+runs/qs/summary.json: `seed_runs` finds them.
 """
 import json
 import os
 import pickle
+import re
 import socket
 import tomllib
 import warnings
@@ -178,6 +182,10 @@ class RunDir:
         """A one-line error for a directory that is not a finished run of a compatible version."""
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run directory")
+        seeds = seed_runs(self.path)
+        if seeds:
+            raise RunError(f"{self.path} holds the runs of `train --seeds`, one per seed: give one of "
+                           f"{', '.join(str(run) for run in seeds)}")
         for required in (self.recipe_path, self.tags_path, self.architecture_path, self.model_path, self.info_path):
             if not required.exists():
                 raise RunError(f"{self.path}: incomplete run: {required.name} is missing")
@@ -227,6 +235,25 @@ class RunDir:
         if not self.metrics_path.exists():
             raise RunError(f"{self.path}: the run has not finished: metrics.json is missing")
         return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+
+_SEED_FOLDER = re.compile(r"seed-(\d+)")
+
+
+def seed_runs(path: str | Path) -> list[Path]:
+    """The `seed-N` runs that `train --seeds` wrote into `path`, in the order of their seeds; [] where `path` is a run
+    itself or holds no such folder."""
+    path = Path(path)
+    if not path.is_dir() or (path / "recipe.toml").exists():
+        return []
+    found = [(int(match.group(1)), child) for child in path.iterdir()
+             if (match := _SEED_FOLDER.fullmatch(child.name)) and (child / "recipe.toml").exists()]
+    return [child for _, child in sorted(found)]
+
+
+def with_seed_runs(paths: list[str | Path]) -> list[Path]:
+    """`paths` with each folder of `train --seeds` replaced by its seed runs (`seed_runs`)."""
+    return [run for path in paths for run in (seed_runs(path) or [Path(path)])]
 
 
 def comparable(recipe_toml: str) -> dict:

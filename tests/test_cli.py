@@ -1,6 +1,7 @@
 """The command line as a user runs it (in this process, through `cli.main`; `--help` in a fresh one): exit codes,
 one-line errors, an entry-point plugin."""
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -137,7 +138,7 @@ def test_recipe_check_misspelt_option_names_its_key_path(installed_plugin, tmp_p
     path = _recipe(tmp_path, 'name = "cli_tiny"\nwidht = 3')
     result = run_cli("recipe", "check", str(path), env=installed_plugin)
     assert result.returncode == 2
-    assert f"{path}: text_encoder.widht: Extra inputs are not permitted" in result.stderr
+    assert f"{path}: unknown key text_encoder.widht (did you mean text_encoder.width?)" in result.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -254,3 +255,19 @@ def test_the_vocabulary_table_in_the_docs_lists_the_commands_of_each_shared_opti
         flag = re.match(r"\| `(--[a-z]+)", row[0]).group(1)
         documented = {name.strip() for name in re.findall(r"`([a-z][a-z ]*)", row[2]) if name.strip() in commands}
         assert documented == {name for name, flags in commands.items() if flag in flags}, flag
+
+
+def test_help_shows_human_metavars_not_type_names():
+    """typer shows `<bool>`, `<list[str]>`, `<int range>` and `{recipe}`; the help shows what click users know: a
+    flag without a metavar, PATH, INTEGER, the option's name for text, an argument's name in capitals."""
+    type_names = re.compile(r"<(bool|str|int|float|path|list\[[^\]]*\]|int range|float range|Path|file|dir)>|\{[a-z_]+\}")
+    for command in ["", *_options_by_command()]:
+        result = run_cli(*command.split(), "--help")
+        assert result.returncode == 0, (command, result.stderr)
+        assert not type_names.search(result.stdout), (command, type_names.search(result.stdout).group(0))
+    train = run_cli("train", "--help").stdout
+    assert "Usage: mmlabel train [OPTIONS] RECIPE" in train
+    rows = {line.split()[1]: line.split()[2] for line in train.splitlines() if line.startswith("│ --")}
+    assert rows["--set"] == "KEY=VALUE" and rows["--seeds"] == "SEEDS" and rows["--out"] == "PATH"
+    assert rows["--nproc"] == "INTEGER" and rows["--json"] == "Print" and rows["--help"] == "Show"  # flags: none
+    assert "Usage: mmlabel report [OPTIONS] RUNS..." in run_cli("report", "--help").stdout

@@ -52,8 +52,10 @@ def test_stats_table_and_conll_valid_split(capsys, synthetic, tmp_path):
 def test_ner_stats_replace_sentiments_by_entity_types(capsys, tmp_path):
     (tmp_path / "test.txt").write_text("IMGID:1\nObama\tB-PER\nin\tO\nParis\tB-LOC\n\nIMGID:2\nhi\tO\n")
     code, out, _ = run_command("data", "stats", tmp_path, "--format", "conll", "--json")
-    assert json.loads(out)["test"] == {"sentences": 2, "aspects": 2, "LOC": 1, "PER": 1, "multi_aspect": 1,
+    assert json.loads(out)["test"] == {"sentences": 2, "entities": 2, "LOC": 1, "PER": 1, "multi_entity": 1,
                                        "multi_type": 1, "mean_length": 2.0, "max_length": 3}
+    code, out, _ = run_command("data", "stats", tmp_path, "--format", "conll")
+    assert code == 0 and "entities" in out and "multi_entity" in out and "aspect" not in out  # NER has no aspects
 
 
 def test_score_gold_against_itself_and_a_partial_prediction(capsys, synthetic, tmp_path):

@@ -127,16 +127,37 @@ def test_wrong_type_names_file_and_key_path(every_kind, recipe_file):
         load_recipe(recipe_file)
 
 
-def test_unknown_section_key_names_its_path(every_kind, recipe_file):
+def test_unknown_section_key_names_its_path_and_the_close_key(every_kind, recipe_file):
     recipe_file.write_text(RECIPE.replace("lr = 3e-5", "lrr = 3e-5"))
-    with pytest.raises(RecipeError, match=r"train\.lrr: Extra inputs are not permitted"):
+    with pytest.raises(RecipeError, match=rf"^{recipe_file}: unknown key train\.lrr \(did you mean train\.lr\?\)$"):
         load_recipe(recipe_file)
 
 
-def test_misspelt_component_option_names_its_path(every_kind, recipe_file):
+def test_unknown_key_without_a_close_one_lists_the_section_s_keys(every_kind, recipe_file):
+    recipe_file.write_text(RECIPE.replace("lr = 3e-5", "zzz = 3e-5"))
+    with pytest.raises(RecipeError) as error:
+        load_recipe(recipe_file)
+    assert str(error.value).startswith(f"{recipe_file}: unknown key train.zzz (train takes: epochs, patience, ")
+    assert "did you mean" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_misspelt_component_option_names_its_path_and_the_close_option(every_kind, recipe_file):
     recipe_file.write_text(RECIPE.replace("hidden_size = 64", "hiden_size = 64"))
-    with pytest.raises(RecipeError, match=r"text_encoder\.hiden_size: Extra inputs are not permitted"):
+    with pytest.raises(RecipeError, match=r"unknown key text_encoder\.hiden_size \(did you mean "
+                                          r"text_encoder\.hidden_size\?\)$"):
         load_recipe(recipe_file)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=1", "unknown key train.lrr (did you mean train.lr?)"),
+    ("data.rooot=x", "unknown key data.rooot (did you mean data.root?)"),
+    ("fusion_head.headz=2", "unknown key fusion_head.headz (did you mean fusion_head.heads?)"),
+    ("loss.alpah=1", "unknown key loss.alpah (did you mean loss.alpha?)"),
+])
+def test_a_misspelt_override_gets_the_close_key(capsys, override, message):
+    code, out, err = recipe_check(capsys, "quickstart", "--set", override)
+    assert code == 2 and out == ""
+    assert err == f"error: quickstart (with --set {override}): {message}\n"
 
 
 def test_unknown_component_lists_available_names_with_providers(every_kind, recipe_file):
@@ -283,7 +304,9 @@ def test_a_swap_keeps_the_file_options_the_new_component_defines(gated_head, tmp
     resolved = tomllib.loads(out)
     assert resolved["fusion_head"] == {"name": "fake", "dropout": 0.3, "depth": 1}
     assert resolved["data"]["reader"] == {"name": "jml"}
-    notes = err.strip().splitlines()
+    notes = [line for line in err.strip().splitlines() if line.startswith("note: ")]
+    assert err.strip().splitlines()[-1].endswith("data.root is not set: give it in the recipe or with --set "
+                                                 "data.root=DIR; training needs it where it runs")
     assert len(notes) == 2
     assert "drops data.reader.tag_column from the file (dataset_reader 'jml' does not define it)" in notes[0]
     assert "drops fusion_head.heads, fusion_head.mlp_ratio from the file (fusion_head 'fake' does not define them)" in notes[1]
@@ -306,9 +329,22 @@ def test_options_given_with_set_stay_strict(gated_head, capsys, overrides, key):
                                   *[arg for override in overrides for arg in ("--set", override)])
     assert code == 2 and out == ""
     errors = [line for line in err.splitlines() if not line.startswith("note: ")]  # a swap's note may come first
-    assert len(errors) == 1 and errors[0].endswith(f"{key}: Extra inputs are not permitted")
+    assert len(errors) == 1 and f"unknown key {key}" in errors[0]
 
 
 def test_setting_the_same_name_drops_nothing(capsys):
     code, out, err = recipe_check(capsys, str(REPO / "recipes" / "quickstart.toml"), "--set", "fusion_head.name=dtca")
     assert code == 0 and err == "" and tomllib.loads(out)["fusion_head"]["heads"] == 4
+
+
+def test_recipe_check_warns_of_a_data_root_that_is_not_here(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("MMLABEL_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = recipe_check(capsys, "quickstart", "--set", "data.root=nowhere")
+    assert code == 0 and tomllib.loads(out)["data"]["root"] == "nowhere"  # the data may live where it is trained
+    assert err == ("warning: quickstart: data.root: no such directory: nowhere (a relative data.root is read from "
+                   "$MMLABEL_DATA where set, else from the current directory; or give --set data.root=DIR); training "
+                   "needs it where it runs\n")
+    (tmp_path / "nowhere").mkdir()
+    code, out, err = recipe_check(capsys, "quickstart", "--set", "data.root=nowhere")
+    assert code == 0 and err == ""

@@ -210,7 +210,38 @@ def test_chromium_renders_the_page(page, tmp_path):
     assert dom.count('class="post"') == 24 and dom.count('<span class="span label-') >= 24 * 3 // 2
     f1 = _figures(html)["multimodal"]["f1"]
     assert f'<tr data-figure="f1"><td>f1</td><td class="number">{f1:.2f}</td>' in dom
-    assert re.search(r'class="span label-\w+ (in)?correct showing"', dom)  # a heat map drawn over its photo
+    # the thumbnails are the plain photos: no heat map is drawn until a span is pointed at
+    assert _drawn_heat_maps(dom) == (0, 24) and not _showing(dom)
+
+
+@pytest.mark.system
+@needs_chromium
+def test_pointing_at_a_span_draws_its_heat_map_and_leaving_it_removes_it(page, tmp_path):
+    """The page with a script that points at the first span that has a heat map (mouseover), dumped; then the same
+    and the pointer leaving it (mouseout)."""
+    html = page.read_text(encoding="utf-8")
+    point = ("<script>var span = document.querySelector('.span[data-heat]');"
+             "span.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));%s</script></body>")
+    shown, left = tmp_path / "shown.html", tmp_path / "left.html"
+    shown.write_text(html.replace("</body>", point % ""), encoding="utf-8")
+    left.write_text(html.replace("</body>", point % "span.dispatchEvent(new MouseEvent('mouseout', {bubbles: true}));"),
+                    encoding="utf-8")
+    dom = _chromium("--dump-dom", shown.as_uri()).stdout
+    assert len(_showing(dom)) == 1 and _drawn_heat_maps(dom) == (1, 24)  # over the photo of the span's post
+    dom = _chromium("--dump-dom", left.as_uri()).stdout
+    assert not _showing(dom) and _drawn_heat_maps(dom) == (0, 24)
+
+
+def _drawn_heat_maps(dom: str) -> tuple[int, int]:
+    """(heat-map canvases shown, all of them) in a dumped DOM (a canvas drawn on gains width and height attributes
+    before `hidden`)."""
+    canvases = re.findall(r'<canvas class="heat"[^>]*>', dom)
+    return sum("hidden" not in canvas for canvas in canvases), len(canvases)
+
+
+def _showing(dom: str) -> list[str]:
+    """The spans whose heat map is marked as shown."""
+    return re.findall(r'<span class="span [^"]*\bshowing\b[^"]*"', dom)
 
 
 @pytest.mark.system
@@ -250,6 +281,26 @@ def test_the_page_escapes_the_posts_and_marks_errors_and_disagreements():
     assert posts == [("0", "0"), ("1", "1")]
     assert 'class="span label-NEG incorrect"' in html and 'class="span label-NEG correct"' in html
     assert "missed: Bob (NEG)" in html
+
+
+def test_a_span_with_the_right_boundaries_and_the_wrong_sentiment_is_listed_once():
+    """Found where it is but labelled wrongly: marked as a wrong sentiment on the run's line, not again as missed."""
+    from pathlib import Path
+
+    from mmlabel.data.example import Example, Span
+    from mmlabel.report.collect import Report, RunView
+    from mmlabel.report.page import render
+
+    examples = [Example("a", ["Alice", "and", "Bob", "won"], None, [Span(0, 1, "POS"), Span(2, 3, "NEG")])]
+    figures = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "per_label": {}, "gold": 2}
+    confusion = {"labels": ["POS", "NEG"], "counts": [[0, 1], [0, 0]]}
+    run = RunView("one", Path("one"), "hf + dtca", figures, [[Span(0, 1, "NEG")]], confusion)
+    html = render(Report("test", examples, [None], [run]))
+    row = re.search(r'<span class="who">one</span>(.*?)</div>', html, re.S).group(1)
+    assert re.search(r'class="span label-NEG incorrect wrong-label"[^>]*>Alice<sub>NEG</sub>'
+                     r'<span class="gold-label">gold POS</span></span>', row)
+    assert "missed: Bob (NEG)</span>" in row and "Alice (POS)" not in row  # only what the run did not find at all
+    assert html.count("gold POS") == 1
 
 
 def test_photos_are_shown_as_the_encoder_saw_them_in_small_thumbnails():

@@ -76,7 +76,7 @@ def test_cells_are_the_product_later_axes_win_and_grids_union_once():
 @pytest.mark.parametrize("args, message", [
     (["--grid", "loss.alpha"], "--grid loss.alpha: expected key.path=v1,v2"),
     (["--grid", "loss.alpha=0,1", "--grid", "loss.alpha=2"], "--grid loss.alpha: the axis is given twice"),
-    (["--grid", "loss.alpah=0,1"], "loss.alpah: Extra inputs are not permitted"),
+    (["--grid", "loss.alpah=0,1"], "unknown key loss.alpah (did you mean loss.alpha?)"),
     (["--grid", "train.epochs=1,zero"], "train.epochs"),
     (["--seeds", "1,x"], "--seeds"),
 ])

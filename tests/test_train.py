@@ -35,6 +35,20 @@ def test_train_json_prints_only_the_final_figures_on_stdout(trained):
     assert "epoch 1: loss" in result.stderr and f"training {out}" in result.stderr
 
 
+def test_a_log_that_is_not_a_terminal_has_one_line_per_epoch_with_its_time(trained):
+    """stderr is not a terminal here (as in a batch job's log file): no progress bars, so no blank lines between
+    the epochs, no line cut at 80 columns, and each epoch's line ends with its time, as log.jsonl records it."""
+    out, result = trained
+    lines = result.stderr.splitlines()
+    assert "" not in lines, result.stderr
+    assert lines[0].startswith(f"training {out} on ") and lines[0].endswith("train/dev/test sentences")
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(epochs) == len(log) == 2
+    for line, record in zip(epochs, log):
+        assert line.startswith(f"epoch {record['epoch']}: loss ") and line.endswith(f"  {record['seconds']:.1f} s")
+
+
 def test_missing_images_under_blank_are_counted_on_stderr_and_in_the_log(small_synthetic, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_synthetic, data)

@@ -38,7 +38,7 @@ def fake_run(path, format_version=1):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lrr=1", "train.lrr: Extra inputs are not permitted"),
+    ("train.lrr=1", "unknown key train.lrr (did you mean train.lr?)"),
     ("train.epochs=many", "train.epochs: Input should be a valid integer"),
     ("train.on_nonfinite=ignore", "train.on_nonfinite: Input should be 'stop' or 'skip'"),
     ("fusion_head.name=dtcaa", "fusion_head.name: unknown fusion_head 'dtcaa'"),

@@ -108,8 +108,13 @@ def recipe_check(
     recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
     set_: SetOption = None,
 ) -> None:
-    """Validate a recipe, resolve every component name and print the resolved recipe."""
+    """Validate a recipe, resolve every component name and print the resolved recipe. A data.root that names no
+    folder here is a warning, not an error: the data may be where the recipe is trained."""
+    from mmlabel.log import warn
     from mmlabel.recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
+    problem = resolved.data.root_problem()
+    if problem:
+        warn(f"{recipe}: {problem}; training needs it where it runs")
     typer.echo(resolved.to_toml(), nl=False)

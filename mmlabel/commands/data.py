@@ -18,7 +18,8 @@ def stats(
     as_json: JsonOption = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad records (and count them) instead of stopping.")] = False,
 ) -> None:
-    """Per split: sentences, aspects, sentiments (or entity types), multi-aspect sentences and lengths in words
+    """Per split: sentences, aspects and sentiments (NER: entities and entity types), sentences with several and
+    lengths in words
     (--json: {split: {figure: value}}; the merge and skip counts go to stderr as notes)."""
     from mmlabel.data.convert import read_dataset
     from mmlabel.data.stats import dataset_stats, same_text_other_image

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 SetOption = Annotated[
-    Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
+    Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
+                                      help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
 ]
 FORMAT_HELP = ("The dataset reader: jml, tsv, conll, jsonl or a plugin's (guessed from the files if omitted: .jsonl, "
                ".tsv, and .txt by its first line).")
@@ -37,3 +38,67 @@ def echo_json(value) -> None:
     import json
 
     typer.echo(json.dumps(value, indent=2))
+
+
+def humanise_help(command) -> None:
+    """Give every parameter of the click `command` tree a metavar a person reads at a glance, as click writes them:
+    a flag none, `PATH`, `INTEGER`, `NUMBER`, the choices `a|b`, and for text the option's name (`--seeds SEEDS`),
+    instead of the type names typer shows (`<bool>`, `<list[str]>`, `<int range>`); an argument is its name in capitals,
+    `[NAME]` where optional, and `NAME...` where it takes several. A metavar the declaration gives is kept."""
+    for sub in getattr(command, "commands", {}).values():
+        humanise_help(sub)
+    made_help_option = command.get_help_option
+
+    def get_help_option(context, made=made_help_option):  # --help is made when asked for, not in command.params
+        option = made(context)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for param in command.params:
+        if param.metavar is not None:
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            if hasattr(param, "_usage_display_name"):  # typer writes a required one as {name} in the usage line
+                name = param.metavar if param.required else f"[{param.metavar}]"
+                param._usage_display_name = lambda name=name: name
+            if hasattr(param, "display_type_rich"):  # and its type beside its name: the name says enough
+                param.display_type_rich = lambda *args, **kwargs: None
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        else:
+            param.metavar = _type_metavar(param)
+
+
+def _type_metavar(param) -> str:
+    """PATH, INTEGER, NUMBER, the choices, or the option's name, from typer's description of the type (newer typer)
+    or click's type (older)."""
+    import typing
+
+    import click
+
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:
+        kind = param.type
+        choices = kind.choices if isinstance(kind, click.Choice) else None
+        path = isinstance(kind, click.Path)
+        annotation = {click.INT: int, click.FLOAT: float}.get(kind, getattr(kind, "_number_class", str))
+    else:
+        choices, path = descriptor.choices, descriptor.is_path
+        annotation = descriptor.annotation
+        while typing.get_args(annotation):  # list[int], Optional[int]
+            annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if choices:
+        return "|".join(str(getattr(choice, "value", choice)) for choice in choices)
+    if path:
+        return "PATH"
+    if isinstance(annotation, type) and issubclass(annotation, bool):
+        return ""
+    if isinstance(annotation, type) and issubclass(annotation, int):
+        return "INTEGER"
+    if isinstance(annotation, type) and issubclass(annotation, float):
+        return "NUMBER"
+    flags = [flag for flag in param.opts if flag.startswith("--")] or [param.name]
+    return max(flags, key=len).lstrip("-").replace("-", "_").upper()

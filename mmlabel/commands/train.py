@@ -59,7 +59,8 @@ def train(
 
 
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory, or the folder of train --seeds (every "
+                                                 "seed is evaluated).")],
     split: SplitOption = "test",
     data: Annotated[Optional[Path], typer.Option(help="Other data: a directory with splits, or one file "
                                                       "(default: the run's own data).")] = None,
@@ -69,17 +70,31 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Score a trained model on a split of its own data or of other data (--data, read with --format, its images
-    from --images); prints the run's metric's figures."""
+    from --images); prints the run's metric's figures. Given the folder of `train --seeds`, scores every seed-N run
+    in it and prints each seed's figures and their mean ± std (--json: {"seeds", "runs": {"seed-N": figures},
+    "summary": {figure: {"mean", "std"}}})."""
     from mmlabel.device import keep_freed_memory, resolve_device
     from mmlabel.evaluation import evaluate_run
+    from mmlabel.run_dir import seed_runs
 
     resolve_device(device)  # a device this machine lacks: one line, before the model or the data are read
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
-    figures = evaluate_run(run_dir, split, data, format_name, images, device=device)
+    runs = seed_runs(run_dir)
+    if not runs:
+        figures = evaluate_run(run_dir, split, data, format_name, images, device=device)
+        if as_json:
+            echo_json(figures)
+        else:
+            _figure_table(f"{run_dir} on {split}", figures)
+        return
+    from mmlabel.training.runner import summarise
+
+    each = {run.name: evaluate_run(run, split, data, format_name, images, device=device) for run in runs}
     if as_json:
-        echo_json(figures)
+        echo_json({"seeds": [int(name.removeprefix("seed-")) for name in each], "runs": each,
+                   "summary": summarise(list(each.values()))})
     else:
-        _figure_table(f"{run_dir} on {split}", figures)
+        _seeds_table(f"{run_dir} on {split}", each)
 
 
 class MissingImage(str, Enum):
@@ -90,7 +105,7 @@ class MissingImage(str, Enum):
 
 
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (of train --seeds: one seed-N run).")],
     text: Annotated[Optional[str], typer.Option(help="One post's raw text.")] = None,
     image: Annotated[Optional[Path], typer.Option(
         help="The post's image (without it, a model that reads images sees a blank one, with a warning).")] = None,
@@ -215,7 +230,12 @@ def _print_metrics(out: Path, metrics: dict) -> None:
 
 
 def _print_summary(out: Path, summary: dict) -> None:
-    typer.echo(f"runs: {out}/seed-{{{','.join(map(str, summary['seeds']))}}}  (mean ± std over the seeds)")
+    seeds = summary["seeds"]
+    if len(seeds) == 1:  # no spread to show
+        typer.echo(f"run: {out}/seed-{seeds[0]}")
+        _split_table({split: [f"{summary[split][key]['mean']:.2f}" for key in FIGURES] for split in ("dev", "test")})
+        return
+    typer.echo(f"runs: {out}/seed-{{{','.join(map(str, seeds))}}}  (mean ± std over the seeds)")
     _split_table({split: [f"{summary[split][key]['mean']:.2f} ± {summary[split][key]['std']:.2f}" for key in FIGURES]
                   for split in ("dev", "test")})
 
@@ -240,5 +260,29 @@ def _figure_table(title: str, figures: dict) -> None:
     table = Table("figure", "value", title=title)
     for key, value in figures.items():
         if isinstance(value, (int, float)):
-            table.add_row(key, f"{value:.2f}")
+            table.add_row(key, _number(value))
     Console().print(table)
+
+
+def _seeds_table(title: str, runs: dict[str, dict]) -> None:
+    """Each seed's figures side by side, and their mean ± std where they differ (the counts of gold spans do not)."""
+    import statistics
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("figure", *runs, *(["mean ± std"] if len(runs) > 1 else []), title=title)
+    first = next(iter(runs.values()))
+    for key, value in first.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        values = [figures[key] for figures in runs.values()]
+        spread = [] if len(values) == 1 else [_number(values[0]) if len(set(values)) == 1 else
+                                              f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"]
+        table.add_row(key, *map(_number, values), *spread)
+    Console().print(table)
+
+
+def _number(value: int | float) -> str:
+    """A figure as the table shows it: a count as a whole number, a score with two decimals."""
+    return str(value) if isinstance(value, int) else f"{value:.2f}"

@@ -389,7 +389,7 @@ def prepare_photos(pixels, names: list[str | None], console=None, announce: bool
 
     console = console or Console(stderr=True)
     with Progress(TextColumn("[bold]photos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:  # a log file: no bar
         task = bar.add_task("photos", total=None)
         summary = pixels.prepare(names, lambda done, total: bar.update(task, completed=done, total=total))
     if announce and (summary.decoded or summary.missing or summary.unreadable):

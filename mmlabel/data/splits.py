@@ -12,16 +12,10 @@ SPLITS = ("train", "dev", "test")
 
 def data_root(recipe: Recipe) -> Path:
     """The data directory; the synthetic dataset is generated into the cache on first use where the recipe asks."""
-    if recipe.data.root is None:
-        if not recipe.data.synthetic:
-            raise DataError("data.root is not set: give it in the recipe or with --set data.root=DIR")
-        return cached_synthetic()
-    root = recipe.data.root_path()
-    if not root.is_dir():
-        hint = "" if root.is_absolute() else (" (a relative data.root is read from $MMLABEL_DATA where set, else from "
-                                              "the current directory; or give --set data.root=DIR)")
-        raise DataError(f"data.root: no such directory: {root}{hint}")
-    return root
+    problem = recipe.data.root_problem()
+    if problem:
+        raise DataError(problem)
+    return cached_synthetic() if recipe.data.root is None else recipe.data.root_path()
 
 
 def cached_synthetic() -> Path:

@@ -8,17 +8,20 @@ SENTIMENT_COLUMNS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
 
 def split_stats(examples: list[Example], entity_types: list[str] | None = None) -> dict[str, int | float]:
     """The figures of one split. MABSA: sentences, aspects, positive, neutral, negative, multi_aspect,
-    multi_sentiment, mean_length, max_length. NER (`entity_types` given): one count per type in place of the three
-    sentiment columns, and multi_type (sentences with more than one entity type) in place of multi_sentiment."""
+    multi_sentiment, mean_length, max_length. NER (`entity_types` given): the spans are entities (entities,
+    multi_entity), one count per type in place of the three sentiment columns, and multi_type (sentences with more
+    than one entity type) in place of multi_sentiment."""
     label_counts = Counter(span.label for example in examples for span in example.spans)
     lengths = [len(example.tokens) for example in examples]
     multi_label = sum(1 for example in examples if len({span.label for span in example.spans}) > 1)
-    figures: dict[str, int | float] = {"sentences": len(examples), "aspects": sum(label_counts.values())}
+    spans = "aspect" if entity_types is None else "entity"
+    figures: dict[str, int | float] = {"sentences": len(examples),
+                                       ("aspects" if entity_types is None else "entities"): sum(label_counts.values())}
     if entity_types is None:
         figures.update({SENTIMENT_COLUMNS[label]: label_counts[label] for label in SENTIMENTS})
     else:
         figures.update({label: label_counts[label] for label in entity_types})
-    figures["multi_aspect"] = sum(1 for example in examples if len(example.spans) > 1)
+    figures[f"multi_{spans}"] = sum(1 for example in examples if len(example.spans) > 1)
     figures["multi_sentiment" if entity_types is None else "multi_type"] = multi_label
     figures["mean_length"] = round(sum(lengths) / len(lengths), 2) if lengths else 0.0
     figures["max_length"] = max(lengths, default=0)

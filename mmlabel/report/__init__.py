@@ -10,6 +10,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path, split: str = "test
     from mmlabel.report.collect import collect
     from mmlabel.report.page import render
 
-    report = collect([Path(run_dir) for run_dir in run_dirs], split)
+    from mmlabel.run_dir import with_seed_runs
+
+    report = collect(with_seed_runs(run_dirs), split)
     write_text(Path(out), render(report))
     return report

@@ -54,9 +54,12 @@ def post_view(report: Report, index: int) -> dict:
     for run in report.runs:
         predicted = run.predictions[index]
         heat = run.heat[index] if run.heat else {}
+        found_bounds = {(span.start, span.end) for span in predicted}
         rows.append({
             "who": run.name, "segments": segments(example.tokens, predicted, gold, heat, run.grid),
-            "missed": [_span_text(example.tokens, span) for span in sorted(gold - set(predicted))],
+            # a gold span found with the right boundaries but another label is shown once, on the run's span
+            "missed": [_span_text(example.tokens, span) for span in sorted(gold - set(predicted))
+                       if (span.start, span.end) not in found_bounds],
             "wrong": set(predicted) != gold,
         })
     predicted_sets = {frozenset(run.predictions[index]) for run in report.runs}
@@ -68,7 +71,9 @@ def post_view(report: Report, index: int) -> dict:
 def segments(tokens: list[str], spans: list[Span], gold: set[Span] | None, heat: dict | None = None,
              grid: tuple[int, int] | None = None) -> list[dict]:
     """The sentence as consecutive pieces: plain text, or a span with its label, whether it is correct (against
-    `gold`; None for the gold row itself) and its heat map. A span overlapping an earlier one is shown as text."""
+    `gold`; None for the gold row itself), the gold label where a gold span has its boundaries but another label
+    (`gold_label`, else "") and its heat map. A span overlapping an earlier one is shown as text."""
+    gold_labels = {(span.start, span.end): span.label for span in gold or ()}
     pieces, position = [], 0
     for span in sorted(set(spans)):
         if span.start < position or span.end > len(tokens):
@@ -77,6 +82,7 @@ def segments(tokens: list[str], spans: list[Span], gold: set[Span] | None, heat:
             pieces.append({"text": " ".join(tokens[position:span.start])})
         pieces.append({"text": " ".join(tokens[span.start:span.end]), "label": span.label,
                        "correct": None if gold is None else span in gold, "heat": (heat or {}).get(span, ""),
+                       "gold_label": "" if gold is None or span in gold else gold_labels.get((span.start, span.end), ""),
                        "grid": f"{grid[0]}x{grid[1]}" if grid else ""})
         position = span.end
     if position < len(tokens):

@@ -26,6 +26,13 @@
 
   // A span's heat: one hexadecimal digit per grid cell (0: none, f: the strongest), drawn on a canvas of
   // columns x rows pixels stretched over the photo.
+  function hideHeat(span) {
+    var post = span.closest("article.post"), canvas = post.querySelector("canvas.heat");
+    if (canvas) canvas.hidden = true;
+    span.classList.remove("showing");
+    post.querySelector(".heat-caption").textContent = "";
+  }
+
   function showHeat(span) {
     var post = span.closest("article.post"), photo = post.querySelector(".photo");
     var image = photo.querySelector("img"), canvas = photo.querySelector("canvas.heat");
@@ -55,16 +62,14 @@
   onlyErrors.addEventListener("change", filter);
   if (onlyDisagree) onlyDisagree.addEventListener("change", filter);
   search.addEventListener("input", filter);
+  // The photo stays plain: a span's heat map is drawn over it only while the span is pointed at.
   document.addEventListener("mouseover", function (event) {
     var span = event.target.closest && event.target.closest(".span[data-heat]");
     if (span) showHeat(span);
   });
-  function showFirstHeats() {
-    posts.forEach(function (post) {
-      var span = post.querySelector(".span[data-heat]");
-      if (span) showHeat(span);
-    });
-  }
-  if (document.readyState === "complete") showFirstHeats(); else window.addEventListener("load", showFirstHeats);
+  document.addEventListener("mouseout", function (event) {
+    var span = event.target.closest && event.target.closest(".span[data-heat]");
+    if (span && !(event.relatedTarget && span.contains(event.relatedTarget))) hideHeat(span);
+  });
   filter();
 })();

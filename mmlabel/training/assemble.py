@@ -46,7 +46,8 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     processes = distributed.start(recipe.train.device)
     device = processes.device(recipe.train.device)  # a device the machine lacks stops the run before any work
     keep_freed_memory()  # the training process's own choice (mmlabel.device): never made by the library
-    console = console or Console(stderr=True, quiet=not processes.is_main)
+    # soft_wrap: a line is a line (in a log file too: rich would cut it at 80 columns there)
+    console = console or Console(stderr=True, soft_wrap=True, quiet=not processes.is_main)
     root, splits = _data(recipe, processes)
     run = distributed.run_dir(out, processes)
     recipe = with_effective_batch_size(recipe, processes.world_size)

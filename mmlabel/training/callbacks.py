@@ -79,7 +79,8 @@ class EarlyStopping(Callback):
 
 class ProgressBar(Callback):
     """A transient rich progress bar over the epoch's batches: examples per second at every step, the mean loss
-    whenever it is read back (`on_log`)."""
+    whenever it is read back (`on_log`). Only on a terminal: in a log file a bar is noise (a blank line per epoch),
+    and `EpochLog`'s line says what the epoch did."""
 
     def __init__(self):
         self._progress: Progress | None = None
@@ -87,6 +88,8 @@ class ProgressBar(Callback):
         self._started, self._seen_at_start = 0.0, 0
 
     def on_epoch_start(self, trainer, epoch) -> None:
+        if not trainer.console.is_terminal:
+            return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]:.2e}  {task.fields[speed]:.1f} ex/s"),
@@ -121,7 +124,8 @@ class ProgressBar(Callback):
 
 class EpochLog(Callback):
     """One line per epoch in log.jsonl and on the console: the loss and its weighted terms, learning rates, dev
-    figures, whether the epoch is the best so far, speed and what the images did."""
+    figures, whether the epoch is the best so far, its time (training and dev evaluation), speed and what the images
+    did (the console line: loss, terms, dev score, best, time)."""
 
     def on_epoch_end(self, trainer, epoch, record) -> None:
         trainer.run.log(record)
@@ -131,7 +135,7 @@ class EpochLog(Callback):
             f"epoch {epoch}: loss {record['train_loss']:.4f} = crf {terms['crf']:.4f} + text {terms['text']:.4f} + "
             f"align {terms['align']:.4f} (raw {raw['crf']:.4f}, {raw['text']:.4f}, {raw['align']:.4f})  "
             f"dev {trainer.metric.main_key} {record['dev'][trainer.metric.main_key]:.2f}"
-            f"{'  (best)' if record.get('best') else ''}"
+            f"{'  (best)' if record.get('best') else ''}  {record['seconds']:.1f} s"
             f"{f'  ({skipped} batches skipped: non-finite loss)' if skipped else ''}",
             soft_wrap=True)  # one line, however narrow the console
 
