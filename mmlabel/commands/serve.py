@@ -30,20 +30,12 @@ def serve(
 ) -> None:
     """Serve a trained tagger over HTTP: POST /predict, GET / (a page to try it), GET /health, GET /model, GET
     /docs (the OpenAPI schema)."""
-    from mmlabel.errors import MMLabelError
-
     api_key = _checked_key(host, api_key or None, no_auth)  # before the model loads: a refusal is at once
-
-    try:
-        import uvicorn  # noqa: F401
-
-        from mmlabel.serving.app import create_app
-        from mmlabel.serving.inputs import Limits
-    except ImportError as error:
-        raise MMLabelError(f"mmlabel serve needs the serve extra ({error.name} is missing): "
-                           "pip install 'mmlabel[serve]'") from None
+    _check_serve_extra()
     from mmlabel.device import keep_freed_memory, resolve_device
     from mmlabel.serving import listen
+    from mmlabel.serving.app import create_app
+    from mmlabel.serving.inputs import Limits
     from mmlabel.serving.responses import describe
     from mmlabel.tagger import Tagger
     from mmlabel.threads import use_threads
@@ -61,6 +53,18 @@ def serve(
         listen.serve(app, listener, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         listener.close()
+
+
+def _check_serve_extra() -> None:
+    """One line naming the extra to install where the serve extra's packages are missing."""
+    from mmlabel.errors import MMLabelError
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise MMLabelError(f"mmlabel serve needs the serve extra ({error.name} is missing): "
+                           "pip install 'mmlabel[serve]'") from None
 
 
 def _checked_key(host: str, api_key: str | None, no_auth: bool) -> str | None:
