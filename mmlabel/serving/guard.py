@@ -102,9 +102,8 @@ def _replay(body: bytes, receive):
     return replayed
 
 
-class Failures:
-    """Answers an exception a route let through with a 500 `{"error": "internal error: Type: message"}` and logs it
-    with its traceback; the server goes on."""
+class _HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (`handle`) and hands anything else (lifespan) on as it is."""
 
     def __init__(self, app):
         self.app = app
@@ -113,6 +112,17 @@ class Failures:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        raise NotImplementedError
+
+
+class Failures(_HttpMiddleware):
+    """Answers an exception a route let through with a 500 `{"error": "internal error: Type: message"}` and logs it
+    with its traceback; the server goes on."""
+
+    async def handle(self, scope, receive, send) -> None:
         started = False
 
         async def watched(message: dict) -> None:
@@ -133,18 +143,12 @@ class Failures:
             await JSONResponse({"error": line}, 500)(scope, receive, send)
 
 
-class RequestLog:
+class RequestLog(_HttpMiddleware):
     """Logs each request, once it is answered, to the `mmlabel` logger at INFO (`mmlabel serve` shows it on stderr):
     `POST /predict 200 12.3 ms`, the time from its arrival to the last byte of the answer; a request whose answer
     failed half-way as status 500."""
 
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         started, status = time.perf_counter(), 500
 
         async def watched(message: dict) -> None:
