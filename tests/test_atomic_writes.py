@@ -60,6 +60,7 @@ def test_a_failure_at_the_rename_keeps_the_old_file(tmp_path, monkeypatch):
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
 
 
+@pytest.mark.system  # writer processes killed: out of the quick loop
 def test_sigkill_during_checkpoint_and_model_writes_never_leaves_a_torn_file(tmp_path):
     run = RunDir(tmp_path / "run")
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

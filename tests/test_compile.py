@@ -28,6 +28,7 @@ def compiled_run(synthetic, out, bucket: int) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.system  # inductor compiles for ~20 s: out of the quick loop
 def test_with_buckets_later_epochs_compile_nothing_and_without_them_they_do(synthetic, tmp_path):
     # batches of 4 sentences; one bucket of 64 holds every length of the quickstart (max_tokens 60)
     bucketed = [record["compiled_graphs"] for record in compiled_run(synthetic, tmp_path / "bucketed", 64)]

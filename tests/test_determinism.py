@@ -65,6 +65,7 @@ def test_same_recipe_and_seed_give_identical_runs(synthetic, reference, tmp_path
     assert_same_run(tmp_path / "again", reference)
 
 
+@pytest.mark.system  # a training process killed: out of the quick loop
 def test_resume_after_sigkill_mid_training_equals_the_uninterrupted_run(synthetic, reference, tmp_path):
     out = tmp_path / "killed"
     process = start_then_signal(synthetic, out, signal.SIGKILL)

@@ -161,6 +161,7 @@ def _prepare_in_process(folder, root, barrier, queue):
     queue.put((summary.decoded + summary.stored, images.counts()["decoded"]))
 
 
+@pytest.mark.system  # two processes at once: out of the quick loop
 def test_two_processes_preparing_the_same_photos_at_once_both_succeed_with_identical_entries(folder, encoder,
                                                                                                tmp_path):
     context = multiprocessing.get_context("spawn")  # a forked child of a process with torch's threads can hang

@@ -90,6 +90,7 @@ def test_sweep_usage_errors_exit_2_in_one_line(tmp_path, args, message):
 
 
 # -- running sweeps ------------------------------------------------------------------------------------------------
+@pytest.mark.system  # a sweep process killed: out of the quick loop
 def test_a_killed_sweep_finishes_only_the_missing_cells(synthetic, tmp_path):
     """SIGKILL once the first cell has finished; the same command then trains only the rest and writes
     results.csv, summary.md and the figure; a third run trains nothing."""
