@@ -164,7 +164,7 @@ def _list_items(text: str):
     if text.startswith("]", position):
         return _check_end(text, position + 1)
     while True:
-        value, end = _decode_value(text, position)
+        value, end = _decode_value(text, position, index)
         yield index, (position, end), value
         position = _skip_space(text, end)
         if text.startswith(",", position):
@@ -175,15 +175,16 @@ def _list_items(text: str):
             raise RecordError(_line_of(text, position), f"not valid JSON: expected ',' or ']' after item [{index}]")
 
 
-def _decode_value(text: str, position: int) -> tuple[object, int]:
+def _decode_value(text: str, position: int, index: int) -> tuple[object, int]:
+    """(value, end) of the list item `index` that starts at `position`."""
     try:
         return DECODER.raw_decode(text, position)
     except json.JSONDecodeError as error:
-        raise RecordError(error.lineno, f"not valid JSON: {error.msg} at column {error.colno}") from None
+        raise RecordError(error.lineno, f"item [{index}]: not valid JSON: {error.msg} at column {error.colno}") from None
     except ValueError as error:  # an integer of more than 4300 digits
-        raise RecordError(_line_of(text, position), f"not valid JSON: {error}") from None
+        raise RecordError(_line_of(text, position), f"item [{index}]: not valid JSON: {error}") from None
     except RecursionError:
-        raise RecordError(_line_of(text, position), "not valid JSON: nested too deeply") from None
+        raise RecordError(_line_of(text, position), f"item [{index}]: not valid JSON: nested too deeply") from None
 
 
 def _check_end(text: str, position: int) -> None:
