@@ -1,15 +1,18 @@
 """Readers: every format reads, writes and round-trips; bad input stops with file and line (or is skipped);
 the merge policy for records of one post; and the real data in every format."""
 import json
+import re
 
 import pytest
 
-from data_paths import DATA_DIR, REAL_SETS, realdata
+from data_paths import DATA_DIR, REAL_SETS, REPO_ROOT, realdata
 from mmlabel.data.convert import convert, read_dataset
 from mmlabel.data.example import Example, Span
 from mmlabel.errors import DataError
 from mmlabel.readers import READERS
 from mmlabel.registry import build, components, get
+
+DOCS = REPO_ROOT / "docs"
 
 JML = """RT @ fan : $T$ is great # MCM
 Chuck Bass
@@ -190,6 +193,14 @@ def test_json_writes_the_documented_layout(tmp_path):
     assert path.read_text(encoding="utf-8").count("\n") == 3  # one post per line between the brackets
 
 
+def test_the_json_example_in_the_docs_reads_as_it_says(tmp_path):
+    text = (DOCS / "data.md").read_text(encoding="utf-8")
+    example = re.search(r"### The field's JSON format.*?```json\n(.*?)```", text, re.S).group(1)
+    examples = build("dataset_reader", "json").read(_write(tmp_path, "train.json", example))
+    assert [(e.id, e.image, e.spans) for e in examples] == [
+        ("1860693", "1860693.jpg", [Span(4, 6, "POS"), Span(8, 10, "NEU")]), ("22", "22.jpg", [Span(0, 2, "NEG")])]
+
+
 def test_json_cannot_write_entity_types(tmp_path):
     path = tmp_path / "train.json"
     with pytest.raises(DataError, match=rf"^{path}: cannot write as json: example 'x': label 'PER' is not a sentiment"):
@@ -245,3 +256,6 @@ def test_real_jml_round_trips_through_other_formats(tmp_path, year, via):
     assert set(back) == set(original)
     for split in original:
         assert [(e.tokens, e.image, e.spans) for e in back[split]] == [(e.tokens, e.image, e.spans) for e in original[split]]
+    if via == "json":  # one example per post, in order: the ids agree, so that `score` pairs them across formats
+        converted = read_dataset(tmp_path / via, via)[1]
+        assert all([e.id for e in converted[split]] == [e.id for e in original[split]] for split in original)
