@@ -137,9 +137,9 @@ def _decode(path: Path) -> tuple[str, list[int]]:
     except OSError as error:  # unreadable: permissions, a vanished network mount
         raise DataError(f"cannot read: {error.strerror or error}", path) from None
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    undecodable = [position for position, char in enumerate(text) if "\udc80" <= char <= "\udcff"] \
-        if not raw.isascii() else []
-    return text, undecodable
+    if raw.isascii():
+        return text, []
+    return text, [position for position, char in enumerate(text) if "\udc80" <= char <= "\udcff"]
 
 
 def _check_decoded(text: str, undecodable: list[int], start: int, end: int) -> None:
