@@ -137,6 +137,14 @@ def test_real_ner_gold_scores_100_per_type(capsys, tmp_path):
     assert all(row["f1"] == pytest.approx(100.0) for row in figures["per_type"].values())
 
 
+def test_converting_entities_to_a_sentiment_format_names_the_target_file(capsys, tmp_path):
+    source = _write(tmp_path, "train.txt", "IMGID:7\nObama\tB-PER\nspeaks\tO\n")
+    code, out, err = run_command("data", "convert", source, tmp_path / "out.json", "-f", "conll", "--to", "json")
+    assert code == 2 and out == "" and not (tmp_path / "out.json").exists()
+    assert err == (f"error: {tmp_path / 'out.json'}: cannot write as json: example '7': label 'PER' is not a sentiment "
+                   f"(POS, NEU, NEG); the format holds aspect sentiments only (use conll or jsonl for entity types)\n")
+
+
 @realdata
 @pytest.mark.realdata
 @pytest.mark.parametrize("source", ["mabsa-conll/twitter2015", "mabsa-conll/twitter2017"])

@@ -65,7 +65,10 @@ def convert(source: Path, target: Path, source_format: str, target_format: str) 
         else:
             target.mkdir(parents=True, exist_ok=True)
             file = target / f"{split}{writer.suffix}"
-        with atomic_path(file) as temporary:  # a failure leaves no partial file (mmlabel.atomic)
-            writer.write(examples, temporary)
+        try:
+            with atomic_path(file) as temporary:  # a failure leaves no partial file (mmlabel.atomic)
+                writer.write(examples, temporary)
+        except DataError as error:  # the writer names the temporary file; the user knows the target
+            raise DataError(error.reason, file, error.line) from None
         written[split] = (file, len(examples))
     return written
