@@ -137,7 +137,29 @@ def test_real_ner_gold_scores_100_per_type(capsys, tmp_path):
     assert all(row["f1"] == pytest.approx(100.0) for row in figures["per_type"].values())
 
 
-@pytest.mark.parametrize("format_name", ["jml", "tsv", "conll", "jsonl"])
+def test_converting_entities_to_a_sentiment_format_names_the_target_file(capsys, tmp_path):
+    source = _write(tmp_path, "train.txt", "IMGID:7\nObama\tB-PER\nspeaks\tO\n")
+    code, out, err = run_command("data", "convert", source, tmp_path / "out.json", "-f", "conll", "--to", "json")
+    assert code == 2 and out == "" and not (tmp_path / "out.json").exists()
+    assert err == (f"error: {tmp_path / 'out.json'}: cannot write as json: example '7': label 'PER' is not a sentiment "
+                   f"(POS, NEU, NEG); the format holds aspect sentiments only (use conll or jsonl for entity types)\n")
+
+
+@realdata
+@pytest.mark.realdata
+@pytest.mark.parametrize("source", ["mabsa-conll/twitter2015", "mabsa-conll/twitter2017"])
+def test_real_mabsa_in_the_json_format_has_the_same_stats(capsys, tmp_path, source):
+    """The CoNLL files here; jml -> json -> jml keeps every post (test_readers.py), so its stats are the same too."""
+    code, _, err = run_command("data", "convert", DATA_DIR / source, tmp_path / "json", "--to", "json")
+    assert code == 0, err
+    assert sorted(path.name for path in (tmp_path / "json").iterdir()) == ["dev.json", "test.json", "train.json"]
+    _, expected, _ = run_command("data", "stats", DATA_DIR / source, "--json")
+    code, found, err = run_command("data", "stats", tmp_path / "json", "--json")  # the format guessed from .json
+    assert code == 0, err
+    assert json.loads(found) == json.loads(expected) and json.loads(found)["test"]["aspects"] > 1000
+
+
+@pytest.mark.parametrize("format_name", ["jml", "tsv", "conll", "jsonl", "json"])
 def test_every_format_is_guessed_from_its_files_when_format_is_omitted(capsys, synthetic, tmp_path, format_name):
     from mmlabel.data.convert import sniff_format
 
@@ -157,4 +179,4 @@ def test_files_that_do_not_tell_their_format_need_format_or_a_fallback(capsys, t
     assert sniff_format(tmp_path, fallback="jml") == "jml"  # evaluate --data falls back on the run's reader
     code, out, err = run_command("data", "stats", tmp_path)
     assert code == 2 and out == ""
-    assert err == f"error: {tmp_path}: cannot tell the format; give it with --format (jml, tsv, conll, jsonl)\n"
+    assert err == f"error: {tmp_path}: cannot tell the format; give it with --format (jml, tsv, conll, jsonl, json)\n"

@@ -16,7 +16,9 @@ FRAGMENTS = ["$T$", "$T$'s", "\t", "\n", "\r\n", "\n\n", " ", "IMGID:", "IMGID:1
              "-1", "0", "1", "2", "index\t#1 Label\t#2 ImageID\t#3 String\t#3 String", "a.jpg", "word", "é", "\x00",
              "\xff", '{"id": "a", "tokens": ["x", "y"], "image": null, "spans": [{"start": 0, "end": 1, "label": "P"}]}',
              "{", "}", "[", "]", '"tokens"', '"spans"', '"start"', ":", ",", "1e400", "NaN", "9" * 5000, "[" * 3000,
-             "true", "null", '"\\ud800"']
+             "true", "null", '"\\ud800"',
+             '{"words": ["x", "y"], "image_id": "a.jpg", "aspects": [{"from": 0, "to": 1, "polarity": "POS", "term": ["x"]}]}',
+             '"words"', '"image_id"', '"aspects"', '"from"', '"to"', '"polarity"', '"term"', '"NEG"', '"positive"']
 STRUCTURED = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass"))
 RAW = st.binary(max_size=2000)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

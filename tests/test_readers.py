@@ -1,13 +1,18 @@
 """Readers: every format reads, writes and round-trips; bad input stops with file and line (or is skipped);
 the merge policy for records of one post; and the real data in every format."""
+import json
+import re
+
 import pytest
 
-from data_paths import DATA_DIR, REAL_SETS, realdata
+from data_paths import DATA_DIR, REAL_SETS, REPO_ROOT, realdata
 from mmlabel.data.convert import convert, read_dataset
 from mmlabel.data.example import Example, Span
 from mmlabel.errors import DataError
 from mmlabel.readers import READERS
 from mmlabel.registry import build, components, get
+
+DOCS = REPO_ROOT / "docs"
 
 JML = """RT @ fan : $T$ is great # MCM
 Chuck Bass
@@ -23,6 +28,9 @@ Central Park
 22.jpg
 """
 
+# One good post of the `json` format.
+POST = ('{"words": ["Chuck", "rocks"], "image_id": "1.jpg", "aspects": [{"from": 0, "to": 1, "polarity": "POS", '
+        '"term": ["Chuck"]}], "opinions": []}')
 # (format, file name, content, line of the error, words of the message)
 BAD_INPUTS = [
     ("jml", "train.txt", "no placeholder here\nasp\n1\na.jpg\n", 1, "expected one $T$ in the sentence, found none"),
@@ -35,6 +43,20 @@ BAD_INPUTS = [
     ("conll", "train.txt", "IMGID:1\nok\tO\n\nIMGID:2\n\nIMGID:3\nfine\tO\n", 4, "empty sentence"),
     ("jsonl", "train.jsonl", '{"id": "a", "tokens": ["x"], "image": null, "spans": []}\n{"id": "b", "tokens": [\n', 2, "not valid JSON"),
     ("jsonl", "train.jsonl", '{"id": "a", "tokens": [], "image": null, "spans": []}\n', 1, "empty sentence"),
+    ("json", "train.json", f'[\n{POST},\n{{"words": ["x",\n', 4, "item [1]: not valid JSON"),
+    ("json", "train.json", f'[\n{POST},\n{{"words": ["x"], "image_id": "2.jpg", "aspects": [{{"from": 0, "to": 2, '
+                           f'"polarity": "NEG"}}]}}\n]\n', 3, "item [1]: aspect from=0 to=2 is outside the sentence's 1 words"),
+    ("json", "train.json", f'[{POST}, {{"words": ["x"], "aspects": []}}]', 1, "item [1]: missing key 'image_id'"),
+    ("json", "train.json", '[{"words": ["x"], "image_id": "a.jpg", "aspects": [{"from": 0, "to": 1}]}]', 1,
+     "item [0]: aspect {'from': 0, 'to': 1} is missing key 'polarity'"),
+    ("json", "train.json", '[{"words": ["x"], "image_id": "a.jpg", "aspects": [{"from": 0, "to": 1, "polarity": "1"}]}]',
+     1, "polarity must be POS, NEU or NEG (or positive, neutral, negative), found '1'"),
+    # `to` written inclusive, as a file from another convention would have it: the term gives it away.
+    ("json", "train.json", '[{"words": ["Chuck", "Bass", "rocks"], "image_id": "a.jpg", "aspects": [{"from": 0, "to": 1, '
+                           '"polarity": "POS", "term": ["Chuck", "Bass"]}]}]', 1, "is not the words from=0 to=1 cover"),
+    ("json", "train.json", f'[\n{POST},\n{{"words": ["caf\xff"], "image_id": "2.jpg", "aspects": []}}\n]', 3,
+     "item [1]: invalid UTF-8 byte 0xff at column 16"),
+    ("json", "train.json", '{"words": ["x"], "image_id": "a.jpg", "aspects": []}', 1, "expected a JSON list of posts"),
 ]
 
 
@@ -135,6 +157,56 @@ def test_jml_cannot_write_entities_or_sentences_without_aspects(tmp_path):
         build("dataset_reader", "tsv").write([Example("x", ["hi"], "x.jpg", [])], tmp_path / "a.tsv")
 
 
+# As VLP-MABSA's conversion script writes them: one line, polarity of its own spelling or a long one, a placeholder
+# opinion, and in this one a repeated aspect and two posts with the same image.
+PUBLISHED = json.dumps([
+    {"words": ["RT", "@", "fan", ":", "Chuck", "Bass", "is", "great", "#", "MCM"], "image_id": "1860693.jpg",
+     "aspects": [{"from": 8, "to": 10, "polarity": "neutral", "term": ["#", "MCM"]},
+                 {"from": 4, "to": 6, "polarity": "POS", "term": ["Chuck", "Bass"]},
+                 {"from": 4, "to": 6, "polarity": "Positive", "term": ["Chuck", "Bass"]}],
+     "opinions": [{"term": []}], "source": "ignored"},
+    {"words": ["Central", "Park", "closed"], "image_id": "1860693.jpg",
+     "aspects": [{"from": 0, "to": 2, "polarity": "negative", "term": ["Central", "Park"]}], "opinions": [{"term": []}]},
+    {"words": ["no", "aspect", "here"], "image_id": None, "aspects": []},
+])
+
+
+def test_json_reads_the_published_layout(tmp_path):
+    reader = build("dataset_reader", "json")
+    examples = reader.read(_write(tmp_path, "train.json", PUBLISHED))
+    assert [(e.id, e.image, e.spans) for e in examples] == [
+        ("1860693", "1860693.jpg", [Span(4, 6, "POS"), Span(8, 10, "NEU")]),
+        ("1860693-2", "1860693.jpg", [Span(0, 2, "NEG")]),
+        ("3", None, []),
+    ]
+    assert examples[0].tokens[4:6] == ["Chuck", "Bass"] and reader.duplicates == 1
+
+
+def test_json_writes_the_documented_layout(tmp_path):
+    path = tmp_path / "test.json"
+    build("dataset_reader", "json").write(EXAMPLES[:1], path)
+    assert json.loads(path.read_text(encoding="utf-8")) == [{
+        "words": ["Chuck", "Bass", "loves", "Café", "Nervosa", "!"], "image_id": "p1.jpg",
+        "aspects": [{"from": 0, "to": 2, "polarity": "POS", "term": ["Chuck", "Bass"]},
+                    {"from": 3, "to": 5, "polarity": "NEG", "term": ["Café", "Nervosa"]}],
+        "opinions": []}]
+    assert path.read_text(encoding="utf-8").count("\n") == 3  # one post per line between the brackets
+
+
+def test_the_json_example_in_the_docs_reads_as_it_says(tmp_path):
+    text = (DOCS / "data.md").read_text(encoding="utf-8")
+    example = re.search(r"### The field's JSON format.*?```json\n(.*?)```", text, re.S).group(1)
+    examples = build("dataset_reader", "json").read(_write(tmp_path, "train.json", example))
+    assert [(e.id, e.image, e.spans) for e in examples] == [
+        ("1860693", "1860693.jpg", [Span(4, 6, "POS"), Span(8, 10, "NEU")]), ("22", "22.jpg", [Span(0, 2, "NEG")])]
+
+
+def test_json_cannot_write_entity_types(tmp_path):
+    path = tmp_path / "train.json"
+    with pytest.raises(DataError, match=rf"^{path}: cannot write as json: example 'x': label 'PER' is not a sentiment"):
+        build("dataset_reader", "json").write([Example("x", ["Obama"], "x.jpg", [Span(0, 1, "PER")])], path)
+
+
 def test_find_splits_maps_valid_to_dev_and_names_a_missing_root(tmp_path):
     for stem in ("train", "valid", "test"):
         (tmp_path / f"{stem}.txt").write_text("IMGID:1\nx\tO\n")
@@ -174,7 +246,7 @@ def test_real_jml_tsv_and_conll_agree(year):
 @realdata
 @pytest.mark.realdata
 @pytest.mark.parametrize("year", ["twitter2015", "twitter2017"])
-@pytest.mark.parametrize("via", ["conll", "jsonl", "tsv"])
+@pytest.mark.parametrize("via", ["conll", "jsonl", "tsv", "json"])
 def test_real_jml_round_trips_through_other_formats(tmp_path, year, via):
     source = DATA_DIR / "mabsa" / year
     convert(source, tmp_path / via, "jml", via)
@@ -184,3 +256,6 @@ def test_real_jml_round_trips_through_other_formats(tmp_path, year, via):
     assert set(back) == set(original)
     for split in original:
         assert [(e.tokens, e.image, e.spans) for e in back[split]] == [(e.tokens, e.image, e.spans) for e in original[split]]
+    if via == "json":  # one example per post, in order: the ids agree, so that `score` pairs them across formats
+        converted = read_dataset(tmp_path / via, via)[1]
+        assert all([e.id for e in converted[split]] == [e.id for e in original[split]] for split in original)

@@ -61,7 +61,7 @@ def convert_command(
     source: Annotated[Path, typer.Argument(help="A data directory or one file.")],
     target: Annotated[Path, typer.Argument(help="The output directory (for a directory) or file.")],
     from_format: Annotated[Optional[str], typer.Option("--format", "-f", "--from", help=FORMAT_HELP)] = None,
-    to_format: Annotated[str, typer.Option("--to", help="Target format: jml, tsv, conll or jsonl.")] = "jsonl",
+    to_format: Annotated[str, typer.Option("--to", help="Target format: jml, tsv, conll, jsonl or json.")] = "jsonl",
 ) -> None:
     """Convert a dataset between formats (read with --format, also spelt --from; written with --to); each split
     keeps its name (train, dev, test)."""

@@ -9,8 +9,8 @@ SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
                                       help="Override a recipe key: --set train.lr=1e-4 (repeatable).")
 ]
-FORMAT_HELP = ("The dataset reader: jml, tsv, conll, jsonl or a plugin's (guessed from the files if omitted: .jsonl, "
-               ".tsv, and .txt by its first line).")
+FORMAT_HELP = ("The dataset reader: jml, tsv, conll, jsonl, json or a plugin's (guessed from the files if omitted: "
+               ".jsonl, .tsv, .json, and .txt by its first line).")
 FormatOption = Annotated[Optional[str], typer.Option("--format", "-f", help=FORMAT_HELP)]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout (notes and progress go to stderr).")

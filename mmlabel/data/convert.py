@@ -5,8 +5,9 @@ from mmlabel.data.example import Example
 from mmlabel.errors import DataError
 from mmlabel.registry import build
 
-FORMATS = ("jml", "tsv", "conll", "jsonl")
-SUFFIX_PREFERENCE = {".jsonl": 0, ".txt": 1, ".tsv": 2}
+FORMATS = ("jml", "tsv", "conll", "jsonl", "json")
+# `.json` last: a folder that also holds the reference `.txt` files keeps being read as before.
+SUFFIX_PREFERENCE = {".jsonl": 0, ".txt": 1, ".tsv": 2, ".json": 3}
 
 
 def sniff_format(path: Path, fallback: str | None = None) -> str:
@@ -22,6 +23,8 @@ def sniff_format(path: Path, fallback: str | None = None) -> str:
             return "jsonl"
         if file.suffix == ".tsv":
             return "tsv"
+        if file.suffix == ".json":
+            return "json"
         if file.suffix == ".txt":
             return "conll" if _first_line(file).startswith("IMGID:") else "jml"
     if fallback is not None:
@@ -62,7 +65,10 @@ def convert(source: Path, target: Path, source_format: str, target_format: str) 
         else:
             target.mkdir(parents=True, exist_ok=True)
             file = target / f"{split}{writer.suffix}"
-        with atomic_path(file) as temporary:  # a failure leaves no partial file (mmlabel.atomic)
-            writer.write(examples, temporary)
+        try:
+            with atomic_path(file) as temporary:  # a failure leaves no partial file (mmlabel.atomic)
+                writer.write(examples, temporary)
+        except DataError as error:  # the writer names the temporary file; the user knows the target
+            raise DataError(error.reason, file, error.line) from None
         written[split] = (file, len(examples))
     return written

@@ -1,4 +1,4 @@
-"""The built-in dataset readers, registered like any plugin's: `jml`, `tsv`, `conll` and `jsonl`.
+"""The built-in dataset readers, registered like any plugin's: `jml`, `tsv`, `conll`, `jsonl` and `json`.
 
 Each reader has `find_splits(root) -> {"train"|"dev"|"test": Path}`, `read(path, on_bad_example="error") ->
 list[Example]` (skipped records in `reader.skipped`) and `write(examples, path)`. Build one as any component:
@@ -11,6 +11,8 @@ READERS = {
     "tsv": ("mmlabel.readers.tsv:TsvReader", "Twitter MABSA .tsv: index, label 0/1/2, image id, sentence with $T$, aspect."),
     "conll": ("mmlabel.readers.conll:ConllReader", "CoNLL Twitter files: IMGID line, token<TAB>tag lines (MABSA or NER)."),
     "jsonl": ("mmlabel.readers.jsonl:JsonlReader", "JSON lines {id, tokens, image, spans}; also the prediction format."),
+    "json": ("mmlabel.readers.aspect_json:AspectJsonReader",
+             "VLP-MABSA/AoM/DQPSA JSON: a list of {words, image_id, aspects: [{from, to, polarity, term}]} per split."),
 }
 
 
