@@ -215,6 +215,7 @@ def comparable(recipe_toml: str) -> dict:
 
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
+    recipe.get("train", {}).pop("report_to", None)  # where the run reports to changes nothing it computes
     recipe.get("data", {}).pop("tokenizer", None)  # splits raw text at prediction only; runs before it had none
     for path in COMPONENT_SECTIONS:
         *parents, key = path.split(".")
