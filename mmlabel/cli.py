@@ -12,6 +12,7 @@ from mmlabel.commands.data import data_app
 from mmlabel.commands.report import report
 from mmlabel.commands.score import score
 from mmlabel.commands.serve import serve
+from mmlabel.commands.tune import tune
 from mmlabel.errors import MMLabelError
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command("predict")(train.predict)
 app.command("sweep")(sweep.sweep)
 app.command("reproduce")(sweep.reproduce)
 app.command("sweep-status")(sweep.sweep_status)
+app.command("tune")(tune)
 app.command("bench")(bench)
 app.command("serve")(serve)
 app.command("report")(report)
