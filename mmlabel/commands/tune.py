@@ -102,13 +102,16 @@ def _search(spec, spec_path: Path, launch: dict) -> None:
     """Trials until the study holds `--trials`: in this process, in `--jobs` processes, or in Slurm jobs."""
     from rich.console import Console
 
-    from mmlabel.tuning.study import open_study, retry_interrupted, run_trials
+    from mmlabel.tuning.study import counted, open_study, retry_interrupted, run_trials
 
     console = Console(stderr=True, soft_wrap=True)
     study = open_study(spec)
     again = retry_interrupted(study, stale_running="slurm" not in launch)
     if again:
         console.print(f"{again} interrupted trial{'s' if again > 1 else ''} enqueued again with the same values")
+    if counted(study) >= spec.trials:
+        console.print(f"the study holds {spec.trials} trials already: nothing to run")
+        return
     progress = _progress(spec, console)
     if "slurm" in launch:
         from mmlabel.tuning.launch import run_slurm_workers

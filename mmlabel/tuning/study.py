@@ -62,6 +62,7 @@ def open_study(spec: TuneSpec, worker: int = 0):
     """The study in its storage, created on first use (maximising the dev figure), TPE seeded for this worker."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # mmlabel prints a line per trial itself
     space = spec.search_space
     return optuna.create_study(storage=storage(spec.storage), study_name=spec.study_name, direction="maximize",
                                sampler=space.make_sampler(worker), pruner=space.make_pruner(), load_if_exists=True)
@@ -114,7 +115,6 @@ def run_trials(spec: TuneSpec, worker: int = 0, console: Console | None = None) 
 
     from mmlabel.training import interrupts
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = console or Console(stderr=True, soft_wrap=True)
     study = open_study(spec, worker)
     objective = Objective(spec, console)
