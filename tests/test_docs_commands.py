@@ -1,0 +1,40 @@
+"""The commands of docs/training.md's "Tracking" and "Tuning" sections run as written: every `mmlabel` line of their
+bash blocks, in order, with only the suite's fast settings appended (the tiny encoders on the 16/8/8 data, short
+epochs) and `runs/` put in a temporary folder; the folders the other lines open (`tensorboard --logdir`) exist."""
+import re
+import shlex
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+
+pytest.importorskip("optuna")
+pytest.importorskip("mlflow")
+pytest.importorskip("tensorboard")
+
+FAST = ["--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "train.max_steps_per_epoch=2", *TINY]
+
+
+def section_commands(title: str) -> list[str]:
+    text = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## {title}\n")[1].split("\n## ")[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("title", ["Tracking", "Tuning"])
+def test_the_sections_commands_run_as_written(title, small_synthetic, tmp_path):
+    commands = section_commands(title)
+    assert any(command.startswith("mmlabel ") for command in commands)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for command in commands:
+        words = [word.replace("runs/", f"{tmp_path}/runs/") for word in shlex.split(command)]
+        if words[0] == "mmlabel":
+            result = run_cli(*words[1:], "--set", f"data.root={small_synthetic}", *FAST, env=env)
+            assert result.returncode == 0, (command, result.stderr)
+        elif words[0] == "tensorboard":
+            logdir = words[words.index("--logdir") + 1]
+            assert list((tmp_path / "runs").rglob("events.out.tfevents.*")) and logdir.startswith(str(tmp_path))
+            assert any(path.name.startswith("events.out") for path in (tmp_path / logdir).rglob("*")), command
+        else:
+            assert words[0] == "mlflow", command  # the UI: not run here (it serves until stopped)
