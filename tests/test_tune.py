@@ -142,17 +142,17 @@ def test_an_interrupted_trial_is_tried_again_with_the_same_values(small_syntheti
 
     out = tmp_path / "search"
     sender = signal_when(lambda: (out / "trials" / "trial-0001" / "log.jsonl").exists(), signal.SIGTERM)
-    stopped = run_cli(*tune_args(small_synthetic, out, 3))
+    stopped = run_cli(*tune_args(small_synthetic, out, 2))
     sender.join()
     assert stopped.returncode == 143, stopped.stderr
     assert "run the same command again" in stopped.stderr.strip().splitlines()[-1]
-    resumed = run_cli(*tune_args(small_synthetic, out, 3))
+    resumed = run_cli(*tune_args(small_synthetic, out, 2))
     assert resumed.returncode == 0, resumed.stderr
     trials = read_trials(out)
     assert [row["state"] for row in trials][1] == "fail" and trials[1]["error"] == "interrupted"
     retry = [row for row in trials if row["number"] not in ("0", "1")][0]
     assert (retry["train.lr"], retry["fusion_head.name"]) == (trials[1]["train.lr"], trials[1]["fusion_head.name"])
-    assert sum(row["state"] in ("complete", "pruned") for row in trials) == 3
+    assert sum(row["state"] in ("complete", "pruned") for row in trials) == 2
 
 
 @pytest.mark.parametrize(("space", "expected"), [
