@@ -35,11 +35,13 @@ class Tagger:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", images=None) -> "Tagger":
-        """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
-        (tokenizer, architecture, image transform: no download), with the run's weights."""
+        """The dev-selected model of a finished run (or of its `mmlabel export`, also as hf://OWNER/NAME), rebuilt
+        from its saved recipe, tag scheme and encoder exports (tokenizer, architecture, image transform: no download),
+        with the run's weights."""
+        from mmlabel.export import resolve_source
         from mmlabel.model import TaggingModel
 
-        run = RunDir(run_dir)
+        run = RunDir(resolve_source(run_dir))  # hf://OWNER/NAME: an export on the Hugging Face Hub
         run.check_complete()
         recipe = run.recipe()
         scheme = saved_scheme(run)

@@ -35,7 +35,10 @@ def serve(
     from mmlabel.tagger import Tagger
     from mmlabel.threads import use_threads
 
+    from mmlabel.export import resolve_source
+
     keep_freed_memory()
+    run_dir = resolve_source(run_dir)  # hf://OWNER/NAME: an export on the Hugging Face Hub
     tagger = Tagger.load(run_dir, device=device)
     description = describe(run_dir, tagger)
     use_threads()

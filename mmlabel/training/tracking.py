@@ -235,26 +235,14 @@ def run_params(trainer) -> dict:
 
     from mmlabel import __version__
 
+    from mmlabel.export import component_params
+
     recipe = trainer.parts.recipe
     params = flatten(recipe.model_dump(mode="json", exclude_none=True))
     params.update(component_params(recipe))
     params.update(seed=recipe.train.seed, precision=recipe.train.precision, device=str(trainer.device),
                   processes=trainer.processes.world_size, **{"version.mmlabel": __version__,
                                                              "version.torch": torch.__version__})
-    return params
-
-
-def component_params(recipe) -> dict:
-    """`component.<section>` = "PROVIDER:NAME" and `component.<section>.version` for every component of the recipe."""
-    from mmlabel.plugins import plugin_info
-    from mmlabel.registry import get
-
-    params = {}
-    for path, (kind, spec) in recipe.component_specs().items():
-        component = get(kind, spec.name)
-        info = plugin_info(component.plugin)
-        params[f"component.{path}"] = f"{info.distribution}:{component.name}"
-        params[f"component.{path}.version"] = info.version
     return params
 
 
