@@ -111,3 +111,104 @@ def test_push_creates_the_repository_and_uploads_the_folder(seeds_run, tmp_path,
                                                         ("upload_folder", "someone/tiny-tagger")]
     assert calls[1][2]["folder_path"] == str(tmp_path / "pushed") and calls[1][2]["repo_type"] == "model"
     assert "pushed: https://huggingface.co/someone/tiny-tagger" in result.stderr
+
+
+class FakeHub:
+    """A local stand-in for the Hugging Face Hub serving one model repository (the folder `root` at commit `sha`):
+    the three calls `snapshot_download` makes (repo_info, list_repo_tree, each file's resolve), so that
+    huggingface_hub itself lays the export out in its cache."""
+
+    def __init__(self, repo_id: str, root, sha: str = "0123456789abcdef0123456789abcdef01234567"):
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        files = {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: bytes, headers: dict, content_type="application/json"):
+                self.send_response(200)
+                for key, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self.do_GET()
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                hub.requests.append(path)
+                if path.startswith(f"/api/models/{repo_id}/revision/"):
+                    info = {"id": repo_id, "sha": sha, "siblings": [{"rfilename": name} for name in files]}
+                    return self._send(json.dumps(info).encode(), {})
+                if path.startswith(f"/api/models/{repo_id}/tree/"):
+                    tree = [{"type": "file", "path": name, "size": len(body),
+                             "oid": hashlib.sha1(body).hexdigest()} for name, body in files.items()]
+                    return self._send(json.dumps(tree).encode(), {})
+                prefix = f"/{repo_id}/resolve/"
+                if path.startswith(prefix):
+                    name = path[len(prefix):].split("/", 1)[1]
+                    if name in files:
+                        body = files[name]
+                        return self._send(body, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(body).hexdigest()}"'},
+                                          "application/octet-stream")
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.requests: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.system
+def test_hf_uri_loads_an_export_from_the_hub_cache_offline(seeds_run, small_synthetic, tmp_path, monkeypatch):
+    """The export served by a local stand-in of the Hub; `Tagger.load("hf://...")` downloads it through
+    huggingface_hub into a cache of its own; then, the server gone and HF_HUB_OFFLINE=1, a fresh process loads it from
+    that cache alone and predicts as the export does."""
+    import subprocess
+    import sys
+
+    from huggingface_hub import constants
+
+    from conftest import process_environment
+    from mmlabel.tagger import Tagger
+
+    runs, export = seeds_run
+    hub = FakeHub("someone/tiny-tagger", export)
+    cache = tmp_path / "hub-cache"
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)  # read by HfApi; files by the URL template, made at import
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    try:
+        online = Tagger.load("hf://someone/tiny-tagger")
+    finally:
+        hub.close()
+    assert any(path.startswith("/someone/tiny-tagger/resolve/") for path in hub.requests)
+    snapshot = next((cache / "models--someone--tiny-tagger" / "snapshots").iterdir())
+    assert (snapshot / "model.safetensors").is_symlink()  # huggingface_hub's own layout: blobs, linked
+    words, image = "the food here was great".split(), sorted((small_synthetic / "images").iterdir())[0]
+    expected = [(span.start, span.end, span.label) for span in Tagger.load(export).predict(words, image=image)]
+    assert [(span.start, span.end, span.label) for span in online.predict(words, image=image)] == expected
+    code = ("import json, mmlabel; tagger = mmlabel.Tagger.load('hf://someone/tiny-tagger'); print(json.dumps("
+            f"[[s.start, s.end, s.label] for s in tagger.predict({words!r}, image={str(image)!r})]))")
+    offline = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             env=process_environment({"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache),
+                                                      "HF_ENDPOINT": hub.url}))
+    assert offline.returncode == 0, offline.stderr
+    assert [tuple(span) for span in json.loads(offline.stdout.strip().splitlines()[-1])] == expected
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets when huggingface_hub loads
+    missing = run_cli("evaluate", "hf://someone/not-there")
+    assert missing.returncode == 2 and "hf:/" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
