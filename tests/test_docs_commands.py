@@ -9,6 +9,9 @@ import pytest
 
 from conftest import REPO, TINY, run_cli
 
+# Whole documented workflows (a search of 8 trials with 3 final seeds, an MLflow store created, an export): about
+# 20 s, kept out of the quick loop; tests/test_tracking.py, test_tune.py and test_export.py cover the same code there.
+pytestmark = pytest.mark.system
 pytest.importorskip("optuna")
 pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
