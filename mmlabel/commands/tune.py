@@ -12,10 +12,15 @@ from typing import Annotated, Optional
 import typer
 
 from mmlabel.commands.options import JsonOption, SetOption
-from mmlabel.commands.sweep import JobsOption, LauncherOption, SlurmOption
+from mmlabel.commands.sweep import SlurmOption
 from mmlabel.errors import RecipeError
 
 TUNE_EXTRA = 'pip install "mmlabel[tune]"'
+WorkersLauncherOption = Annotated[str, typer.Option(
+    "--launcher", help="local: workers on this machine; slurm: each worker a Slurm job, submitted with submitit.")]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--jobs", min=1, help="Workers running trials at once, sharing the study: local, in processes of their own, one "
+                          "GPU each where there are GPUs (default 1, in this process); slurm, that many jobs (default 1).")]
 
 
 def tune(
@@ -29,8 +34,8 @@ def tune(
     storage: Annotated[Optional[str], typer.Option(help="Where the study is kept: a journal file (default: "
                                                         "OUT/study.journal) or a database URL (sqlite:///...).")] = None,
     study_name: Annotated[Optional[str], typer.Option(help="The study's name in the storage (default: OUT's name).")] = None,
-    launcher: LauncherOption = "local",
-    jobs: JobsOption = None,
+    launcher: WorkersLauncherOption = "local",
+    jobs: WorkersOption = None,
     slurm: SlurmOption = None,
     final_seeds: Annotated[Optional[str], typer.Option(help="Train the best recipe on these seeds, e.g. 1,2,3, and "
                                                             "report its test figures as mean ± std.")] = None,
