@@ -34,9 +34,11 @@ def test_the_sections_commands_run_as_written(title, small_synthetic, tmp_path):
     for command in commands:
         photo = str(sorted((small_synthetic / "images").iterdir())[0])
         words = [word.replace("runs/", f"{tmp_path}/runs/").replace("photo.png", photo) for word in shlex.split(command)]
-        if words[0] == "mmlabel":
+        words = [str(REPO / word) if word.startswith("recipes/") else word for word in words]
+        if words[0] == "mmlabel":  # in the temporary folder: default outputs and MLflow's ./mlruns land there
             trains = words[1] in ("train", "tune")
-            result = run_cli(*words[1:], *(["--set", f"data.root={small_synthetic}", *FAST] if trains else []), env=env)
+            result = run_cli(*words[1:], *(["--set", f"data.root={small_synthetic}", *FAST] if trains else []), env=env,
+                             cwd=tmp_path)
             assert result.returncode == 0, (command, result.stderr)
         elif words[0] == "tensorboard":
             logdir = words[words.index("--logdir") + 1]

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import REPO, TINY, run_cli
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
 
 TWO_EPOCHS = ["--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=3", "--set", "train.patience=5"]
 BOTH = ["--set", 'train.report_to=["tensorboard", "mlflow"]']
+# Commands run in a temporary folder: MLflow keeps artifacts in ./mlruns beside a sqlite store's users.
+QUICKSTART = str(REPO / "recipes" / "quickstart.toml")
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,8 @@ def tracked_run(small_synthetic, store, tmp_path_factory):
     """The tiny quickstart trained for two epochs, reporting to TensorBoard and to an MLflow sqlite store."""
     root = tmp_path_factory.mktemp("tracked")
     out = root / "run"
-    result = run_cli("train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={small_synthetic}",
-                     *TWO_EPOCHS, *TINY, *BOTH, env=mlflow_env(store, "tracking-test"))
+    result = run_cli("train", QUICKSTART, "--out", str(out), "--set", f"data.root={small_synthetic}",
+                     *TWO_EPOCHS, *TINY, *BOTH, env=mlflow_env(store, "tracking-test"), cwd=root)
     assert result.returncode == 0, result.stderr
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return store, out, log, json.loads((out / "metrics.json").read_text())
@@ -117,9 +119,9 @@ def test_mlflow_holds_the_params_every_epoch_the_selected_figures_and_the_artifa
 
 def test_a_sweep_is_one_experiment_with_its_runs_tagged_and_one_tensorboard_folder(small_synthetic, store, tmp_path):
     out = tmp_path / "sweep"
-    result = run_cli("sweep", "quickstart", "--out", str(out), "--grid", "loss.beta=0,0.6", "--seeds", "1",
+    result = run_cli("sweep", QUICKSTART, "--out", str(out), "--grid", "loss.beta=0,0.6", "--seeds", "1",
                      "--set", f"data.root={small_synthetic}", "--set", "train.epochs=1",
-                     "--set", "train.max_steps_per_epoch=2", *TINY, *BOTH, env=mlflow_env(store, "not-this-one"))
+                     "--set", "train.max_steps_per_epoch=2", *TINY, *BOTH, env=mlflow_env(store, "not-this-one"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     mlflow = client(store)
     assert mlflow.get_experiment_by_name("not-this-one") is None
@@ -157,16 +159,16 @@ def test_a_resumed_run_continues_its_mlflow_run(small_synthetic, store, tmp_path
     from conftest import signal_when
 
     out = tmp_path / "run"
-    args = ["train", "recipes/quickstart.toml", "--out", str(out), "--set", f"data.root={small_synthetic}",
+    args = ["train", QUICKSTART, "--out", str(out), "--set", f"data.root={small_synthetic}",
             "--set", "train.epochs=3", "--set", "train.max_steps_per_epoch=3", "--set", "train.patience=5",
             *TINY, "--set", 'train.report_to=["mlflow"]']
     sender = signal_when(lambda: (out / "log.jsonl").exists(), signal.SIGTERM)
-    stopped = run_cli(*args, env=mlflow_env(store, "resumed"))
+    stopped = run_cli(*args, env=mlflow_env(store, "resumed"), cwd=tmp_path)
     sender.join()
     assert stopped.returncode == 143, stopped.stderr
     run_id = json.loads((out / "tracking.json").read_text())["mlflow_run_id"]
     assert client(store).get_run(run_id).info.status == "KILLED"
-    resumed = run_cli(*args, "--resume", env=mlflow_env(store, "resumed"))
+    resumed = run_cli(*args, "--resume", env=mlflow_env(store, "resumed"), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     mlflow = client(store)
     assert len(mlflow.search_runs([mlflow.get_experiment_by_name("resumed").experiment_id])) == 1
