@@ -4,6 +4,7 @@ installs all carry the built-in recipes and experiment files (see `mmlabel.recip
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["mmlabel*"]), "mmlabel.recipes", "mmlabel.recipes.experiments"],
+    packages=[*find_packages(include=["mmlabel*"]), "mmlabel.recipes", "mmlabel.recipes.experiments",
+              "mmlabel.recipes.spaces"],
     package_dir={"mmlabel.recipes": "recipes"},
 )

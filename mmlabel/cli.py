@@ -10,10 +10,12 @@ from mmlabel import __version__
 from mmlabel.commands import components, sweep, train
 from mmlabel.commands.bench import bench
 from mmlabel.commands.data import data_app
+from mmlabel.commands.export import export
 from mmlabel.commands.options import humanise_help
 from mmlabel.commands.report import report
 from mmlabel.commands.score import score
 from mmlabel.commands.serve import serve
+from mmlabel.commands.tune import tune
 from mmlabel.errors import MMLabelError
 from mmlabel.log import command_line_output
 
@@ -35,6 +37,8 @@ app.command("predict")(train.predict)
 app.command("sweep")(sweep.sweep)
 app.command("reproduce")(sweep.reproduce)
 app.command("sweep-status")(sweep.sweep_status)
+app.command("tune")(tune)
+app.command("export")(export)
 app.command("bench")(bench)
 app.command("serve")(serve)
 app.command("report")(report)

@@ -40,10 +40,12 @@ def predict_split(run_dir: str | Path, split: str = "test", data: str | Path | N
     from mmlabel.registry import build
     from mmlabel.tagger import Tagger
     from mmlabel.data.splits import SPLITS, data_root, image_loader, read_splits
+    from mmlabel.export import resolve_source
     from mmlabel.run_dir import RunDir
 
     if data is None and split not in SPLITS:  # before the model is loaded
         raise DataError(f"no split {split!r}: choose train, dev or test")
+    run_dir = resolve_source(run_dir)  # hf://OWNER/NAME: an export on the Hugging Face Hub
     run = RunDir(run_dir)
     data, images = (Path(data) if data is not None else None), (Path(images) if images is not None else None)
     tagger = Tagger.load(run_dir, device=device)

@@ -145,6 +145,10 @@ class TrainSection(Section):
         False, description="deterministic kernels only (GPU: slower; CPU runs are deterministic anyway)")
     effective_batch_size: int | None = Field(
         None, ge=1, description="written by mmlabel: batch_size x processes x grad_accum of the run (not read)")
+    report_to: list[Literal["tensorboard", "mlflow"]] | None = Field(
+        None, description="experiment trackers the run reports to: parameters, every epoch's losses, learning rates and "
+                        "dev figures, the selected epoch's dev and test figures, artifacts (docs/training.md, "
+                        "\"Tracking\"; needs pip install \"mmlabel[track]\")")
 
 
     @field_validator("workers", mode="before")

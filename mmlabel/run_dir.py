@@ -265,6 +265,7 @@ def comparable(recipe_toml: str) -> dict:
 
     recipe = tomllib.loads(recipe_toml)
     recipe.get("train", {}).pop("effective_batch_size", None)
+    recipe.get("train", {}).pop("report_to", None)  # where the run reports to changes nothing it computes
     recipe.get("data", {}).pop("tokenizer", None)  # splits raw text at prediction only; runs before it had none
     for path in (kind.section for kind in KINDS.values()):
         *parents, key = path.split(".")

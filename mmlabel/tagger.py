@@ -84,11 +84,13 @@ class Tagger:
     def load(cls, run_dir: str | Path, device: str = "auto", images=None,
              missing_image: str | None = None) -> "Tagger":
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
-        (tokenizer, architecture, image transform: no download), with the run's weights. `missing_image` ("error" or
-        "blank") replaces the run's `data.missing_image` for the images given to predict on."""
+        (tokenizer, architecture, image transform: no download), with the run's weights; also of its `mmlabel
+        export`, local or as hf://OWNER/NAME. `missing_image` ("error" or "blank") replaces the run's
+        `data.missing_image` for the images given to predict on."""
+        from mmlabel.export import resolve_source
         from mmlabel.model import TaggingModel
 
-        run = RunDir(run_dir)
+        run = RunDir(resolve_source(run_dir))  # hf://OWNER/NAME: an export on the Hugging Face Hub
         run.check_complete()
         recipe = run.recipe()
         scheme = saved_scheme(run)

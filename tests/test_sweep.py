@@ -294,7 +294,7 @@ def test_an_exception_in_one_cell_is_recorded_and_the_next_cell_trains(tmp_path,
     from mmlabel.training import runner
     from mmlabel.run_dir import RunDir
 
-    def fake_train_once(recipe, out, resume=False, console=None):
+    def fake_train_once(recipe, out, resume=False, console=None, **options):  # options: tracking
         if recipe.loss.alpha == 0.3:
             raise RuntimeError("CUDA out of memory\n(simulated)")
         run = RunDir(out)
@@ -333,7 +333,7 @@ def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp
     from mmlabel.training import runner
     from mmlabel.run_dir import RunDir
 
-    def train_then_signal(recipe, out, resume=False, console=None):
+    def train_then_signal(recipe, out, resume=False, console=None, **options):  # options: tracking
         run = RunDir(out)
         run.start(recipe.to_toml(), resume)
         metrics = {"dev": {"f1": 50.0}, "test": {"f1": 40.0}, "best_epoch": 1}

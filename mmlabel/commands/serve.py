@@ -33,6 +33,7 @@ def serve(
     api_key = _checked_key(host, api_key or None, no_auth)  # before the model loads: a refusal is at once
     _check_serve_extra()
     from mmlabel.device import keep_freed_memory, resolve_device
+    from mmlabel.export import resolve_source
     from mmlabel.serving import listen
     from mmlabel.serving.app import create_app
     from mmlabel.serving.inputs import Limits
@@ -44,6 +45,7 @@ def serve(
     listener = listen.open_port(host, port)  # a port in use: one line each, before the model loads
     try:
         keep_freed_memory()
+        run_dir = resolve_source(run_dir)  # hf://OWNER/NAME: an export on the Hugging Face Hub
         tagger = Tagger.load(run_dir, device=device)
         description = describe(run_dir, tagger)
         use_threads()

@@ -133,9 +133,12 @@ def _execute(plan, figure: dict, title: str, as_json: bool, launch: dict) -> Non
     from mmlabel.experiments.results import aggregate, cell_table, run_records
     from mmlabel.experiments.sweep import report, run_sweep
     from mmlabel.training import interrupts
+    from mmlabel.training.tracking import check_available
 
     started = time.perf_counter()
     recipes = plan.recipes()  # every cell's recipe is checked before the first trains: a typo fails at once
+    for checked in recipes.values():  # and the trackers' packages
+        check_available(checked.train.report_to)
     typer.echo(f"sweep: {len(plan.cells)} cells x {len(plan.seeds)} seeds into {plan.out}", err=True)
     with interrupts.stop_requests():  # outermost: a signal during the report is acted on too, once it is written
         rows = _run(plan, recipes, launch)

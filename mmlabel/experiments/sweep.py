@@ -114,7 +114,8 @@ def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, co
             console.print(f"{where}: already finished, skipped")
             return _finished_row(run, run.metrics())
         console.print(f"{where}: training into {run.path}")
-        metrics = train_once(seeded, run.path, resume=run.recipe_path.exists(), console=console)
+        metrics = train_once(seeded, run.path, resume=run.recipe_path.exists(), console=console,
+                             tracking=_tracking_place(sweep, cell, seed))
     except RunInterrupted:
         raise
     except Exception as error:  # noqa: BLE001 - one broken cell must not end an overnight sweep
@@ -128,6 +129,14 @@ def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, co
     error_file.unlink(missing_ok=True)
     console.print(f"{where}: test f1 {metrics['test'].get('f1', float('nan')):.2f}")
     return _finished_row(run, metrics)
+
+
+def _tracking_place(sweep: Sweep, cell: Cell, seed: int):
+    """One MLflow experiment per sweep, its runs tagged by cell and seed; one TensorBoard directory per sweep."""
+    from mmlabel.training.tracking import TrackingPlace
+
+    tags = {"mmlabel.cell": cell.name, "mmlabel.seed": seed, **{f"mmlabel.axis.{k}": v for k, v in cell.labels.items()}}
+    return TrackingPlace.in_group(sweep.out, f"{cell.name}/seed-{seed}", tags)
 
 
 def _finished(run) -> bool:

@@ -14,20 +14,28 @@ def default_out(recipe_path: str | Path, base: str = "runs") -> Path:
     return Path(base) / f"{Path(recipe_path).stem}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> dict:
+def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None, *,
+               tracking=None, callbacks: list = (), evaluate_test: bool = True) -> dict:
     """Train the recipe with its seed into `out`; returns the run's metrics. SIGINT and SIGTERM stop it with a
-    resumable checkpoint (`RunInterrupted`)."""
+    resumable checkpoint (`RunInterrupted`). `tracking`: where the trackers of `train.report_to` report
+    (`mmlabel.training.tracking.TrackingPlace`; default: the run's own); `callbacks` run after them."""
     from mmlabel.training.interrupts import stop_requests
+    from mmlabel.training.tracking import check_available
 
+    check_available(recipe.train.report_to)  # before the run directory is claimed
     with stop_requests():
-        return _train_once(recipe, out, resume, console)
+        return _train_once(recipe, out, resume, console, tracking, list(callbacks), evaluate_test)
 
 
-def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None) -> dict:
+def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None, tracking, callbacks: list,
+                evaluate_test: bool) -> dict:
     from mmlabel.training.assemble import assemble
+    from mmlabel.training.tracking import TrackingPlace, tracking_callbacks
     from mmlabel.training.trainer import Trainer
 
-    return Trainer(assemble(recipe, out, resume, console)).fit(resume=resume)
+    trackers = tracking_callbacks(recipe.train.report_to, tracking or TrackingPlace.alone(out))
+    return Trainer(assemble(recipe, out, resume, console), callbacks=[*callbacks, *trackers],
+                   evaluate_test=evaluate_test).fit(resume=resume)
 
 
 def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = False,
@@ -36,11 +44,14 @@ def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = Fals
     from mmlabel import atomic
     from mmlabel.training import distributed
 
+    from mmlabel.training.tracking import TrackingPlace
+
     runs = {}
     for seed in seeds:
         seeded = recipe.model_copy(deep=True)
         seeded.train.seed = seed
-        runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console)
+        place = TrackingPlace.in_group(out, f"seed-{seed}", {"mmlabel.seed": seed})
+        runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console, tracking=place)
     summary = {"seeds": seeds, "dev": summarise([m["dev"] for m in runs.values()]),
                "test": summarise([m["test"] for m in runs.values()])}
     if distributed.current().is_main:

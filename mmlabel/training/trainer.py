@@ -62,10 +62,12 @@ class TrainState:
 
 class Trainer:
     """Fits the model of a run's parts (`mmlabel.training.assemble.RunParts`) on train, selects the epoch on dev and
-    writes everything into the run directory; `callbacks` run after the built-ins."""
+    writes everything into the run directory; `callbacks` run after the built-ins. With `evaluate_test=False`
+    (hyperparameter search, `mmlabel.tuning`) the test split is never evaluated and metrics.json has no "test"."""
 
-    def __init__(self, parts, callbacks: list[Callback] = ()):
+    def __init__(self, parts, callbacks: list[Callback] = (), evaluate_test: bool = True):
         self.parts = parts
+        self.evaluate_test = evaluate_test
         self.model = parts.model.to(parts.device)
         self.network = self.model  # wrapped in DDP by `fit` when several processes train
         self.loss_function = self.network  # what `step` calls: the network, compiled under `train.compile`
@@ -306,9 +308,12 @@ class Trainer:
         self.processes.barrier()  # rank 0 has written them
         self.run.load_model_weights(self.model)
         dev_figures, _ = self.evaluate(dev)
-        test_figures, test_predictions = self.evaluate(test)
-        self.run.save_predictions("test", test, test_predictions)
-        metrics = {"dev": dev_figures, "test": test_figures, "best_epoch": self.state.best_epoch,
+        tested = {}
+        if self.evaluate_test:
+            test_figures, test_predictions = self.evaluate(test)
+            self.run.save_predictions("test", test, test_predictions)
+            tested = {"test": test_figures}
+        metrics = {"dev": dev_figures, **tested, "best_epoch": self.state.best_epoch,
                    "epochs": self.state.epoch, "stopped_early": self.state.stopped_early,
                    "skipped_batches": self.state.skipped}
         self.run.save_metrics(metrics)
