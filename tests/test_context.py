@@ -291,3 +291,40 @@ def test_the_report_shows_each_posts_context(context_run, tmp_path):
     stored = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()]
     assert page.count('<div class="context"') == len(stored) - 1  # the first post has none
     assert stored[1]["context"] in page
+
+
+# -- recipes --------------------------------------------------------------------------------------------------
+def _recipe(name: str) -> dict:
+    from mmlabel.recipe import load_recipe
+
+    return load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.toml").model_dump()
+
+
+def test_the_context_recipes_are_the_reference_with_a_context_file():
+    reference, photo, text = _recipe("dtca"), _recipe("dtca-context"), _recipe("context")
+    side = {"path": "contexts.jsonl", "key": "image"}
+    assert reference["data"].pop("context") is None
+    assert photo["data"].pop("context") == side and photo == reference
+    assert text["data"].pop("context") == side and text["image_encoder"] is None
+    assert text["fusion_head"]["name"] == "text" and text["alignment_loss"]["name"] == reference["alignment_loss"]["name"]
+    for section in ("text_encoder", "metric", "loss", "train"):
+        assert text[section] == reference[section], section
+
+
+def test_the_methods_comparison_has_both_context_rows_and_its_tiny_run_leaves_them_out(tmp_path):
+    from mmlabel.experiments.experiment_file import load_experiment
+    from mmlabel.experiments.grid import expand
+    from mmlabel.experiments.sweep import Sweep
+    from mmlabel.recipe import read_raw
+
+    path = str(Path(__file__).resolve().parents[1] / "recipes" / "experiments" / "methods.toml")
+    experiment = load_experiment(path, data_root=tmp_path)
+    with pytest.warns(Warning):  # the notes of swapped components
+        recipes = Sweep(read_raw(experiment.recipe), "methods", expand(experiment.grids), [1], tmp_path, []).recipes()
+    text = recipes["dataset=twitter2017__method=text-with-context"]
+    photo = recipes["dataset=twitter2017__method=dtca-with-context"]
+    assert text.image_encoder is None and text.fusion_head.name == "text" and text.data.context.key == "image"
+    assert photo.image_encoder is not None and photo.fusion_head.name == "dtca" and photo.data.context is not None
+    assert (photo.loss.alpha, photo.loss.beta) == (0.3, 0.9)
+    tiny = load_experiment(path, tiny=True, data_root=tmp_path)
+    assert "dtca with context" not in tiny.only["method"] and "dtca (emd)" in tiny.only["method"]
