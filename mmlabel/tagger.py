@@ -128,7 +128,8 @@ class Tagger:
         one = _one_post(posts, image, context)
         if one is None:
             if image is not None or context is not None:
-                raise TypeError("`image` and `context` go with one post (its text or words); give each Post its own")
+                given = "image" if image is not None else "context"
+                raise TypeError(f"`{given}` goes with one post (its text or words); give each Post its own {given}")
             return self._predict_posts(list(posts), attention)
         found = self._predict_posts([one], attention)[0]
         return found if attention else found.spans
@@ -321,7 +322,8 @@ def _one_post(posts, image, context: str | None = None) -> Post | None:
     """`posts` as one Post where it is one post (a Post, a str, or a sequence of str: its words), else None."""
     if isinstance(posts, Post):
         if image is not None or context is not None:
-            raise TypeError("`image` and `context` go with a post given as its text or words; a Post holds its own")
+            given = "image" if image is not None else "context"
+            raise TypeError(f"`{given}` goes with a post given as its text or words; a Post holds its own {given}")
         return posts
     if isinstance(posts, str) or (isinstance(posts, Sequence) and all(isinstance(item, str) for item in posts)):
         return Post(posts, image, context)
