@@ -24,7 +24,9 @@ def read_context_file(path: Path, key: str) -> dict[str, str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DataError("no such context file (data.context.path)", path) from None
+        raise DataError("no such context file (data.context.path): write it with `mmlabel data describe RECIPE "
+                        "--describer NAME`, or give the path of yours (docs/data.md, \"Context side file\")",
+                        path) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read the context file: {error}", path) from None
     contexts: dict[str, str] = {}
