@@ -239,6 +239,24 @@ class PrefixFusionHead(FusionHead, Protocol):
         (batch, prefix, text_dim) and prefix mask (batch, prefix) bool."""
 
 
+@runtime_checkable
+class ContextTextEncoder(TextEncoder, Protocol):
+    """A text encoder that reads context text after each sentence (`data.context`: ITA's `sentence [SEP] context`),
+    declared by `accepts_context = True`. Without it, an encoder meets the contract all the same, and a recipe with
+    `data.context` is refused for it."""
+
+    accepts_context: bool
+
+    def tokenize(self, words: list[list[str]], max_tokens: int, *, contexts: list[str | None] | None = None
+                 ) -> dict[str, "torch.Tensor"]:
+        """As `TextEncoder.tokenize`; with `contexts` (one str or None per sentence), each sentence is followed by
+        its context as a second segment, truncated so that the row stays within `max_tokens`: the context is cut,
+        never the sentence (a sentence that leaves no room gets none), so `first_subword_index` and `word_mask` are
+        what they are without context. The result then also holds `context_mask` (batch, tokens) bool: True on the
+        context's tokens and the special tokens after them, False on the sentence's tokens, its special tokens and
+        padding."""
+
+
 def declares(component: Any, capability: str) -> bool:
     """Whether a component declares an optional capability: `declares(head, "needs_prefix")`."""
     return getattr(component, capability, False) is True

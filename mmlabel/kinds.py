@@ -70,7 +70,7 @@ def load(target: str | Any) -> Any:
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("text_encoder", "text_encoder", "register_text_encoders", "text encoders", contracts.TextEncoder,
-         capabilities=(contracts.PrefixTextEncoder,), module=True,
+         capabilities=(contracts.PrefixTextEncoder, contracts.ContextTextEncoder), module=True,
          default={"name": "hf", "checkpoint": "roberta-base"}, checks="mmlabel.testing.modules:TEXT_CHECKS",
          tiny_options={"hf": "mmlabel.testing.kit:tiny_hf"}),
     Kind("image_encoder", "image_encoder", "register_image_encoders", "image encoders", contracts.ImageEncoder,

@@ -53,6 +53,7 @@ class TaggingModel(nn.Module):
         beta: float = 0.6,
         crf_reduction: str = "mean",
         crf_weight: float = 1.0,
+        align_context: bool = False,
     ):
         super().__init__()
         self.text_encoder = text_encoder
@@ -63,6 +64,7 @@ class TaggingModel(nn.Module):
         if crf_reduction not in ("mean", "sum"):
             raise ValueError(f"crf_reduction must be 'mean' or 'sum', not {crf_reduction!r}")
         self.crf_reduction, self.crf_weight = crf_reduction, crf_weight
+        self.align_context = align_context  # the alignment loss over the context's tokens too (`loss.align_context`)
         self.num_tags: int = fusion_head.num_tags
         if declares(fusion_head, "needs_prefix") and not declares(text_encoder, "accepts_prefix"):
             raise ComponentError(f"{describe('fusion_head', fusion_head)} puts the image into the text encoder's "
@@ -97,7 +99,7 @@ class TaggingModel(nn.Module):
         alignment_loss = build("alignment_loss", recipe.alignment_loss) if image_encoder is not None else None
         return cls(text_encoder, fusion_head, image_encoder=image_encoder, alignment_loss=alignment_loss,
                    alpha=recipe.loss.alpha, beta=recipe.loss.beta, crf_reduction=recipe.loss.crf_reduction,
-                   crf_weight=recipe.loss.crf_weight)
+                   crf_weight=recipe.loss.crf_weight, align_context=recipe.loss.align_context)
 
     @classmethod
     def for_scheme(cls, recipe, scheme) -> "TaggingModel":
@@ -110,7 +112,7 @@ class TaggingModel(nn.Module):
         text_states, image_states, image_mask = self._states(batch)
         # started now, joined last: an alignment loss solved on the host (the exact EMD) works while the device runs
         # the fusion head, the CRF and the text tagger
-        align_loss = self._begin_align_loss(text_states, batch["attention_mask"].bool(), image_states, image_mask)
+        align_loss = self._begin_align_loss(text_states, self.alignment_text_mask(batch), image_states, image_mask)
         emissions = self.fusion_head(text_states, batch["first_subword_index"], image_states, image_mask)
         word_mask = batch["word_mask"].bool()
         crf_losses = self.fusion_head.loss(emissions, batch["tags"], word_mask)  # (batch,)
@@ -197,6 +199,15 @@ class TaggingModel(nn.Module):
                                    reduction="none").view(word_mask.shape)
         mask = word_mask.to(per_word.dtype)
         return (per_word * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def alignment_text_mask(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, tokens) bool: the tokens the alignment loss aligns with the patches: the real tokens, less the
+        context's (`context_mask`, where the batch has context) unless `align_context`. The image is aligned with
+        the sentence it illustrates; context text (a caption, OCR) is about the image already."""
+        mask = batch["attention_mask"].bool()
+        if "context_mask" in batch and not self.align_context:
+            mask = mask & ~batch["context_mask"].bool()
+        return mask
 
     def _begin_align_loss(self, text_states, text_mask, image_states, image_mask) -> Callable[[], torch.Tensor]:
         """The batch mean of the alignment loss, as a function that returns it: a loss with the optional `begin`

@@ -50,6 +50,15 @@ class ComponentSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ContextSource(BaseModel):
+    """`data.context`: the side file of context text per post (mmlabel.data.context)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="JSON lines of {image or id, context}; relative to data.root unless absolute")
+    key: Literal["image", "id"] = Field("image", description="what the file's entries are keyed by: the post's "
+                                                             "photo file name, or its id")
+
+
 class DataSection(Section):
     """`[data]`; its component sections (`reader`, `tag_scheme`) are added from `mmlabel.kinds`."""
 
@@ -63,6 +72,9 @@ class DataSection(Section):
         "twitter", description="how the trained tagger splits raw text (predict --text, JSONL `text`, serve) into "
                                "words: mmlabel.data.tokenize")
     synthetic: bool = Field(False, description="with no root: generate the synthetic dataset into the cache")
+    context: ContextSource | None = Field(
+        None, description="context text per post, read by the text encoder after the sentence (mmlabel.data.context);"
+                          " a post with no entry has none")
 
     def root_path(self) -> Path:
         """`root`, relative to MMLABEL_DATA where that is set, else to the current directory."""
@@ -95,6 +107,9 @@ class LossSection(Section):
         "mean", description="the CRF's negative log-likelihood over the batch: mean per sentence, or sum (the authors' "
                             "code)")
     crf_weight: float = Field(1.0, ge=0, description="weight of the CRF term (the authors' code: 0.1, with sum)")
+    align_context: bool = Field(
+        False, description="the alignment loss also over the context's tokens (data.context); default: over the "
+                           "sentence's tokens alone")
 
 
 class TrainSection(Section):

@@ -172,7 +172,7 @@ class RunDir:
         from mmlabel.data.example import Example
         from mmlabel.registry import build
 
-        predicted = [Example(e.id, e.tokens, e.image, spans) for e, spans in zip(examples, predictions)]
+        predicted = [Example(e.id, e.tokens, e.image, spans, context=e.context) for e, spans in zip(examples, predictions)]
         path = self.path / f"predictions-{split}.jsonl"
         with atomic.atomic_path(path) as temporary:
             build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)

@@ -33,10 +33,14 @@ class Post:
     - a numpy array: (H, W) greyscale or (H, W, 3) RGB (also (H, W, 1) and (H, W, 4) RGBA), uint8 in 0..255 or
       float in [0, 1]; RGB order (convert OpenCV's BGR first);
     - None: a model that reads images then sees a blank one (as `data.missing_image = "blank"` gives), and
-      `predict` warns once per call (`MMLabelWarning`)."""
+      `predict` warns once per call (`MMLabelWarning`).
+
+    `context`: free text about the post (a caption, OCR text, knowledge; the run's `data.context` channel), read by
+    the text encoder after the words and never tagged; None for none."""
 
     text: str | Sequence[str]
     image: str | Path | bytes | Any = None  # Any: a PIL.Image.Image or numpy array, not imported for the annotation
+    context: str | None = None
 
 
 @dataclass
@@ -115,17 +119,19 @@ class Tagger:
         """The words of raw text with their character offsets, split by the run's tokenizer."""
         return tokenize(text, self.tokenizer)
 
-    def predict(self, posts, image=None, attention: bool = False):
+    def predict(self, posts, image=None, attention: bool = False, context: str | None = None):
         """Tag posts, in batches of `batch_size` under inference mode.
 
         `posts` is a list of `Post` -> a list of `Prediction`, one per post, in order. Or one post, given as its raw
-        text (a str) or its words (a list of str), with `image` (a path or a PIL image) -> its list of `Span` (its
-        `Prediction` with `attention`). `attention` also returns the fusion head's word-to-patch attention of each
-        post, from the same encoding pass; a ValueError where `has_attention` is False."""
-        one = _one_post(posts, image)
+        text (a str) or its words (a list of str), with `image` (a path or a PIL image) and `context` (text about
+        the post) -> its list of `Span` (its `Prediction` with `attention`). `attention` also returns the fusion
+        head's word-to-patch attention of each post, from the same encoding pass; a ValueError where
+        `has_attention` is False."""
+        one = _one_post(posts, image, context)
         if one is None:
-            if image is not None:
-                raise TypeError("`image` goes with one post (its text or words); give each Post its own image")
+            if image is not None or context is not None:
+                given = "image" if image is not None else "context"
+                raise TypeError(f"`{given}` goes with one post (its text or words); give each Post its own {given}")
             return self._predict_posts(list(posts), attention)
         found = self._predict_posts([one], attention)[0]
         return found if attention else found.spans
@@ -156,7 +162,7 @@ class Tagger:
             raise TypeError(f"posts must be Post objects (or one post as a str or a list of words), found {found}")
         tokens = [self.words(post.text) if isinstance(post.text, str) else None for post in posts]
         examples = [Example(str(index), [token.text for token in found] if found is not None else list(post.text),
-                            str(index) if post.image is not None else None)
+                            str(index) if post.image is not None else None, context=post.context or None)
                     for index, (post, found) in enumerate(zip(posts, tokens))]
         kept = [index for index, example in enumerate(examples) if example.tokens]
         self._warn_without_images([examples[index] for index in kept])
@@ -193,6 +199,9 @@ class Tagger:
         `rank + world_size`-th, ... of them) tagged in overlapping windows (`word_windows`), all the windows of one
         example in batches of their own, so that a prediction does not depend on how many processes share the
         work."""
+        from mmlabel.data.context import check_reads_context
+
+        check_reads_context(self.model.text_encoder, examples)
         text = self.text if self.text is not None else TokenRows.for_encoder(self.model.text_encoder, self.max_tokens)
         long = [index for index, example in enumerate(examples)
                 if self._fitting(example.tokens, text) < len(example.tokens)]
@@ -233,7 +242,8 @@ class Tagger:
         return tagged
 
     def _fitting(self, words: list[str], text) -> int:
-        """How many of `words`, from the first, reach the model within `max_tokens` sub-words."""
+        """How many of `words`, from the first, reach the model within `max_tokens` sub-words (context never takes
+        a word's place: `contracts.ContextTextEncoder`)."""
         if text is not None:
             return int(text.row(words)["word_mask"].sum())
         return int(self.model.text_encoder.tokenize([list(words)], self.max_tokens)["word_mask"][0].sum())
@@ -243,7 +253,8 @@ class Tagger:
         word's tag taken from the window in which it is most central, then spans decoded over the whole post."""
         words = example.tokens
         windows = word_windows(len(words), lambda start: self._fitting(words[start:], text), self.window_overlap)
-        parts = [Example(f"{example.id}#{start}", words[start:end], example.image) for start, end in windows]
+        parts = [Example(f"{example.id}#{start}", words[start:end], example.image, context=example.context)
+                 for start, end in windows]
         found = self._tag(parts, pixels, features, attention, text)
         tags, rows = [], []
         for word, window in enumerate(most_central(windows, len(words))):
@@ -309,14 +320,15 @@ def most_central(windows: list[tuple[int, int]], n_words: int) -> list[int]:
     return chosen
 
 
-def _one_post(posts, image) -> Post | None:
+def _one_post(posts, image, context: str | None = None) -> Post | None:
     """`posts` as one Post where it is one post (a Post, a str, or a sequence of str: its words), else None."""
     if isinstance(posts, Post):
-        if image is not None:
-            raise TypeError("`image` goes with a post given as its text or words; a Post holds its own image")
+        if image is not None or context is not None:
+            given = "image" if image is not None else "context"
+            raise TypeError(f"`{given}` goes with a post given as its text or words; a Post holds its own {given}")
         return posts
     if isinstance(posts, str) or (isinstance(posts, Sequence) and all(isinstance(item, str) for item in posts)):
-        return Post(posts, image)
+        return Post(posts, image, context)
     return None
 
 
@@ -437,7 +449,7 @@ def saved_architecture(recipe, architecture: dict):
 
 
 def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -> list[tuple[int, str]]:
-    """Predict every line of `source` (`{"tokens"|"text", "image"}`; images named relative to `image_dir`) into
+    """Predict every line of `source` (`{"tokens"|"text", "image", "context"}`; images named relative to `image_dir`) into
     `target` in the jsonl prediction format, as `Tagger.predict` does for posts. Where some line is malformed,
     nothing is predicted or written: returns the (line number, reason) of each. `target` is written atomically
     (a failure, or a kill, leaves no partial file)."""
@@ -462,7 +474,7 @@ def predict_jsonl(tagger: Tagger, source: Path, target: Path, image_dir: Path) -
         return bad
     found = tagger.predict([post for _, _, post in records])
     predicted = [Example(identifier, prediction.words, image, prediction.spans,
-                         post.text if isinstance(post.text, str) else None)
+                         post.text if isinstance(post.text, str) else None, post.context)
                  for (identifier, image, post), prediction in zip(records, found)]
     with atomic_path(target) as temporary:
         build("dataset_reader", "mmlabel:jsonl").write(predicted, temporary)
@@ -491,7 +503,9 @@ def _jsonl_post(line: str, number: int, image_dir: Path) -> tuple[str, str | Non
     else:
         raise ValueError(f"no 'text' (the post's raw text) or 'tokens' (its words) field; found "
                          f"{', '.join(repr(key) for key in record) or 'none'}")
-    image = record.get("image")
+    image, context = record.get("image"), record.get("context")
     if image is not None and (not isinstance(image, str) or not image):
         raise ValueError(f"'image' must be a file name in the images folder, found {json.dumps(image)}")
-    return str(record.get("id", number)), image, Post(text, image_dir / image if image else None)
+    if context is not None and not isinstance(context, str):
+        raise ValueError(f"'context' must be a string (text about the post), found {json.dumps(context)}")
+    return str(record.get("id", number)), image, Post(text, image_dir / image if image else None, context or None)

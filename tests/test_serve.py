@@ -220,7 +220,7 @@ def bad_requests(image) -> list[tuple[str, str, dict, int, str]]:
          "post 1: expected a JSON object with 'text' or 'tokens', found int"),
         ("text and tokens", "/predict", {"json": {"text": "a", "tokens": ["a"]}}, 422, "post: give either 'text'"),
         ("unknown key", "/predict", {"json": [{"text": "a"}, {"txt": "a"}]}, 422,
-         "post 1: unknown key 'txt' (expected text, tokens, image, attention)"),
+         "post 1: unknown key 'txt' (expected text, tokens, image, context, attention)"),
         ("tokens not JSON in a form", "/predict/form", {"data": {"tokens": "Alice Bob"}}, 422,
          "form field 'tokens' must be a JSON list of words"),
     ]
@@ -318,7 +318,7 @@ def test_the_openapi_schema_is_served_with_the_request_and_response_models(serve
     schema = httpx.get(f"{server}/openapi.json").json()
     assert set(schema["paths"]) == {"/predict", "/predict/form", "/model", "/health"}
     models = schema["components"]["schemas"]
-    assert set(models["PostIn"]["properties"]) == {"text", "tokens", "image", "attention"}
+    assert set(models["PostIn"]["properties"]) == {"text", "tokens", "image", "context", "attention"}
     assert models["PostIn"]["additionalProperties"] is False
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/PostIn"} in body["oneOf"]  # one post, or a list of them

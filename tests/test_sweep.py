@@ -353,7 +353,7 @@ def test_a_signal_as_a_run_finishes_keeps_that_run_and_starts_no_further_one(tmp
 
 # -- the paper's experiments ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, cells, tiny_cells", [("encoder-swap", 12, 12), ("ablation", 8, 4), ("alpha-beta", 9, 9),
-                                                    ("methods", 18, 9)])
+                                                    ("methods", 22, 9)])
 def test_experiment_files_expand_to_the_papers_cells(name, cells, tiny_cells, tmp_path):
     from mmlabel.experiments.sweep import Sweep
 

@@ -109,7 +109,11 @@ def predict(
     text: Annotated[Optional[str], typer.Option(help="One post's raw text.")] = None,
     image: Annotated[Optional[Path], typer.Option(
         help="The post's image (without it, a model that reads images sees a blank one, with a warning).")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image} per line.")] = None,
+    context: Annotated[Optional[str], typer.Option(
+        help="Text about the post (a caption, OCR text, knowledge): the model's context channel (data.context), "
+             "read after the words and never tagged.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL: one {tokens|text, image, context} per "
+                                                                  "line.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Where --input's predictions go (JSONL).")] = None,
     images: images_option("the folder of the --input file") = None,
     device: DeviceOption = "auto",
@@ -129,6 +133,9 @@ def predict(
 
     if (text is None) == (input is None):
         raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
+    if context is not None and text is None:
+        raise typer.BadParameter("--context goes with --text (--input lines carry a 'context' field)",
+                                 param_hint="--context")
     if as_json and text is None:
         raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
     if input is not None and output is None:
@@ -139,7 +146,7 @@ def predict(
     tagger.image_remedy = "give --missing-image blank to tag its post with a blank image instead"
     use_threads()  # and its compute threads (mmlabel.threads)
     if text is not None:
-        found = _predict_one(tagger, Post(text, image))
+        found = _predict_one(tagger, Post(text, image, context or None))
         spans = [{"words": " ".join(found.words[span.start:span.end]), **span.to_dict()} for span in found.spans]
         if as_json:
             echo_json(spans)

@@ -29,7 +29,8 @@ class TaggingDataset(Dataset):
         self.text = text
         self.tag_index = {tag: index for index, tag in enumerate(scheme.tags)}
         if text is not None:
-            text.fill([example.tokens for example in examples])  # here, once, not in every batch of every epoch
+            # here, once, not in every batch of every epoch
+            text.fill([example.tokens for example in examples], [example.context for example in examples])
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -40,9 +41,10 @@ class TaggingDataset(Dataset):
             "index": index,
             "words": example.tokens,
             "tags": [self.tag_index[tag] for tag in self.scheme.encode(example.spans, len(example.tokens))],
+            "context": example.context,
         }
         if self.text is not None:
-            item["token_row"] = self.text.row(example.tokens)
+            item["token_row"] = self.text.row(example.tokens, example.context)
         if self.features is not None:
             item["image_states"], item["image_mask"] = self.features.get(example.image)
         elif self.pixels is not None:
@@ -72,7 +74,10 @@ class Collator:
                 raise ValueError("token rows need the text encoder's pad_token_id: use Collator.for_encoder")
             batch = pad_rows([item["token_row"] for item in items], self.pad_token_id)
         else:
-            batch = dict(self.tokenize([item["words"] for item in items], self.max_tokens))
+            words = [item["words"] for item in items]
+            contexts = [item.get("context") for item in items]
+            batch = dict(self.tokenize(words, self.max_tokens, contexts=contexts) if any(contexts)
+                         else self.tokenize(words, self.max_tokens))
         check_word_mask(batch["word_mask"], self.who)
         words = batch["word_mask"].shape[1]
         tags = torch.zeros(len(items), words, dtype=torch.long)  # (batch, words)

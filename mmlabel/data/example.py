@@ -25,21 +25,24 @@ class Span:
 
 @dataclass
 class Example:
-    """A post: its words, its image file name (or None), its labelled spans and, where it was given as raw text,
-    that text."""
+    """A post: its words, its image file name (or None), its labelled spans, where it was given as raw text, that
+    text, and its `context`: free text about the post (a caption, OCR text, retrieved knowledge; `data.context`,
+    mmlabel.data.context) that the text encoder reads after the sentence and that carries no tags."""
 
     id: str
     tokens: list[str]
     image: str | None = None
     spans: list[Span] = field(default_factory=list)
     text: str | None = None
+    context: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The example as the JSON object of the `jsonl` format (also the prediction format); `text` only where the
-        post was given as raw text."""
+        post was given as raw text, `context` only where it has one."""
         raw = {} if self.text is None else {"text": self.text}
+        context = {} if not self.context else {"context": self.context}
         return {"id": self.id, **raw, "tokens": list(self.tokens), "image": self.image,
-                "spans": [span.to_dict() for span in self.spans]}
+                "spans": [span.to_dict() for span in self.spans], **context}
 
 
 def labels_of(examples: list[Example]) -> list[str]:

@@ -48,7 +48,8 @@ def _move_into_place(partial: Path, root: Path) -> None:
 
 
 def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
-    """The train, dev and test examples of the recipe's reader."""
+    """The train, dev and test examples of the recipe's reader, each with its context where the recipe names a side
+    file (`data.context`)."""
     from mmlabel.registry import build
 
     reader = build("dataset_reader", recipe.data.reader)
@@ -56,7 +57,12 @@ def read_splits(recipe: Recipe, root: Path) -> dict[str, list]:
     missing = [split for split in SPLITS if split not in paths]
     if missing:
         raise DataError(f"{root}: no {', '.join(missing)} split found for reader {recipe.data.reader.name!r}")
-    return {split: reader.read(paths[split], on_bad_example=recipe.data.on_bad_example) for split in SPLITS}
+    splits = {split: reader.read(paths[split], on_bad_example=recipe.data.on_bad_example) for split in SPLITS}
+    if recipe.data.context is None:
+        return splits
+    from mmlabel.data.context import attach_context
+
+    return attach_context(splits, recipe.data.context, root)
 
 
 def make_run_scheme(recipe: Recipe, train: list):

@@ -46,8 +46,8 @@ def label_rows(runs: list[RunView]) -> list[dict]:
 
 
 def post_view(report: Report, index: int) -> dict:
-    """One post: its photo, the gold row and a row per run (segments of the sentence, spans marked), and the flags
-    the page's filters use."""
+    """One post: its photo, its context text (where it has one: `data.context`), the gold row and a row per run
+    (segments of the sentence, spans marked), and the flags the page's filters use."""
     example = report.examples[index]
     gold = set(example.spans)
     rows = [{"who": "gold", "segments": segments(example.tokens, example.spans, None), "missed": [], "wrong": False}]
@@ -63,7 +63,7 @@ def post_view(report: Report, index: int) -> dict:
             "wrong": set(predicted) != gold,
         })
     predicted_sets = {frozenset(run.predictions[index]) for run in report.runs}
-    return {"id": example.id, "photo": report.photos[index], "rows": rows,
+    return {"id": example.id, "photo": report.photos[index], "context": example.context or "", "rows": rows,
             "words": " ".join(example.tokens).lower(), "error": any(row["wrong"] for row in rows),
             "disagree": len(predicted_sets) > 1}
 

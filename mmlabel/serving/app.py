@@ -1,8 +1,8 @@
 """The HTTP application of `mmlabel serve`: a trained tagger behind FastAPI.
 
-    POST /predict        JSON: a post {"text" | "tokens", "image": base64, "attention"} or a list of them
+    POST /predict        JSON: a post {"text" | "tokens", "image": base64, "context", "attention"} or a list of them
                          (`models.PostIn`) -> the tagged post(s) (`models.PostOut`)
-    POST /predict/form   a form (multipart/form-data): text (or tokens, a JSON list), an image file, attention
+    POST /predict/form   a form (multipart/form-data): text (or tokens, a JSON list), an image file, context, attention
     GET  /               a page to type a post, drop a photo and see the spans (`page.PAGE`, no external resource)
     GET  /health         {"status": "ok"} (the one route open without the API key)
     GET  /model          the model (`responses.describe`), the server's limits and batching, the batches run so far
@@ -77,7 +77,7 @@ def tag(tagger, posts: list[Checked]) -> list[PostOut]:
     a post asked for it, the attention."""
     from mmlabel.tagger import Post, with_offsets
 
-    found = tagger.predict([Post(post.words, post.image) for post in posts],
+    found = tagger.predict([Post(post.words, post.image, post.context) for post in posts],
                            attention=any(post.attention for post in posts))
     return [post_result(post, with_offsets(prediction.spans, post.offsets) if post.offsets else prediction.spans,
                         prediction.attention if post.attention else None, tagger.model.image_encoder)
@@ -134,24 +134,25 @@ async def predict_form(
     tokens: Annotated[str | None, Form(description="The words, as a JSON list (instead of text).")] = None,
     image: Annotated[UploadFile | str | None, File(description="The image file.")] = None,
     attention: Annotated[Literal["true", "false"], Form(description="Add each span's attention.")] = "false",
+    context: Annotated[str | None, Form(description="Text about the post (the context channel).")] = None,
 ):
     """Tag a post sent as a form, its image as a file (the page's way, and `curl -F`)."""
     if isinstance(image, str):
         raise BadInput(422, "form field 'image' must be a file upload (the server never reads a path)")
-    post = _form_post(text, tokens, attention == "true")
+    post = _form_post(text, tokens, attention == "true", context)
     data = await image.read() if image is not None else None
     checked = await run_in_threadpool(check_post, post, data, state.limits, state.tagger)
     return (await state.batcher.submit([checked]))[0]
 
 
-def _form_post(text: str | None, tokens: str | None, attention: bool) -> PostIn:
+def _form_post(text: str | None, tokens: str | None, attention: bool, context: str | None = None) -> PostIn:
     if tokens is not None:
         try:
             tokens = json.loads(tokens)
         except ValueError:
             raise BadInput(422, "form field 'tokens' must be a JSON list of words") from None
     try:
-        return PostIn(text=text, tokens=tokens, attention=attention)
+        return PostIn(text=text, tokens=tokens, attention=attention, context=context)
     except ValidationError as error:  # answered as FastAPI's own validation errors are
         raise RequestValidationError([{**e, "loc": ("body", "post", *e["loc"])} for e in error.errors()]) from None
 

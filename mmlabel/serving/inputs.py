@@ -45,6 +45,7 @@ class Checked:
     attention: bool = False
     text: str | None = None
     offsets: list | None = None  # the words as mmlabel.data.tokenize.Token, for the spans' character offsets
+    context: str | None = None  # text about the post, read after its words (the model's context channel)
 
 
 def check_count(posts: list) -> None:
@@ -71,7 +72,22 @@ def check_post(post, image_bytes: bytes | None, limits: Limits, tagger, where: s
         raise BadInput(422, f"{where}: {len(words):,} tokens, over this server's limit of {limits.max_words:,} "
                             f"words (--max-words)")
     image = decode_image(image_bytes, limits, where) if image_bytes is not None else None
-    return Checked(words, image, post.attention, post.text, offsets)
+    context = _checked_context(post.context, limits, tagger, where)
+    return Checked(words, image, post.attention, post.text, offsets, context)
+
+
+def _checked_context(context: str | None, limits: Limits, tagger, where: str) -> str | None:
+    """The post's context, refused past the limit of characters or where the model's text encoder reads none."""
+    from mmlabel.contracts import declares
+
+    if not context:
+        return None
+    if len(context) > limits.max_chars:
+        raise BadInput(422, f"{where}: 'context' has {len(context):,} characters, over the limit of "
+                            f"{limits.max_chars:,}")
+    if not declares(tagger.model.text_encoder, "accepts_context"):
+        raise BadInput(422, f"{where}: this model's text encoder reads no context: leave out 'context'")
+    return context
 
 
 def image_from_base64(value, where: str = "post") -> bytes | None:

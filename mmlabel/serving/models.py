@@ -5,12 +5,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-POST_KEYS = ("text", "tokens", "image", "attention")
+POST_KEYS = ("text", "tokens", "image", "context", "attention")
 
 
 class PostIn(BaseModel):
-    """One post to tag: its raw `text` or its `tokens` (one of them), its `image`, and whether to return the fusion
-    head's attention over the image."""
+    """One post to tag: its raw `text` or its `tokens` (one of them), its `image`, its `context` and whether to
+    return the fusion head's attention over the image."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -19,6 +19,8 @@ class PostIn(BaseModel):
     tokens: list[str] | None = Field(None, description="The post's words, already split.")
     image: str | None = Field(None, description="The image's bytes in base64, or as a data: URL (never a path); "
                                                 "may be left out for a text-only model.")
+    context: str | None = Field(None, description="Text about the post (a caption, OCR text, knowledge): the "
+                                                  "model's context channel, read after the words, never tagged.")
     attention: bool = Field(False, description="Add each span's attention over the image's patch grid (a model "
                                                "whose fusion head exposes it, and a post with an image).")
 
@@ -70,10 +72,11 @@ class AttentionGrid(BaseModel):
 
 
 class PostOut(BaseModel):
-    """A tagged post: its `tokens` (words), its `text` where it came as raw text, its `spans` and, where asked for,
-    the `attention_grid` the spans' attention is drawn on."""
+    """A tagged post: its `tokens` (words), its `text` where it came as raw text, its `context` where it had one, its
+    `spans` and, where asked for, the `attention_grid` the spans' attention is drawn on."""
 
     text: str | None = None
+    context: str | None = None
     tokens: list[str]
     spans: list[SpanOut]
     attention_grid: AttentionGrid | None = None

@@ -11,7 +11,7 @@ from mmlabel.serving.models import AttentionGrid, PostOut, SpanOut
 def post_result(post, spans: list[Span], attention=None, image_encoder=None) -> PostOut:
     """One tagged post (`post`: an `inputs.Checked`): its words, its text where it came as raw text, its `spans`
     and, where given, the `attention` (words, patches) of each span over the image encoder's patch grid."""
-    result = PostOut(text=post.text, tokens=post.words,
+    result = PostOut(text=post.text, context=getattr(post, "context", None), tokens=post.words,
                      spans=[span_result(span, post.words, post.text) for span in spans])
     if attention is not None:
         with_attention(result, attention, spans, image_encoder)

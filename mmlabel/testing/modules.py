@@ -42,6 +42,46 @@ def text_max_tokens(subject: Subject) -> None:
     expect(bool((positions < batch["input_ids"].shape[1]).all()), "a kept word points past the last token")
 
 
+CONTEXTS = ["a photo of Kevin Durant dunking", None, "great"]  # the second sentence has none
+
+
+def text_context(subject: Subject) -> None:
+    """The optional context (`contracts.ContextTextEncoder`), where an encoder declares it: the sentences' words
+    keep their sub-word positions, the context never cuts a sentence (a `max_tokens` that fits the longest sentence
+    alone leaves it whole), `context_mask` marks tokens after the sentence, only where there is context, within the
+    real tokens, and `forward` reads the rows. An encoder without it passes."""
+    from mmlabel.contracts import declares
+
+    encoder = subject.built
+    if not declares(encoder, "accepts_context"):
+        return
+    alone = encoder.tokenize(SENTENCES, MAX_TOKENS)
+    paired = encoder.tokenize(SENTENCES, MAX_TOKENS, contexts=CONTEXTS)
+    for key in ("first_subword_index", "word_mask"):
+        expect(torch.equal(alone[key], paired[key]), f"with contexts, {key} changes: {paired[key].tolist()}, not "
+                                                     f"{alone[key].tolist()}")
+    mask = paired.get("context_mask")
+    expect(getattr(mask, "shape", None) == paired["input_ids"].shape and mask.dtype == torch.bool,
+           f"with contexts, context_mask is {show(mask)}, not bool (batch, tokens) = "
+           f"{tuple(paired['input_ids'].shape)}")
+    real = paired["attention_mask"].bool()
+    expect(not bool((mask & ~real).any()), "context_mask marks padding tokens")
+    expect([bool(row.any()) for row in mask] == [bool(context) for context in CONTEXTS],
+           f"context_mask marks tokens in rows {mask.any(1).tolist()}, not in the rows with context")
+    last_word = paired["first_subword_index"].gather(1, (paired["word_mask"].sum(1, keepdim=True) - 1))
+    starts = torch.where(mask.any(1), mask.int().argmax(1), mask.shape[1])
+    expect(bool((starts > last_word.squeeze(1)).all()), "context_mask marks tokens of the sentence")
+    tight = int(alone["attention_mask"].sum(1).max())  # the longest sentence alone, special tokens included
+    cut = encoder.tokenize(SENTENCES, tight, contexts=CONTEXTS)
+    expect(torch.equal(cut["word_mask"], alone["word_mask"]) and cut["input_ids"].shape[1] <= tight,
+           f"with max_tokens = {tight} (the longest sentence alone) and contexts, word_mask is "
+           f"{cut['word_mask'].int().tolist()} over {cut['input_ids'].shape[1]} tokens: the context cut a sentence "
+           f"or the row is longer than max_tokens")
+    states = encoder(paired["input_ids"], paired["attention_mask"])
+    expect(getattr(states, "shape", None) == (*paired["input_ids"].shape, encoder.hidden_size),
+           f"forward on rows with context returned {show(states)}")
+
+
 def text_forward(subject: Subject) -> None:
     encoder = subject.built
     batch = encoder.tokenize(SENTENCES, MAX_TOKENS)
@@ -324,7 +364,8 @@ def alignment_begin(subject: Subject) -> None:
     expect(text.grad is not None and bool(text.grad.abs().sum() > 0), "begin(...)() has no gradient to the states")
 
 
-TEXT_CHECKS = [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("forward", text_forward),
+TEXT_CHECKS = [("tokenize", text_tokenize), ("max_tokens", text_max_tokens), ("context", text_context),
+               ("forward", text_forward),
                ("padding", text_padding), ("export", text_export), ("determinism", text_determinism)]
 IMAGE_CHECKS = [("transform", image_transform), ("forward", image_forward), ("rows_independent", image_rows_independent),
                 ("export", image_export), ("determinism", image_determinism), ("pixels", image_pixels)]

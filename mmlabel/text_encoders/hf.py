@@ -70,33 +70,80 @@ class HFTextEncoder(Configured, nn.Module):
         return torch.zeros(keep.shape, dtype=torch.float32, device=keep.device).masked_fill(
             ~keep, torch.finfo(torch.float32).min)
 
-    def tokenize(self, words: list[list[str]], max_tokens: int) -> dict[str, torch.Tensor]:
+    accepts_context: bool = True
+    """`tokenize` reads context text after each sentence (`contracts.ContextTextEncoder`)."""
+
+    def tokenize(self, words: list[list[str]], max_tokens: int, *,
+                 contexts: list[str | None] | None = None) -> dict[str, torch.Tensor]:
         """Token ids for pre-split words, padded to the batch's longest, with each word's first sub-word position.
 
         Returns `input_ids` and `attention_mask` (batch, tokens), `first_subword_index` (batch, words) long and
         `word_mask` (batch, words) bool, False for padding words and for words cut off by `max_tokens`. A word the
         tokenizer maps to nothing (a zero-width space, a control character) is replaced by the unknown token so
-        that every word that fits keeps a position.
+        that every word that fits keeps a position. With `contexts` (a str or None per sentence), each sentence is
+        encoded as the pair `sentence [SEP] context` (the tokenizer's own pair template), the context truncated,
+        never the sentence (`_with_contexts`); the result then also holds `context_mask` (batch, tokens) bool.
         """
         words = _replace_empty_words(self.tokenizer, words)
+        if contexts is not None and any(contexts):
+            return self._with_contexts(words, max_tokens, contexts)
         encoding = self.tokenizer(
             words, is_split_into_words=True, truncation=True, max_length=max_tokens, padding="longest",
             return_tensors="pt",
         )
-        longest = max((len(sentence) for sentence in words), default=0)
-        first_subword_index = torch.zeros(len(words), longest, dtype=torch.long)
-        word_mask = torch.zeros(len(words), longest, dtype=torch.bool)
-        for row in range(len(words)):
-            for position, word in reversed(list(enumerate(encoding.word_ids(row)))):
-                if word is not None:
-                    first_subword_index[row, word] = position
-                    word_mask[row, word] = True
+        first_subword_index, word_mask = _word_positions(words, [encoding.word_ids(row) for row in range(len(words))])
         return {
             "input_ids": encoding["input_ids"],
             "attention_mask": encoding["attention_mask"],
             "first_subword_index": first_subword_index,
             "word_mask": word_mask,
         }
+
+    def _with_contexts(self, words: list[list[str]], max_tokens: int, contexts: list[str | None]) -> dict:
+        """`tokenize` with context: each sentence is first encoded alone (cut at `max_tokens` as without context);
+        where that leaves room for the pair's extra special tokens and one context token, it is encoded again as a
+        pair with `truncation="only_second"`, which cuts the context alone (a fast tokenizer raises where the
+        sentence leaves no room, hence the first pass). The context is split on white space into words."""
+        if len(contexts) != len(words):
+            raise ValueError(f"{len(contexts)} contexts for {len(words)} sentences")
+        alone = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_tokens)
+        extra = self.tokenizer.num_special_tokens_to_add(pair=True) - self.tokenizer.num_special_tokens_to_add()
+        paired = [row for row, context in enumerate(contexts) if context and context.split()
+                  and len(alone["input_ids"][row]) + extra + 1 <= max_tokens]
+        pairs = self.tokenizer([words[row] for row in paired], [contexts[row].split() for row in paired],
+                               is_split_into_words=True, truncation="only_second", max_length=max_tokens
+                               ) if paired else None
+        ids, word_ids, context_starts = [], [], []
+        pair_index = {row: index for index, row in enumerate(paired)}
+        for row in range(len(words)):
+            encoding, index = (pairs, pair_index[row]) if row in pair_index else (alone, row)
+            ids.append(encoding["input_ids"][index])
+            word_ids.append([word if sequence == 0 else None for word, sequence in
+                             zip(encoding.word_ids(index), encoding.sequence_ids(index))])
+            sequences = encoding.sequence_ids(index)
+            context_starts.append(sequences.index(1) if 1 in sequences else len(sequences))
+        return self._padded(words, ids, word_ids, context_starts)
+
+    def _padded(self, words, ids: list[list[int]], word_ids: list[list[int | None]], context_starts: list[int]
+                ) -> dict[str, torch.Tensor]:
+        """Unpadded rows of ids padded to the longest on the tokenizer's padding side; `context_mask` True from
+        each row's `context_starts` token to its last real token."""
+        tokens = max(len(row) for row in ids)
+        left = self.tokenizer.padding_side == "left"
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(ids), tokens), pad if pad is not None else 0, dtype=torch.long)
+        attention_mask = torch.zeros(len(ids), tokens, dtype=torch.long)
+        context_mask = torch.zeros(len(ids), tokens, dtype=torch.bool)
+        shifted = []
+        for row, (row_ids, start) in enumerate(zip(ids, context_starts)):
+            offset = tokens - len(row_ids) if left else 0
+            input_ids[row, offset:offset + len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+            attention_mask[row, offset:offset + len(row_ids)] = 1
+            context_mask[row, offset + start:offset + len(row_ids)] = True
+            shifted.append([None] * offset + word_ids[row])
+        first_subword_index, word_mask = _word_positions(words, shifted)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "first_subword_index": first_subword_index,
+                "word_mask": word_mask, "context_mask": context_mask}
 
     def export(self, directory: str | Path) -> dict[str, Any]:
         """Write the tokenizer and the architecture (config.json, no weights) to `directory`; return the options that
@@ -198,6 +245,20 @@ def _takes_prepared_masks(model: nn.Module) -> bool:
     import sys
 
     return "create_bidirectional_mask" in vars(sys.modules[type(model).__module__])
+
+
+def _word_positions(words: list[list[str]], word_ids: list[list[int | None]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`first_subword_index` (batch, words) long and `word_mask` (batch, words) bool from each row's token-to-word
+    map (None on special, context and padding tokens)."""
+    longest = max((len(sentence) for sentence in words), default=0)
+    first_subword_index = torch.zeros(len(words), longest, dtype=torch.long)
+    word_mask = torch.zeros(len(words), longest, dtype=torch.bool)
+    for row, row_words in enumerate(word_ids):
+        for position, word in reversed(list(enumerate(row_words))):
+            if word is not None:
+                first_subword_index[row, word] = position
+                word_mask[row, word] = True
+    return first_subword_index, word_mask
 
 
 def _replace_empty_words(tokenizer, words: list[list[str]]) -> list[list[str]]:

@@ -34,6 +34,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     import torch
 
     from mmlabel.data.batches import loader_workers
+    from mmlabel.data.context import check_reads_context
     from mmlabel.data.splits import image_loader, make_run_scheme
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
@@ -59,6 +60,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     if recipe.train.deterministic:
         use_deterministic_kernels()
     model = TaggingModel.for_scheme(recipe, scheme)
+    check_reads_context(model.text_encoder, [example for split in splits.values() for example in split])
     run.save_architecture(export_architecture(model, run.path))
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     if images is not None and images.missing:  # under "error" the check has already stopped the run
