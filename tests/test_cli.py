@@ -92,7 +92,7 @@ def test_list_of_an_unknown_kind_exits_2_with_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown component kind 'text_encoders' (did you mean 'text_encoder'?); kinds: text_encoder, "
-        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric, tag_scheme"
+        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric, tag_scheme, describer"
     ]
 
 
