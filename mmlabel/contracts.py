@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, get_args, get_origin, get_type_hints, runtime_checkable
 
 if TYPE_CHECKING:
+    import PIL.Image
     import torch
 
     from mmlabel.data.example import Example, Span
@@ -255,6 +256,22 @@ class ContextTextEncoder(TextEncoder, Protocol):
         what they are without context. The result then also holds `context_mask` (batch, tokens) bool: True on the
         context's tokens and the special tokens after them, False on the sentence's tokens, its special tokens and
         padding."""
+
+
+@runtime_checkable
+class Describer(Protocol):
+    """Writes text about photos: a caption, the words it shows, tags (`[data] describer`; factory `factory(config)`).
+    `mmlabel data describe` runs one over every photo of a dataset once and keeps the texts as a side file that the
+    context channel reads (`data.context`)."""
+
+    signature: str
+    """What decides the texts: the describer, its model and the options that change what it writes
+    (`ocr:lang=eng:psm=3`). A side file records it, so that an interrupted run is continued by the same describer."""
+
+    def describe(self, images: list["PIL.Image.Image"], names: list[str]) -> list[str]:
+        """A batch of RGB photos and their file names (`Example.image`: `file` looks them up, most describers ignore
+        them) -> one line of text per photo, "" where there is nothing to say; a photo's text does not depend on the
+        others in its batch."""
 
 
 def declares(component: Any, capability: str) -> bool:

@@ -92,6 +92,9 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("tag_scheme", "data.tag_scheme", "register_tag_schemes", "tag schemes", contracts.TagScheme,
          runtime=("labels",), default={"name": "collapsed5"}, checks="mmlabel.testing.data:SCHEME_CHECKS",
          kit_runtime="mmlabel.testing.kit:scheme_runtime"),
+    Kind("describer", "data.describer", "register_describers", "describers", contracts.Describer,
+         checks="mmlabel.testing.describers:DESCRIBER_CHECKS",
+         tiny_options={"file": "mmlabel.testing.describers:tiny_file", "hf": "mmlabel.testing.describers:tiny_hf"}),
 )}
 _generation = 0  # counts changes of KINDS: what is built from it (registry, recipe schema) is built again
 

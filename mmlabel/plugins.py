@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "mmlabel.fusion",
     "mmlabel.alignment",
     "mmlabel.tag_schemes",
+    "mmlabel.describers",
 )
 
 # Known plugins that are not part of the core: an unknown name listed here gets an install hint.

@@ -92,7 +92,7 @@ def test_list_of_an_unknown_kind_exits_2_with_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown component kind 'text_encoders' (did you mean 'text_encoder'?); kinds: text_encoder, "
-        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric, tag_scheme"
+        "image_encoder, fusion_head, alignment_loss, dataset_reader, metric, tag_scheme, describer"
     ]
 
 
@@ -223,7 +223,7 @@ def test_a_shared_option_means_the_same_thing_in_every_command():
         assert len(users) >= 2, flag
         assert {commands[name][flag].help for name in users} == {_help(shared)}, flag
     assert {name for name, flags in commands.items() if "--images" in flags} == {"evaluate", "predict", "data prepare",
-                                                                               "data verify"}
+                                                                               "data verify", "data describe"}
 
 
 def test_help_of_every_command_imports_no_torch():

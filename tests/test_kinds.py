@@ -134,7 +134,8 @@ def test_the_kind_is_gone_after_the_block():
 
 def test_every_builtin_kind_is_declared_once_with_its_section_hook_and_protocol():
     assert [kind.section for kind in KINDS.values()] == [
-        "text_encoder", "image_encoder", "fusion_head", "alignment_loss", "data.reader", "metric", "data.tag_scheme"]
+        "text_encoder", "image_encoder", "fusion_head", "alignment_loss", "data.reader", "metric", "data.tag_scheme",
+        "data.describer"]
     assert len({kind.hook for kind in KINDS.values()}) == len(KINDS)
     assert KINDS["fusion_head"].factory_call == ("factory(config, text_dim=, image_dim=, num_tags=, allowed_start=, "
                                                  "allowed_transitions=, allowed_end=)")

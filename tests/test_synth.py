@@ -93,3 +93,19 @@ def test_a_second_process_writing_the_cached_dataset_at_once_keeps_the_first_one
     assert cached_synthetic() == root
     assert json.loads((root / "synth.json").read_text())["seed"] == 1  # the first process's files, untouched
     assert [path.name for path in tmp_path.iterdir()] == ["synthetic-v1"]  # no half-written copy left behind
+
+
+def test_the_ocr_variant_has_the_same_sentences_and_writes_the_cue_into_larger_photos(tmp_path):
+    from mmlabel.data.synth import cue_word
+
+    plain, variant = tmp_path / "plain", tmp_path / "ocr"
+    write_synthetic(plain, train=6, dev=1, test=1)
+    write_synthetic(variant, train=6, dev=1, test=1, ocr_cue=True)
+    assert (plain / "train.txt").read_bytes() == (variant / "train.txt").read_bytes()
+    assert json.loads((variant / "synth.json").read_text())["ocr_cue"] is True
+    for post in make_posts(6, 13, "train"):
+        photo = Image.open(variant / "images" / post.example.image)
+        band = photo.crop((0, 96, 128, 128)).convert("L")
+        assert photo.size == (128, 128)
+        assert (band.getextrema()[0] < 50) == bool(cue_word(post, 13))  # black letters only under a cue
+        assert bool(cue_word(post, 13)) == (post.image_aspect is not None)

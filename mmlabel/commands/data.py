@@ -1,5 +1,6 @@
 """`mmlabel data ...`: statistics of a dataset, conversion between formats, the synthetic demo dataset, and the
-photos of a recipe: stored ahead of training (`prepare`) and checked against a manifest (`verify`)."""
+photos of a recipe: stored ahead of training (`prepare`), described as text once (`describe`) and checked against a
+manifest (`verify`)."""
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -79,11 +80,14 @@ def synth(
     dev: Annotated[int, typer.Option(min=1, help="Development sentences.")] = 100,
     test: Annotated[int, typer.Option(min=1, help="Test sentences.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same files.")] = 13,
+    ocr_cue: Annotated[bool, typer.Option(
+        "--ocr-cue", help="Also write the image's cue into the photo as a word (128x128 photos), for the ocr "
+                          "describer to read.")] = False,
 ) -> None:
     """Write the synthetic MABSA dataset (jml + 64x64 PNGs) in which the image decides about half the sentiments."""
     from mmlabel.data.synth import write_synthetic
 
-    summary = write_synthetic(out, train=train, dev=dev, test=test, seed=seed)
+    summary = write_synthetic(out, train=train, dev=dev, test=test, seed=seed, ocr_cue=ocr_cue)
     for split, figures in summary.items():
         typer.echo(f"{split}: {figures['sentences']} sentences, {figures['aspects']} aspects, "
                    f"{figures['image_aspects']} decided by the image; text-only F1 ceiling "
@@ -149,6 +153,71 @@ def _geometry_of(recipe):
     options = dict(recipe.image_encoder.options)
     options.update({key: value for key, value in (("pretrained", False), ("checkpoint_path", None)) if key in fields})
     return build("image_encoder", {"name": component.qualified_name, **options})
+
+
+@data_app.command("describe")
+def describe(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file whose data's photos to describe.")],
+    describer: Annotated[Optional[str], typer.Option(
+        "--describer", "-d", help="file, ocr, hf or a plugin's (default: the recipe's data.describer); options "
+                                  "with --set data.describer.KEY=VALUE.")] = None,
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="The side file to write (default: in the cache, $MMLABEL_CACHE/context/...; printed at the end).")] = None,
+    images: images_option("the recipe's data.images") = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Photos per describe call (and per flush to disk).")] = 16,
+    restart: Annotated[bool, typer.Option(help="Describe every photo again, replacing the file.")] = False,
+) -> None:
+    """Run a describer (image -> text) over every photo of the recipe's train, dev and test splits, once, and cache
+    the texts as a side file keyed by photo (JSON lines {"image": NAME, "context": TEXT}) that data.context reads.
+    An interrupted run continues where it stopped when started again."""
+    from rich.console import Console
+
+    from mmlabel.data.images import ImageLoader
+    from mmlabel.data.splits import SPLITS, data_root, read_splits
+    from mmlabel.describers import run
+    from mmlabel.registry import build, get
+
+    loaded = _describe_recipe(recipe, describer, set_ or [])
+    root = data_root(loaded)
+    splits = read_splits(loaded, root)
+    folder = images or (loaded.data.images_path() if loaded.data.root is not None else root / "images")
+    built = build("describer", loaded.data.describer)
+    name = get("describer", loaded.data.describer.name).qualified_name
+    target = out or run.default_path(root, folder, name.rpartition(":")[2], built.signature)
+    done = run.start(target, name, built.signature, restart)
+    names = [example.image for split in SPLITS for example in splits[split]]
+    console = Console(stderr=True)
+    summary = _describe_with_bar(built, ImageLoader(folder, "blank"), names, target, done, batch_size, console)
+    run.finish(target, name, built.signature, summary)
+    typer.echo(summary.describe())
+    typer.echo(f"side file: {target}")
+    typer.echo(f"use it: --set 'data.context={{path = \"{target}\", key = \"image\"}}'")
+
+
+def _describe_recipe(recipe: Path, describer: str | None, overrides: list[str]):
+    """The recipe with `--describer` as its data.describer (before the --set options, which may tune it)."""
+    from mmlabel.errors import RecipeError
+    from mmlabel.recipe import load_recipe
+
+    loaded = load_recipe(recipe, ([f"data.describer.name={describer}"] if describer else []) + overrides)
+    if loaded.data.describer is None:
+        raise RecipeError(f"{recipe}: data.describer: the recipe names no describer; give --describer NAME (file, "
+                          f"ocr, hf)")
+    return loaded
+
+
+def _describe_with_bar(built, loader, names: list, target: Path, done: dict, batch_size: int, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mmlabel.describers.run import describe_photos
+
+    todo = len({name for name in names if name and name not in done})
+    with Progress(TextColumn("[bold]describing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("describing", total=todo)
+        return describe_photos(built, loader, names, target, done, batch_size,
+                               progress=lambda count: bar.advance(task, count))
 
 
 @data_app.command("verify")

@@ -7,6 +7,11 @@ positive, yellow for neutral, red for negative. A sentence has at most one such 
 Image-decided sentiments are uniform over the three classes and independent of the words, so a text-only model can
 at best guess them; `text_only_ceiling` gives the highest F1 it can reach in expectation. Everything is deterministic
 given the seed.
+
+The OCR variant (`ocr_cue=True`, `mmlabel data synth OUT --ocr-cue`) also writes the cue into the photo as a word: a
+128x128 photo, the picture above a white band in which an image-decided aspect's photo shows a sentiment word in
+capitals ("BRILLIANT", "TYPICAL", "AWFUL"), large enough for Tesseract to read. A describer that reads it (`ocr`)
+turns the image's cue into text, which a text + context model can use where a text-only model cannot.
 """
 import json
 import random
@@ -31,6 +36,9 @@ PREFIXES = ["", "", "RT @ fan_club :", "RT @ daily_news :", "# weekend"]
 SUFFIXES = ["", "", "# travel", "# mood", "!", "http://t.co/x"]
 DISC_COLOURS = {"POS": (40, 190, 60), "NEU": (230, 200, 40), "NEG": (210, 40, 40)}
 IMAGE_SIZE = 64
+CUE_IMAGE_SIZE, CUE_BAND, CUE_FONT_SIZE = 128, 32, 20  # the OCR variant: picture 128x96, band 128x32, letters 20 px
+# Cue words: the sentiment words short enough to fit the band in capitals (all but "disappointing").
+CUE_WORDS = {label: [word for word in words if len(word) <= 9] for label, words in WORDS.items()}
 SPLITS = ("train", "dev", "test")
 
 
@@ -90,6 +98,32 @@ def draw_image(post: SyntheticPost, seed: int):
     return image
 
 
+def draw_cue_image(post: SyntheticPost, seed: int):
+    """The OCR variant's photo: `draw_image`'s picture stretched to 128x96 above a white 128x32 band, which holds the
+    image-decided aspect's cue as a sentiment word in black capitals (empty for a post without one)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, picture_height = CUE_IMAGE_SIZE, CUE_IMAGE_SIZE - CUE_BAND
+    image = Image.new("RGB", (width, CUE_IMAGE_SIZE), (255, 255, 255))
+    image.paste(draw_image(post, seed).resize((width, picture_height), Image.Resampling.BILINEAR), (0, 0))
+    word = cue_word(post, seed)
+    if word:
+        font = ImageFont.load_default(size=CUE_FONT_SIZE)
+        ImageDraw.Draw(image).text((width // 2, picture_height + CUE_BAND // 2), word.upper(), fill=(0, 0, 0),
+                                   font=font, anchor="mm")
+    return image
+
+
+def cue_word(post: SyntheticPost, seed: int) -> str:
+    """The word the OCR variant writes into the photo of `post`: a sentiment word of its image-decided aspect's
+    label, or "" when no aspect is decided by the image. Drawn from a generator of its own, so that the pictures
+    and sentences are those of the plain dataset."""
+    if post.image_aspect is None:
+        return ""
+    rng = random.Random(f"mmlabel-synth-cue-{seed}-{post.example.id}")
+    return rng.choice(CUE_WORDS[post.example.spans[post.image_aspect].label])
+
+
 def text_only_ceiling(posts: list[SyntheticPost]) -> float:
     """The highest expected F1 (in %) of a model that reads only the text: it can extract every aspect and read every
     text-decided sentiment, but an image-decided one is right with probability 1/3 whatever it guesses. Including
@@ -104,9 +138,10 @@ def text_only_ceiling(posts: list[SyntheticPost]) -> float:
 
 
 def write_synthetic(out: Path, train: int = 400, dev: int = 100, test: int = 100, seed: int = 13,
-                    image_share: float = 0.5) -> dict[str, dict]:
+                    image_share: float = 0.5, ocr_cue: bool = False) -> dict[str, dict]:
     """Write `out/{train,dev,test}.txt` (jml), `out/images/*.png` and `out/synth.json`; return the per-split summary
-    (sentences, aspects, image-decided aspects, their share and the text-only F1 ceiling)."""
+    (sentences, aspects, image-decided aspects, their share and the text-only F1 ceiling). With `ocr_cue`, the
+    photos are the OCR variant's (`draw_cue_image`); the sentences are the same."""
     from mmlabel.readers.jml import JmlReader
 
     out = Path(out)
@@ -116,10 +151,11 @@ def write_synthetic(out: Path, train: int = 400, dev: int = 100, test: int = 100
         posts = make_posts(count, seed, split, image_share)
         JmlReader().write([post.example for post in posts], out / f"{split}.txt")
         for post in posts:
-            draw_image(post, seed).save(out / "images" / post.example.image)
+            draw = draw_cue_image if ocr_cue else draw_image
+            draw(post, seed).save(out / "images" / post.example.image)
         summary[split] = _summary(posts)
-    (out / "synth.json").write_text(json.dumps({"seed": seed, "image_share": image_share, "splits": summary},
-                                               indent=2) + "\n", encoding="utf-8")
+    settings = {"seed": seed, "image_share": image_share, **({"ocr_cue": True} if ocr_cue else {})}
+    (out / "synth.json").write_text(json.dumps({**settings, "splits": summary}, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
