@@ -14,26 +14,27 @@ CONTEXT = "a photo of a red disc on a table"
 
 # -- the side file --------------------------------------------------------------------------------------------
 def test_the_side_file_gives_each_post_its_context_by_photo_or_id_and_none_without_an_entry(tmp_path):
-    from mmlabel.data.context import read_context_file, with_context
+    from mmlabel.data.context import with_context
+    from mmlabel.data.side_file import read_side_file
     from mmlabel.data.example import Example
 
     side = tmp_path / "contexts.jsonl"
-    side.write_text('{"image": "1.jpg", "context": "first"}\n\n{"image": "2.jpg", "context": "old", "id": "b"}\n'
+    side.write_text('{"image": "1.jpg", "context": "first"}\n\n{"image": "2.jpg", "context": "second", "id": "b"}\n'
                     '{"image": "2.jpg", "context": "second"}\n', encoding="utf-8")
     examples = [Example("a", ["x"], "1.jpg"), Example("b", ["y"], "2.jpg"), Example("c", ["z"], "3.jpg")]
-    found = with_context(examples, read_context_file(side, "image"), "image")
-    assert [example.context for example in found] == ["first", "second", None]  # the last line of a key wins
+    found = with_context(examples, read_side_file(side, "image"), "image")
+    assert [example.context for example in found] == ["first", "second", None]  # a key repeated with its text
     assert examples[0].context is None  # the readers' examples are left as they were
     side.write_text('{"id": "c", "context": "third"}\n', encoding="utf-8")
-    by_id = with_context(examples, read_context_file(side, "id"), "id")
+    by_id = with_context(examples, read_side_file(side, "id"), "id")
     assert [example.context for example in by_id] == [None, None, "third"]
     assert by_id[2].to_dict()["context"] == "third" and "context" not in by_id[0].to_dict()
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"image": "1.jpg", "context": "fine"}\nnot json\n', "contexts.jsonl:2: not valid JSON"),
-    ('{"photo": "1.jpg", "context": "x"}\n', "contexts.jsonl:1: no 'image'"),
-    ('{"image": "1.jpg", "context": 3}\n', "contexts.jsonl:1: 'context' must be a string"),
+    ('{"image": "1.jpg", "context": "fine"}\nnot json\n', "contexts.jsonl:2: not a JSON object"),
+    ('{"photo": "1.jpg", "context": "x"}\n', "contexts.jsonl:1: expected the key 'image'"),
+    ('{"image": "1.jpg", "context": 3}\n', "contexts.jsonl:1: expected 'context' as a string"),
     ('{"image": "nowhere.jpg", "context": "x"}\n', "contexts.jsonl: not one post's image has an entry"),
 ])
 def test_a_bad_side_file_stops_training_in_one_line_naming_file_and_line(small_synthetic, tmp_path, content, message):

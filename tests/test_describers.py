@@ -13,7 +13,7 @@ from conftest import registered, run_command
 from mmlabel import hookimpl
 from mmlabel.configs import ComponentConfig, Configured
 from mmlabel.data.synth import cue_word, make_posts, write_synthetic
-from mmlabel.describers.side_file import read_side_file, resume
+from mmlabel.data.side_file import read_side_file, resume
 from mmlabel.errors import ComponentError, DataError
 from mmlabel.registry import build
 from mmlabel.testing.describers import kit_photos

@@ -171,7 +171,7 @@ def reference_spans(tagger, words: list[str], image) -> tuple[list, list]:
     """The long post's spans as the documented rule makes them, from independent pieces: the windows of
     `word_windows` over the text encoder's own tokenisation, each tagged as a short post of its own, each word's tag
     from the window where the most words surround it on its cut side, decoded over the whole post."""
-    from mmlabel.tagger import word_windows
+    from mmlabel.windows import word_windows
 
     encoder = tagger.model.text_encoder
 

@@ -131,15 +131,7 @@ def predict(
     from mmlabel.tagger import Post, Tagger, predict_jsonl
     from mmlabel.threads import use_threads
 
-    if (text is None) == (input is None):
-        raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
-    if context is not None and text is None:
-        raise typer.BadParameter("--context goes with --text (--input lines carry a 'context' field)",
-                                 param_hint="--context")
-    if as_json and text is None:
-        raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
-    if input is not None and output is None:
-        raise typer.BadParameter("--input needs --output", param_hint="--output")
+    _check_predict_options(text, input, output, context, as_json)
     resolve_device(device)  # a device this machine lacks: one line, before the model loads
     keep_freed_memory()  # this process's choice; the library leaves the allocator alone
     tagger = Tagger.load(run_dir, device=device, missing_image=missing_image.value if missing_image else None)
@@ -161,6 +153,20 @@ def predict(
         print(f"error: {len(bad)} malformed line{'s' * (len(bad) > 1)} in {input}: nothing written to {output}",
               file=sys.stderr)
         raise typer.Exit(2)
+
+
+def _check_predict_options(text, input, output, context, as_json) -> None:
+    """`predict`'s options that go together: one post (--text, with --context and --json) or a file (--input with
+    --output)."""
+    if (text is None) == (input is None):
+        raise typer.BadParameter("give either --text or --input", param_hint="--text/--input")
+    if context is not None and text is None:
+        raise typer.BadParameter("--context goes with --text (--input lines carry a 'context' field)",
+                                 param_hint="--context")
+    if as_json and text is None:
+        raise typer.BadParameter("--json goes with --text (--input writes JSON lines to --output)", param_hint="--json")
+    if input is not None and output is None:
+        raise typer.BadParameter("--input needs --output", param_hint="--output")
 
 
 def _predict_one(tagger, post):

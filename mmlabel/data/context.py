@@ -5,54 +5,16 @@ The file is JSON lines, one object per post: `{"image": "123.jpg", "context": ".
 `{"id": "...", "context": "..."}` keyed by the post's id; the recipe names it and its key,
 `data.context = {path = "contexts.jsonl", key = "image"}` (a relative path is read from the data root, as
 `data.images`). `mmlabel data describe` writes such a file keyed by photo. A post with no entry has no context: the
-text encoder reads its sentence alone, as without the channel. Where a key is given twice the last line wins (a
-resumed describer appends)."""
-import json
+text encoder reads its sentence alone, as without the channel. The file is read by `mmlabel.data.side_file`, which
+the describers write with."""
 from dataclasses import replace
 from pathlib import Path
 
+from mmlabel.data.side_file import read_side_file
 from mmlabel.errors import DataError
 
-KEYS = ("image", "id")
-
-
-def read_context_file(path: Path, key: str) -> dict[str, str]:
-    """Post key -> context text from the side file `path`, keyed by `key` ("image" or "id"); a `DataError` naming
-    the file and line for a line that is not such an object."""
-    if key not in KEYS:
-        raise ValueError(f"key must be one of {KEYS}, not {key!r}")
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError("no such context file (data.context.path): write it with `mmlabel data describe RECIPE "
-                        "--describer NAME`, or give the path of yours (docs/data.md, \"Context side file\")",
-                        path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read the context file: {error}", path) from None
-    contexts: dict[str, str] = {}
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            name, text = _entry(line, key, path, number)
-            contexts[name] = text
-    return contexts
-
-
-def _entry(line: str, key: str, path: Path, number: int) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError) as error:
-        raise DataError(f"not valid JSON ({error})", path, number) from None
-    if not isinstance(record, dict):
-        raise DataError(f'expected a JSON object {{"{key}": ..., "context": "..."}}, found {type(record).__name__}',
-                        path, number)
-    name, text = record.get(key), record.get("context")
-    if not isinstance(name, str) or not name:
-        found = ", ".join(repr(field) for field in record) or "none"
-        raise DataError(f"no {key!r} (a non-empty string: data.context.key = {key!r}) in this line; keys: {found}",
-                        path, number)
-    if not isinstance(text, str):
-        raise DataError(f"'context' must be a string, found {json.dumps(text)}", path, number)
-    return name, text
+NOT_THERE = ("no such context file (data.context.path): write it with `mmlabel data describe RECIPE --describer "
+             "NAME`, or give the path of yours (docs/data.md, \"Context side file\")")
 
 
 def context_path(setting: str, root: Path) -> Path:
@@ -73,7 +35,7 @@ def attach_context(splits: dict[str, list], source, root: Path) -> dict[str, lis
     """The splits with the context of `source` (the recipe's `data.context`: `path` and `key`); a `DataError` where
     not one post has an entry (the wrong key, or a file for other data)."""
     path = context_path(source.path, root)
-    contexts = read_context_file(path, source.key)
+    contexts = read_side_file(path, source.key, missing=NOT_THERE)
     found = {split: with_context(examples, contexts, source.key) for split, examples in splits.items()}
     if contexts and not any(example.context for examples in found.values() for example in examples):
         raise DataError(f"not one post's {source.key} has an entry in this context file (data.context.key = "

@@ -1,7 +1,7 @@
 """Built-in describers (image -> text), registered like any plugin's: `file`, `ocr` and `hf`.
 
 A describer's `describe(images, names)` turns a batch of photos into one line of text each; `mmlabel data describe`
-runs one over every photo of a dataset once and caches the texts as a side file (`mmlabel.describers.side_file`)
+runs one over every photo of a dataset once and caches the texts as a side file (`mmlabel.data.side_file`)
 that the context channel reads. Registration imports no torch, transformers or pytesseract: the classes load when a
 describer is built, their options (`mmlabel.describers.configs`) alone when a recipe is checked."""
 from mmlabel.hookspecs import hookimpl

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mmlabel.configs import Configured
 from mmlabel.describers.configs import FileConfig
-from mmlabel.describers.side_file import read_side_file
+from mmlabel.data.side_file import read_side_file
 from mmlabel.errors import DataError
 
 

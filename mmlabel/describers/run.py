@@ -1,5 +1,5 @@
 """`mmlabel data describe`: one describer over every photo of a dataset, once, its texts cached as a side file keyed
-by photo (`mmlabel.describers.side_file`). Resumable: texts are appended and flushed batch by batch, and a run that
+by photo (`mmlabel.data.side_file`). Resumable: texts are appended and flushed batch by batch, and a run that
 finds the file begun continues after its last whole line, photos already there skipped. Beside the side file,
 `<file>.describer.json` records the describer's signature, so that no other describer (or the same with other
 options) continues it, and whether the run got to the end.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mmlabel.atomic import write_json
 from mmlabel.data.images import UNREADABLE, ImageLoader, unreadable_reason
-from mmlabel.describers.side_file import line_of, resume
+from mmlabel.data.side_file import line_of, resume
 from mmlabel.errors import DataError
 
 

@@ -5,7 +5,7 @@
 
 keyed by the photo's file name (`Example.image`, as the dataset names it) or by the post's id, with its text in
 `context`. `mmlabel data describe` writes one keyed by photo; the recipe's `data.context = {path = ..., key = "image"}`
-reads it back, and so does the `file` describer. Researchers publish captions, OCR text and retrieved passages in
+reads it back (`mmlabel.data.context`), and so does the `file` describer. Researchers publish captions, OCR text and retrieved passages in
 this shape (ITA, MoRe, PGIM)."""
 import json
 from pathlib import Path
@@ -15,16 +15,17 @@ from mmlabel.errors import DataError
 KEYS = ("image", "id")
 
 
-def read_side_file(path: str | Path, key: str = "image") -> dict[str, str]:
+def read_side_file(path: str | Path, key: str = "image", missing: str = "side file not found") -> dict[str, str]:
     """{photo name or post id: text} of a side file; a `DataError` naming the file and line for a line that is not a
-    JSON object with `key` and a string `context`, and for a key given two different texts."""
+    JSON object with `key` and a string `context`, and for a key given two different texts; `missing`, the message
+    where the file is not there."""
     path = Path(path)
     if key not in KEYS:
         raise DataError(f"a side file is keyed by {' or '.join(map(repr, KEYS))}, not {key!r}", path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError("side file not found", path) from None
+        raise DataError(missing, path) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read the side file: {error}", path) from None
     texts: dict[str, str] = {}
