@@ -52,6 +52,23 @@ def start(folder: Path, timeout: float = 30.0) -> dict:
     return environment
 
 
+def module_cluster(tmp_path_factory):
+    """The body of a module-scoped fixture: SLURM_CONF and friends of a running test cluster, stopped afterwards; a
+    skip with the reason where Slurm cannot start here (a failure under MMLABEL_REQUIRE_SLURM=1, as `.ci/run` sets)."""
+    import pytest
+
+    folder = tmp_path_factory.mktemp("slurm")
+    try:
+        environment = start(folder)
+    except (ClusterUnavailable, subprocess.SubprocessError, OSError) as error:
+        if os.environ.get("MMLABEL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"Slurm is required here (MMLABEL_REQUIRE_SLURM=1) but could not start: {error}")
+        print(f"\nSlurm tests skipped: {error}", file=sys.stderr)
+        pytest.skip(f"Slurm cannot start here: {error}")
+    yield environment
+    stop(folder)
+
+
 def stop(folder: Path) -> None:
     """Stop the daemons started in `folder` (by their recorded process ids): all asked at once, then waited for."""
     folder = Path(folder).resolve()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, process_environment, run_cli, sweep_args
-from slurm_cluster import ClusterUnavailable, start, stop
+from slurm_cluster import module_cluster
 from test_launchers import figures, read_csv
 
 pytestmark = pytest.mark.system
@@ -27,16 +27,7 @@ pytestmark = pytest.mark.system
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """SLURM_CONF of a running test cluster, for this module's tests; the daemons are stopped after them."""
-    folder = tmp_path_factory.mktemp("slurm")
-    try:
-        environment = start(folder)
-    except (ClusterUnavailable, subprocess.SubprocessError, OSError) as error:
-        if os.environ.get("MMLABEL_REQUIRE_SLURM") == "1":
-            pytest.fail(f"Slurm is required here (MMLABEL_REQUIRE_SLURM=1) but could not start: {error}")
-        print(f"\nSlurm tests skipped: {error}", file=sys.stderr)
-        pytest.skip(f"Slurm cannot start here: {error}")
-    yield environment
-    stop(folder)
+    yield from module_cluster(tmp_path_factory)
 
 
 def wait_for(condition, seconds: float, what: str) -> None:

@@ -1,15 +1,12 @@
 """`mmlabel tune` with several workers sharing one journal file: `--jobs 2` in processes of their own, and
 `--launcher slurm --jobs 2` as jobs of a real single-node Slurm (tests/slurm_cluster.py). Every trial is run once,
 by one worker, the study holds what `--trials` asks, and the best recipe is written."""
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from conftest import TINY, run_cli, run_process
-from slurm_cluster import ClusterUnavailable, start, stop
+from slurm_cluster import module_cluster
 from test_tune import STEPS, read_trials
 
 pytestmark = pytest.mark.system
@@ -46,16 +43,7 @@ def test_two_local_workers_share_the_journal(small_synthetic, tmp_path):
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("slurm")
-    try:
-        environment = start(folder)
-    except (ClusterUnavailable, subprocess.SubprocessError, OSError) as error:
-        if os.environ.get("MMLABEL_REQUIRE_SLURM") == "1":
-            pytest.fail(f"Slurm is required here (MMLABEL_REQUIRE_SLURM=1) but could not start: {error}")
-        print(f"\nSlurm tests skipped: {error}", file=sys.stderr)
-        pytest.skip(f"Slurm cannot start here: {error}")
-    yield environment
-    stop(folder)
+    yield from module_cluster(tmp_path_factory)
 
 
 def test_two_slurm_workers_share_the_journal(slurm, small_synthetic, tmp_path):
