@@ -86,12 +86,15 @@ class Tagger:
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
         (tokenizer, architecture, image transform: no download), with the run's weights; also of its `mmlabel
         export`, local or as hf://OWNER/NAME. `missing_image` ("error" or "blank") replaces the run's
-        `data.missing_image` for the images given to predict on."""
+        `data.missing_image` for the images given to predict on. Versions that differ from those the run trained
+        with are noted (`mmlabel.environment.note_version_changes`)."""
+        from mmlabel.environment import note_version_changes
         from mmlabel.export import resolve_source
         from mmlabel.model import TaggingModel
 
         run = RunDir(resolve_source(run_dir))  # hf://OWNER/NAME: an export on the Hugging Face Hub
         run.check_complete()
+        note_version_changes(run_dir, run.info())
         recipe = run.recipe()
         scheme = saved_scheme(run)
         model = TaggingModel.for_scheme(saved_architecture(recipe, run.architecture()), scheme)
