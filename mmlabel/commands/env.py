@@ -4,13 +4,12 @@ from typing import Annotated
 
 import typer
 
-from mmlabel.commands.options import JsonOption, echo_json
+from mmlabel.commands.options import DeviceOption, JsonOption, echo_json
 
 
 def env(
     folder: Annotated[Path, typer.Argument(help="The folder (a recipe's) whose git commit to show.")] = Path("."),
-    device: Annotated[str, typer.Option(help="The device to describe: auto (CUDA where present, else the CPU), cpu, "
-                                             "cuda:N, mps.")] = "auto",
+    device: DeviceOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Print Python, torch, transformers, timm, mmlabel and every plugin with their versions, the device and its
