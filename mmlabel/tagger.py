@@ -94,13 +94,13 @@ class Tagger:
 
         run = RunDir(resolve_source(run_dir))  # hf://OWNER/NAME: an export on the Hugging Face Hub
         run.check_complete()
-        note_version_changes(run_dir, run.info())
         recipe = run.recipe()
         scheme = saved_scheme(run)
         model = TaggingModel.for_scheme(saved_architecture(recipe, run.architecture()), scheme)
         run.load_model_weights(model)
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
+        note_version_changes(run_dir, run.info())  # once it loads: a run that cannot says why instead
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
                    missing_image=missing_image or recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
                    workers=loader_workers("auto", target))

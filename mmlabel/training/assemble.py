@@ -164,11 +164,11 @@ def _announce(console, out, device, recipe: Recipe, precision: str, threads: int
 def _start_run(run, recipe: Recipe, resume: bool, tokenizer_dir: Path | None, train: list) -> None:
     """Claim the run directory and, for `tokenizer = "train"`, learn the tokenizer into it (rank 0 alone); a resumed
     run notes the versions that differ from those it started with."""
-    if resume:
+    run.start(recipe.to_toml(), resume)
+    if resume:  # once the run is claimed: a refused --resume says why instead
         from mmlabel.environment import note_version_changes
 
         note_version_changes(run.path, run.info())
-    run.start(recipe.to_toml(), resume)
     if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
         from mmlabel.text_encoders.tokenizer import FAMILIES, train_word_tokenizer
 
