@@ -75,6 +75,18 @@ def note_version_changes(run_path: str | Path, info: dict, current: dict | None 
         warn(f"{run_path} was trained with {then}; this is {now}", MMLabelNote, stacklevel=2)
 
 
+def recipe_folder(recipe: str | Path) -> Path | None:
+    """The folder of the recipe file a command names (a path, or a built-in name), whose git commit run.json
+    records; None where it names no file."""
+    from mmlabel.errors import RecipeError
+    from mmlabel.recipe_files import find_file
+
+    try:
+        return find_file(recipe).parent
+    except RecipeError:
+        return None
+
+
 def device_info(device: str | None = None) -> dict:
     """`name` of the device (the GPU's name, or the CPU's model), `type` (`cuda:0`, `cpu`, `mps`), `cpu` (its
     model), and on CUDA `cuda` (torch's CUDA or ROCm version), `capability` and `driver` (from nvidia-smi, None

@@ -24,14 +24,14 @@ def train(
     {"run", "best_epoch", "dev", "test"} (with --seeds: {"runs", "seeds", "dev", "test"} of means and stds)."""
     from mmlabel.device import resolve_device
     from mmlabel.recipe import load_recipe
-    from mmlabel.recipe_files import find_file
+    from mmlabel.environment import recipe_folder
     from mmlabel.training import distributed
     from mmlabel.training.runner import default_out, train_once, train_seeds
 
     from mmlabel.errors import RunInterrupted
 
     loaded = load_recipe(recipe, set_ or [])
-    folder = find_file(recipe).parent  # whose git commit run.json records
+    folder = recipe_folder(recipe)  # whose git commit run.json records
     resolve_device(loaded.train.device)  # a device this machine lacks: one line, before any process or run starts
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")

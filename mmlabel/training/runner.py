@@ -15,7 +15,8 @@ def default_out(recipe_path: str | Path, base: str = "runs") -> Path:
 
 
 def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None, *,
-               tracking=None, callbacks: list = (), evaluate_test: bool = True, recipe_folder: Path | None = None) -> dict:
+               tracking=None, callbacks: list = (), evaluate_test: bool = True,
+               recipe_folder: Path | None = None) -> dict:
     """Train the recipe with its seed into `out`; returns the run's metrics. SIGINT and SIGTERM stop it with a
     resumable checkpoint (`RunInterrupted`). `tracking`: where the trackers of `train.report_to` report
     (`mmlabel.training.tracking.TrackingPlace`; default: the run's own); `callbacks` run after them.
