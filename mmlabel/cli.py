@@ -10,6 +10,7 @@ from mmlabel import __version__
 from mmlabel.commands import components, sweep, train
 from mmlabel.commands.bench import bench
 from mmlabel.commands.data import data_app
+from mmlabel.commands.env import env
 from mmlabel.commands.export import export
 from mmlabel.commands.options import humanise_help
 from mmlabel.commands.report import report
@@ -42,6 +43,7 @@ app.command("export")(export)
 app.command("bench")(bench)
 app.command("serve")(serve)
 app.command("report")(report)
+app.command("env")(env)
 
 
 def _version(value: bool) -> None:

@@ -6,7 +6,8 @@
     OUT/recipe.toml         the resolved recipe (a tokenizer learnt from the training words named as `"train"` again)
     OUT/run.json, metrics.json, log.jsonl, predictions-dev.jsonl, predictions-test.jsonl   the run's record
     OUT/summary.json        the mean and std over seeds, where the run was one of `train --seeds`
-    OUT/environment.json    the versions it was trained with (run.json) and exported with (Python, packages, plugins)
+    OUT/environment.json    the run.json it was trained with (its `environment` among it) and the environment it was
+                            exported in (`mmlabel.environment`)
     OUT/README.md           the model card: task, data, recipe, figures, training command, citation, limitations
 
 Left out: the training checkpoint (checkpoint.pt), tracker folders and files (tensorboard/, tracking.json).
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from mmlabel import atomic
+from mmlabel.environment import environment
 from mmlabel.errors import RunError
 
 COPIED = ("model.safetensors", "tags.json", "architecture.json", "text_encoder", "image_encoder", "run.json",
@@ -73,33 +75,6 @@ def seed_summary(run_path: Path) -> dict | None:
     if not Path(run_path).resolve().name.startswith("seed-") or not summary.exists():
         return None
     return json.loads(summary.read_text(encoding="utf-8"))
-
-
-def environment() -> dict:
-    """Python, the packages a tagger depends on, mmlabel and every plugin, with versions; the device."""
-    import platform
-    from importlib import metadata
-
-    from mmlabel import __version__
-    from mmlabel.plugins import plugins
-
-    packages = {}
-    for name in ("torch", "transformers", "timm", "tokenizers", "safetensors", "numpy"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "mmlabel": __version__,
-            "packages": packages, "plugins": {info.name: f"{info.distribution} {info.version}" for info in plugins()},
-            "device": _device()}
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    return "cpu"
 
 
 def component_params(recipe) -> dict:

@@ -91,7 +91,9 @@ class Tagger:
         """The dev-selected model of a finished run, rebuilt from its saved recipe, tag scheme and encoder exports
         (tokenizer, architecture, image transform: no download), with the run's weights; also of its `mmlabel
         export`, local or as hf://OWNER/NAME. `missing_image` ("error" or "blank") replaces the run's
-        `data.missing_image` for the images given to predict on."""
+        `data.missing_image` for the images given to predict on. Versions that differ from those the run trained
+        with are noted (`mmlabel.environment.note_version_changes`)."""
+        from mmlabel.environment import note_version_changes
         from mmlabel.export import resolve_source
         from mmlabel.model import TaggingModel
 
@@ -103,6 +105,7 @@ class Tagger:
         run.load_model_weights(model)
         target = resolve_device(device)
         precision = resolve_precision(recipe.train.precision, target)  # "auto": chosen for the loading device
+        note_version_changes(run_dir, run.info())  # once it loads: a run that cannot says why instead
         return cls(model.to(target), scheme, recipe.data.max_tokens, images, target, precision,
                    missing_image=missing_image or recipe.data.missing_image, tokenizer=recipe.data.tokenizer,
                    workers=loader_workers("auto", target))

@@ -24,12 +24,14 @@ def train(
     {"run", "best_epoch", "dev", "test"} (with --seeds: {"runs", "seeds", "dev", "test"} of means and stds)."""
     from mmlabel.device import resolve_device
     from mmlabel.recipe import load_recipe
+    from mmlabel.environment import recipe_folder
     from mmlabel.training import distributed
     from mmlabel.training.runner import default_out, train_once, train_seeds
 
     from mmlabel.errors import RunInterrupted
 
     loaded = load_recipe(recipe, set_ or [])
+    folder = recipe_folder(recipe)  # whose git commit run.json records
     resolve_device(loaded.train.device)  # a device this machine lacks: one line, before any process or run starts
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the run directory to continue", param_hint="--resume")
@@ -41,13 +43,13 @@ def train(
     out = out or processes.broadcast(default_out(recipe, loaded.output.dir))
     try:
         if seeds:
-            summary = train_seeds(loaded, out, _parse_seeds(seeds), resume)
+            summary = train_seeds(loaded, out, _parse_seeds(seeds), resume, recipe_folder=folder)
             if processes.is_main and as_json:
                 echo_json({"runs": str(out), **summary})
             elif processes.is_main:
                 _print_summary(out, summary)
         else:
-            metrics = train_once(loaded, out, resume)
+            metrics = train_once(loaded, out, resume, recipe_folder=folder)
             if processes.is_main and as_json:
                 echo_json({"run": str(out), **metrics})
             elif processes.is_main:

@@ -101,6 +101,7 @@ def report(sweep: Sweep, rows: list[dict], figure: dict, title: str, command: st
 def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, console: Console) -> dict:
     """One run: read back where finished, else trained (resumed where started); failures become a row, a stop
     signal raises `RunInterrupted`."""
+    from mmlabel.environment import recipe_folder
     from mmlabel.training.runner import train_once
     from mmlabel.run_dir import RunDir
 
@@ -115,7 +116,7 @@ def _run_one(recipe: Recipe, sweep: Sweep, cell: Cell, seed: int, where: str, co
             return _finished_row(run, run.metrics())
         console.print(f"{where}: training into {run.path}")
         metrics = train_once(seeded, run.path, resume=run.recipe_path.exists(), console=console,
-                             tracking=_tracking_place(sweep, cell, seed))
+                             tracking=_tracking_place(sweep, cell, seed), recipe_folder=recipe_folder(sweep.source))
     except RunInterrupted:
         raise
     except Exception as error:  # noqa: BLE001 - one broken cell must not end an overnight sweep

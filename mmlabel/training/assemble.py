@@ -29,8 +29,10 @@ class RunParts:
     workers: int  # data-loader worker processes (`train.workers`, "auto" resolved for the device)
 
 
-def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> RunParts:
-    """The parts of a run of `recipe` into `out` (claimed for it: a directory holding another run is an error)."""
+def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None,
+             recipe_folder: Path | None = None) -> RunParts:
+    """The parts of a run of `recipe` into `out` (claimed for it: a directory holding another run is an error).
+    `recipe_folder`: where the recipe file is, whose git commit run.json records."""
     import torch
 
     from mmlabel.data.batches import loader_workers
@@ -38,6 +40,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     from mmlabel.data.splits import image_loader, make_run_scheme
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
+    from mmlabel.environment import environment
     from mmlabel.model import TaggingModel
     from mmlabel.registry import build, provenance
     from mmlabel.threads import use_threads
@@ -68,7 +71,8 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     metric = build("metric", recipe.metric)
     torch.set_float32_matmul_precision("high")
     computing = with_precision(recipe, resolve_precision(recipe.train.precision, device))
-    run.set_status("running", precision=computing.train.precision, components=provenance(recipe))
+    run.set_status("running", precision=computing.train.precision, components=provenance(recipe),
+                   environment=environment(str(device), recipe_folder))
     threads = use_threads(recipe.train.threads)  # looked at again every epoch (Trainer)
     _announce(console, out, device, recipe, computing.train.precision, threads, splits, processes)
     model.to(device)
@@ -160,8 +164,13 @@ def _announce(console, out, device, recipe: Recipe, precision: str, threads: int
 
 
 def _start_run(run, recipe: Recipe, resume: bool, tokenizer_dir: Path | None, train: list) -> None:
-    """Claim the run directory and, for `tokenizer = "train"`, learn the tokenizer into it (rank 0 alone)."""
+    """Claim the run directory and, for `tokenizer = "train"`, learn the tokenizer into it (rank 0 alone); a resumed
+    run notes the versions that differ from those it started with."""
     run.start(recipe.to_toml(), resume)
+    if resume:  # once the run is claimed: a refused --resume says why instead
+        from mmlabel.environment import note_version_changes
+
+        note_version_changes(run.path, run.info())
     if tokenizer_dir is not None and not (resume and tokenizer_dir.exists()):
         from mmlabel.text_encoders.tokenizer import FAMILIES, train_word_tokenizer
 

@@ -15,31 +15,33 @@ def default_out(recipe_path: str | Path, base: str = "runs") -> Path:
 
 
 def train_once(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None, *,
-               tracking=None, callbacks: list = (), evaluate_test: bool = True) -> dict:
+               tracking=None, callbacks: list = (), evaluate_test: bool = True,
+               recipe_folder: Path | None = None) -> dict:
     """Train the recipe with its seed into `out`; returns the run's metrics. SIGINT and SIGTERM stop it with a
     resumable checkpoint (`RunInterrupted`). `tracking`: where the trackers of `train.report_to` report
-    (`mmlabel.training.tracking.TrackingPlace`; default: the run's own); `callbacks` run after them."""
+    (`mmlabel.training.tracking.TrackingPlace`; default: the run's own); `callbacks` run after them.
+    `recipe_folder`: the recipe file's folder, whose git commit run.json records."""
     from mmlabel.training.interrupts import stop_requests
     from mmlabel.training.tracking import check_available
 
     check_available(recipe.train.report_to)  # before the run directory is claimed
     with stop_requests():
-        return _train_once(recipe, out, resume, console, tracking, list(callbacks), evaluate_test)
+        return _train_once(recipe, out, resume, console, tracking, list(callbacks), evaluate_test, recipe_folder)
 
 
 def _train_once(recipe: Recipe, out: Path, resume: bool, console: Console | None, tracking, callbacks: list,
-                evaluate_test: bool) -> dict:
+                evaluate_test: bool, recipe_folder: Path | None) -> dict:
     from mmlabel.training.assemble import assemble
     from mmlabel.training.tracking import TrackingPlace, tracking_callbacks
     from mmlabel.training.trainer import Trainer
 
     trackers = tracking_callbacks(recipe.train.report_to, tracking or TrackingPlace.alone(out))
-    return Trainer(assemble(recipe, out, resume, console), callbacks=[*callbacks, *trackers],
+    return Trainer(assemble(recipe, out, resume, console, recipe_folder), callbacks=[*callbacks, *trackers],
                    evaluate_test=evaluate_test).fit(resume=resume)
 
 
 def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = False,
-                console: Console | None = None) -> dict:
+                console: Console | None = None, recipe_folder: Path | None = None) -> dict:
     """Run each seed into `out/seed-N` and summarise every numeric figure as mean and standard deviation."""
     from mmlabel import atomic
     from mmlabel.training import distributed
@@ -51,7 +53,8 @@ def train_seeds(recipe: Recipe, out: Path, seeds: list[int], resume: bool = Fals
         seeded = recipe.model_copy(deep=True)
         seeded.train.seed = seed
         place = TrackingPlace.in_group(out, f"seed-{seed}", {"mmlabel.seed": seed})
-        runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console, tracking=place)
+        runs[seed] = train_once(seeded, Path(out) / f"seed-{seed}", resume, console, tracking=place,
+                                recipe_folder=recipe_folder)
     summary = {"seeds": seeds, "dev": summarise([m["dev"] for m in runs.values()]),
                "test": summarise([m["test"] for m in runs.values()])}
     if distributed.current().is_main:

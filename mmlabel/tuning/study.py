@@ -137,6 +137,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        from mmlabel.environment import recipe_folder
         from mmlabel.training.runner import train_once
         from mmlabel.training.tracking import TrackingPlace
 
@@ -150,7 +151,7 @@ class Objective:
         self.console.print(f"trial {trial.number}: {_shown(values)}")
         try:
             metrics = train_once(recipe, out, console=self.console, tracking=place, callbacks=[pruning],
-                                 evaluate_test=False)
+                                 evaluate_test=False, recipe_folder=recipe_folder(self.spec.source))
         except (RunInterrupted, KeyboardInterrupt):
             trial.set_user_attr(INTERRUPTED, True)
             raise
