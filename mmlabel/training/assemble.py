@@ -36,12 +36,10 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     import torch
 
     from mmlabel.data.batches import loader_workers
-    from mmlabel.data.context import check_reads_context
     from mmlabel.data.splits import image_loader, make_run_scheme
     from mmlabel.data.token_rows import TokenRows
     from mmlabel.device import keep_freed_memory, resolve_precision
     from mmlabel.environment import environment
-    from mmlabel.model import TaggingModel
     from mmlabel.registry import build, provenance
     from mmlabel.threads import use_threads
     from mmlabel.training import distributed
@@ -62,9 +60,7 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     set_seed(recipe.train.seed)
     if recipe.train.deterministic:
         use_deterministic_kernels()
-    model = TaggingModel.for_scheme(recipe, scheme)
-    check_reads_context(model.text_encoder, [example for split in splits.values() for example in split])
-    run.save_architecture(export_architecture(model, run.path))
+    model = _model(recipe, scheme, splits, run)
     images = image_loader(recipe, root, splits) if model.image_encoder is not None else None
     if images is not None and images.missing:  # under "error" the check has already stopped the run
         console.print(f"{len(images.missing)} of {len(images.checked)} images missing: using blank images")
@@ -81,6 +77,18 @@ def assemble(recipe: Recipe, out: Path, resume: bool = False, console: Console |
     text = TokenRows.for_encoder(model.text_encoder, recipe.data.max_tokens)  # each sentence tokenised once
     return RunParts(computing, Path(out), run, splits, scheme, model, pixels, features, text, metric, device,
                     processes, console, loader_workers(recipe.train.workers, device))
+
+
+def _model(recipe: Recipe, scheme, splits: dict, run):
+    """The recipe's model for the run's tags, checked to read the splits' context text where they have some, its
+    architecture saved in the run."""
+    from mmlabel.data.context import check_reads_context
+    from mmlabel.model import TaggingModel
+
+    model = TaggingModel.for_scheme(recipe, scheme)
+    check_reads_context(model.text_encoder, [example for split in splits.values() for example in split])
+    run.save_architecture(export_architecture(model, run.path))
+    return model
 
 
 def _data(recipe: Recipe, processes) -> tuple[Path, dict]:
