@@ -113,7 +113,12 @@ def fake_plugin():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests run only when -m names them (`-m slow`): `-m "not system"` alone leaves them out too."""
+    """The system tests run one after another on one pytest-xdist worker (`--dist loadgroup`: two Slurm clusters or
+    two servers of a test never run at once), the others on whichever worker is free. The slow tests run only when
+    -m names them (`-m slow`): `-m "not system"` alone leaves them out too."""
+    for item in items:
+        if item.get_closest_marker("system"):
+            item.add_marker(pytest.mark.xdist_group("system"))
     if "slow" in (config.getoption("markexpr") or ""):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
