@@ -129,7 +129,8 @@ def test_bad_data_in_two_processes_is_one_error_line_from_rank_0(synthetic, tmp_
     assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
 
 
-@pytest.fixture(scope="module")
+# session: the xdist worker of the system tests may leave this module and come back to it
+@pytest.fixture(scope="session")
 def two_processes(synthetic, tmp_path_factory):
     """`mmlabel train --nproc 2`: torchrun on this machine, two CPU processes, gloo."""
     out = tmp_path_factory.mktemp("distributed") / "run"

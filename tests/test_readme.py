@@ -53,7 +53,8 @@ def test_the_using_it_block_names_what_it_makes_before_using_it():
     assert "photo.png" in made and "posts.jsonl" in made and "mmlabel data synth demo" in made
 
 
-@pytest.fixture(scope="module")
+# session: the xdist worker of the system tests may leave this module and come back to it
+@pytest.fixture(scope="session")
 def walked(tmp_path_factory):
     """The folder the block ran in, with what each line printed: {line: CompletedProcess}."""
     folder = tmp_path_factory.mktemp("newcomer")
