@@ -90,6 +90,10 @@ def test_env_prints_the_current_environment(tmp_path):
     lines = run_cli("env", str(tmp_path)).stdout.splitlines()
     assert any(line.split() == ["torch", metadata.version("torch")] for line in lines)
     assert lines[-1].split(maxsplit=1) == ["git", "not inside a git repository"]
+    missing = run_cli("env", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"error: {tmp_path / 'nowhere'}: no such folder (the folder whose git commit to show; " \
+                             "default: this one)\n"
 
 
 def older_copy(run: Path, folder: Path) -> Path:

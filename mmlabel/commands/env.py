@@ -17,7 +17,10 @@ def env(
     and `train --resume` compare a run's versions with. --json prints the record itself."""
     from mmlabel.device import resolve_device
     from mmlabel.environment import environment
+    from mmlabel.errors import MMLabelError
 
+    if not folder.is_dir():
+        raise MMLabelError(f"{folder}: no such folder (the folder whose git commit to show; default: this one)")
     found = environment(str(resolve_device(device)), folder)
     if as_json:
         echo_json(found)
